@@ -1,0 +1,247 @@
+"""The feature table: one row per lead and as-of date, point-in-time correct, with its label.
+
+Semantics (documented in the README):
+- a lead appears in the snapshot of date T when it was created before T and had no opportunity closed
+  before T (already won or lost leads are not scored again);
+- features see only what was known before T: activities, calls and opportunities strictly before T;
+- the label is 1 when one of the lead's opportunities closed won in [T, T + horizon).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.engagement import EngagementConfig, Events, engagement_features, prepare_events
+from features.schema import (
+    BANT_CONFIRMED_COLUMNS,
+    BUDGET_BANDS,
+    INDUSTRIES,
+    LEAD_SOURCES,
+    TIMELINE_ANSWERS,
+    USE_CASES,
+)
+from features.titles import DEPARTMENTS, parse_titles
+
+REGIONS: dict[str, str] = {
+    "US": "North America", "CA": "North America", "MX": "Latin America", "BR": "Latin America",
+    "AR": "Latin America", "CL": "Latin America", "CO": "Latin America",
+    "GB": "Europe", "DE": "Europe", "FR": "Europe", "NL": "Europe", "ES": "Europe", "IT": "Europe",
+    "SE": "Europe", "CH": "Europe", "IE": "Europe", "BE": "Europe", "AT": "Europe", "DK": "Europe",
+    "NO": "Europe", "FI": "Europe", "PL": "Europe", "PT": "Europe",
+    "IN": "Asia Pacific", "JP": "Asia Pacific", "AU": "Asia Pacific", "SG": "Asia Pacific",
+    "CN": "Asia Pacific", "KR": "Asia Pacific", "NZ": "Asia Pacific",
+    "ZA": "Middle East & Africa", "AE": "Middle East & Africa", "IL": "Middle East & Africa",
+}
+REGION_NAMES = tuple(sorted(set(REGIONS.values())) + ["Other"])
+
+META_COLUMNS = ("lead_id", "account_id", "as_of", "split", "label")
+CATEGORICAL_FEATURES: dict[str, tuple[str, ...]] = {
+    "industry": INDUSTRIES,
+    "region": REGION_NAMES,
+    "department": tuple(DEPARTMENTS) + ("unknown",),
+    "lead_source": LEAD_SOURCES,
+    "form_use_case": USE_CASES,
+}
+
+
+@dataclass(frozen=True)
+class Icp:
+    """The ideal customer profile the fit flags compare against."""
+
+    industries: tuple[str, ...] = ()
+    min_employees: int = 0
+    max_employees: int = 10**9
+    countries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    horizon_days: int = 90
+    engagement: EngagementConfig = field(default_factory=EngagementConfig)
+    icp: Icp = field(default_factory=Icp)
+
+
+@dataclass
+class PreparedCrm:
+    """The validated CRM encoded once, so that many as-of snapshots are cheap."""
+
+    leads: pd.DataFrame  # sorted by lead_id, with static lead and account features joined
+    events: Events
+    opportunities: pd.DataFrame  # with lead_code and account_code
+
+
+def prepare_crm(
+    accounts: pd.DataFrame, leads: pd.DataFrame, activities: pd.DataFrame, opportunities: pd.DataFrame,
+    icp: Icp,
+) -> PreparedCrm:
+    """Join and encode the four tables; nothing here depends on an as-of date."""
+    leads = leads.sort_values("lead_id", kind="stable").reset_index(drop=True)
+    static = _static_lead_features(leads).join(_firmographics(leads, accounts, icp))
+    static.insert(0, "lead_id", leads["lead_id"].to_numpy())
+    static.insert(1, "account_id", leads["account_id"].to_numpy())
+    static["created_at"] = pd.to_datetime(leads["created_at"]).to_numpy()
+    static["call_date"] = pd.to_datetime(leads["call_date"]) if "call_date" in leads else pd.NaT
+    for col in BANT_CONFIRMED_COLUMNS:
+        static[col] = _bool_as_float(leads[col]) if col in leads else np.nan
+    static["account_code"] = pd.factorize(static["account_id"])[0]
+
+    lead_index = pd.Index(static["lead_id"])
+    opps = opportunities.copy()
+    opps["lead_code"] = lead_index.get_indexer(opps["lead_id"])
+    opps = opps[opps["lead_code"] >= 0]
+    opps["account_code"] = static["account_code"].to_numpy()[opps["lead_code"].to_numpy()]
+    opps["created_at"] = pd.to_datetime(opps["created_at"])
+    opps["closed_at"] = pd.to_datetime(opps["closed_at"])
+    return PreparedCrm(leads=static, events=prepare_events(activities, lead_index), opportunities=opps)
+
+
+def _bool_as_float(values: pd.Series) -> np.ndarray:
+    return values.astype("boolean").astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _static_lead_features(leads: pd.DataFrame) -> pd.DataFrame:
+    titles = parse_titles(leads["job_title"])
+    out = pd.DataFrame(index=leads.index)
+    out["seniority_level"] = titles["seniority_level"].astype(float)
+    out["is_decision_maker"] = titles["is_decision_maker"].astype(float)
+    out["department"] = titles["department"].astype("string")
+    out["lead_source"] = leads["lead_source"].astype("string")
+    out["form_budget_min"] = _mapped(leads, "form_budget", BUDGET_BANDS)
+    out["form_timeline_months"] = _mapped(leads, "form_timeline", TIMELINE_ANSWERS)
+    use_case = leads["form_use_case"] if "form_use_case" in leads else pd.Series(pd.NA, index=leads.index)
+    out["form_use_case"] = use_case.astype("string")
+    return out
+
+
+def _mapped(leads: pd.DataFrame, column: str, mapping: Mapping[str, float]) -> np.ndarray:
+    if column not in leads:
+        return np.full(len(leads), np.nan)
+    return leads[column].map(mapping).astype(float).to_numpy()
+
+
+def _firmographics(leads: pd.DataFrame, accounts: pd.DataFrame, icp: Icp) -> pd.DataFrame:
+    acc = accounts.drop_duplicates("account_id").set_index("account_id")
+    joined = acc.reindex(leads["account_id"])
+    employees = pd.to_numeric(joined["employees"], errors="coerce").astype(float).to_numpy()
+    revenue = pd.to_numeric(joined["annual_revenue"], errors="coerce").astype(float).to_numpy()
+    out = pd.DataFrame(index=leads.index)
+    out["log_employees"] = np.log10(np.clip(employees, 1, None))
+    out["log_revenue"] = np.log10(np.clip(revenue, 1, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["log_revenue_per_employee"] = np.log10(np.clip(revenue / employees, 1, None))
+    out["founded_year"] = pd.to_numeric(joined["founded_year"], errors="coerce").astype(float).to_numpy()
+    out["industry"] = joined["industry"].astype("string").to_numpy()
+    country = joined["country"].astype("string")
+    out["region"] = country.map(REGIONS).fillna("Other").astype("string").to_numpy()
+    out["icp_industry"] = joined["industry"].isin(icp.industries).astype(float).to_numpy()
+    out["icp_size"] = ((employees >= icp.min_employees) & (employees <= icp.max_employees)).astype(float)
+    out["icp_country"] = country.isin(icp.countries).astype(float).to_numpy()
+    out["icp_match_count"] = out["icp_industry"] + out["icp_size"] + out["icp_country"]
+    return out
+
+
+def snapshot(crm: PreparedCrm, as_of: pd.Timestamp, config: FeatureConfig, with_label: bool = True) -> pd.DataFrame:
+    """Features of every eligible lead as known just before `as_of`, and (optionally) its label."""
+    as_of = pd.Timestamp(as_of)
+    leads = crm.leads
+    opps = crm.opportunities
+    n = len(leads)
+
+    closed_before = opps["closed_at"] < as_of
+    done = np.zeros(n, dtype=bool)
+    done[opps.loc[closed_before, "lead_code"].to_numpy()] = True
+    eligible = (leads["created_at"].to_numpy() < as_of.to_datetime64()) & ~done
+
+    eng = engagement_features(crm.events, as_of, config.engagement)
+    frame = leads.drop(columns=["created_at", "call_date", *BANT_CONFIRMED_COLUMNS, "account_code"]).copy()
+    frame.insert(2, "as_of", as_of)
+    frame["lead_age_days"] = (as_of - leads["created_at"]).dt.total_seconds().to_numpy() / 86_400
+    frame["company_age"] = as_of.year - frame.pop("founded_year")
+
+    # A qualification call's answers exist only once the call has happened.
+    called = (leads["call_date"] < as_of).to_numpy()
+    for col in BANT_CONFIRMED_COLUMNS:
+        frame[col] = np.where(called, leads[col].to_numpy(dtype=float), np.nan)
+    frame["had_qualification_call"] = called.astype(float)
+
+    # The lead's own opportunity, if one was opened before the as-of date (and is still open: eligible).
+    opened = opps[opps["created_at"] < as_of]
+    opp_age = np.full(n, np.nan)
+    np.fmax.at(opp_age, opened["lead_code"].to_numpy(), (as_of - opened["created_at"]).dt.total_seconds().to_numpy() / 86_400)
+    frame["has_open_opportunity"] = (~np.isnan(opp_age)).astype(float)
+    frame["days_since_opportunity_created"] = opp_age
+
+    # Account history: earlier outcomes of the same company, closed before the as-of date.
+    acc_code = leads["account_code"].to_numpy()
+    n_acc = int(acc_code.max()) + 1 if n else 0
+    closed = opps[closed_before]
+    won = closed["stage"].eq("closed_won").to_numpy()
+    frame["account_won_before"] = np.bincount(closed["account_code"].to_numpy()[won], minlength=n_acc)[acc_code]
+    frame["account_lost_before"] = np.bincount(closed["account_code"].to_numpy()[~won], minlength=n_acc)[acc_code]
+
+    frame = pd.concat([frame.reset_index(drop=True), eng], axis=1)
+
+    # Buying group: how many contacts of the same account engaged lately, and the most senior of them.
+    active = (eng["n_total_90d"].to_numpy() > 0) & (leads["created_at"].to_numpy() < as_of.to_datetime64())
+    frame["buying_group_active_90d"] = np.bincount(acc_code[active], minlength=n_acc)[acc_code]
+    senior = np.full(n_acc, np.nan)
+    levels = leads["seniority_level"].to_numpy(dtype=float)
+    np.fmax.at(senior, acc_code[active], levels[active])
+    frame["buying_group_max_seniority"] = senior[acc_code]
+
+    if with_label:
+        window = opps["stage"].eq("closed_won") & (opps["closed_at"] >= as_of) & (
+            opps["closed_at"] < as_of + pd.Timedelta(days=config.horizon_days)
+        )
+        label = np.zeros(n, dtype=np.int8)
+        label[opps.loc[window, "lead_code"].to_numpy()] = 1
+        frame["label"] = label
+    else:
+        frame["label"] = pd.array([pd.NA] * n, dtype="Int8")
+    return frame.loc[eligible].reset_index(drop=True)
+
+
+def snapshot_dates(
+    export_date: pd.Timestamp, horizon_days: int, every_days: int, n_train: int
+) -> dict[str, list[pd.Timestamp]]:
+    """As-of dates: the test date's labels end at the export date; training labels end before the test date.
+
+    Training snapshots are placed so that their label windows close before the test snapshot begins: a
+    model never learns from an outcome that happened inside the held-out period.
+    """
+    export_date = pd.Timestamp(export_date).normalize()
+    horizon = pd.Timedelta(days=horizon_days)
+    test = export_date - horizon
+    last_train = test - horizon
+    train = [last_train - pd.Timedelta(days=every_days * k) for k in range(n_train)][::-1]
+    return {"train": train, "test": [test], "score": [export_date]}
+
+
+def build_feature_table(crm: PreparedCrm, dates: dict[str, list[pd.Timestamp]], config: FeatureConfig) -> pd.DataFrame:
+    """All snapshots stacked, with a `split` column (train / test / score)."""
+    parts = []
+    for split, as_ofs in dates.items():
+        for as_of in as_ofs:
+            part = snapshot(crm, as_of, config, with_label=split != "score")
+            part.insert(3, "split", split)
+            parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    return with_categories(table)
+
+
+def with_categories(table: pd.DataFrame) -> pd.DataFrame:
+    """Categorical features with fixed category sets, so every snapshot and scoring run encodes alike."""
+    table = table.copy()
+    for col, cats in CATEGORICAL_FEATURES.items():
+        if col in table:
+            table[col] = pd.Categorical(table[col].astype("object"), categories=list(cats))
+    table["split"] = table["split"].astype("string") if "split" in table else table.get("split")
+    return table
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c not in META_COLUMNS]

@@ -1,0 +1,127 @@
+"""The conversion model: LightGBM with early stopping on a later period, then probability calibration.
+
+One fitted object carries the column order, the categorical encoding, the booster and the calibrator, so
+scoring cannot drift from training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+
+@dataclass(frozen=True)
+class BoosterConfig:
+    learning_rate: float = 0.03
+    num_leaves: int = 31
+    min_child_samples: int = 100
+    n_estimators: int = 2000
+    early_stopping_rounds: int = 100
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    n_jobs: int = 1
+    seed: int = 42
+
+
+class ConversionModel(ClassifierMixin, BaseEstimator):
+    """Calibrated LightGBM classifier over the feature table's columns.
+
+    `fit` takes a training frame and a *later* validation frame: the booster stops early on the validation
+    period and the calibrator maps its raw scores to probabilities on that same later period, which is how
+    the model will be used (trained on the past, applied to the future).
+    """
+
+    def __init__(self, config: BoosterConfig | None = None, calibration: str = "isotonic"):
+        self.config = config
+        self.calibration = calibration
+
+    def fit(self, X: pd.DataFrame, y, X_val: pd.DataFrame | None = None, y_val=None) -> ConversionModel:
+        cfg = self.config or BoosterConfig()
+        if self.calibration not in ("isotonic", "sigmoid", "none"):
+            raise ValueError(f"calibration must be isotonic, sigmoid or none, not {self.calibration!r}")
+        self.feature_names_in_ = np.array(list(X.columns), dtype=object)
+        self.categories_ = {c: list(X[c].cat.categories) for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)}
+        y = np.asarray(y, dtype=int)
+        self.classes_ = np.array([0, 1])
+        self.booster_ = lgb.LGBMClassifier(
+            objective="binary",
+            learning_rate=cfg.learning_rate,
+            num_leaves=cfg.num_leaves,
+            min_child_samples=cfg.min_child_samples,
+            n_estimators=cfg.n_estimators,
+            subsample=cfg.subsample,
+            subsample_freq=1,
+            colsample_bytree=cfg.colsample_bytree,
+            reg_lambda=cfg.reg_lambda,
+            n_jobs=cfg.n_jobs,
+            random_state=cfg.seed,
+            verbose=-1,
+        )
+        fit_kwargs = {}
+        if X_val is not None and len(X_val):
+            X_val = self._prepare(X_val)
+            fit_kwargs = {
+                "eval_set": [(X_val, np.asarray(y_val, dtype=int))],
+                "eval_metric": "binary_logloss",
+                "callbacks": [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
+            }
+        self.booster_.fit(self._prepare(X), y, **fit_kwargs)
+        self.best_iteration_ = int(self.booster_.best_iteration_ or self.booster_.n_estimators)
+
+        self.calibrator_ = None
+        if self.calibration != "none":
+            X_cal, y_cal = (X_val, np.asarray(y_val, dtype=int)) if X_val is not None and len(X_val) else (X, y)
+            raw = self._raw(X_cal, prepared=True) if X_cal is X_val else self._raw(X)
+            if self.calibration == "isotonic":
+                self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y_cal)
+            else:
+                self.calibrator_ = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y_cal)
+        return self
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature table is missing column(s) the model was trained on: {missing}")
+        X = X.loc[:, list(self.feature_names_in_)].copy()
+        for col, cats in self.categories_.items():
+            X[col] = pd.Categorical(X[col].astype("object"), categories=cats)
+        return X
+
+    def _raw(self, X: pd.DataFrame, prepared: bool = False) -> np.ndarray:
+        X = X if prepared else self._prepare(X)
+        return self.booster_.predict_proba(X, num_iteration=self.best_iteration_)[:, 1]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        raw = self._raw(X)
+        if self.calibrator_ is None:
+            p = raw
+        elif isinstance(self.calibrator_, IsotonicRegression):
+            p = self.calibrator_.predict(raw)
+        else:
+            p = self.calibrator_.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+        p = np.clip(p, 0.0, 1.0)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-row SHAP contributions (log-odds) of each feature; costly, so call it on the rows that need it."""
+        contrib = self.booster_.predict_proba(self._prepare(X), pred_contrib=True, num_iteration=self.best_iteration_)
+        return pd.DataFrame(contrib[:, :-1], columns=list(self.feature_names_in_), index=X.index)
+
+    def feature_importance(self) -> pd.Series:
+        gain = self.booster_.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=list(self.feature_names_in_)).sort_values(ascending=False)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))

@@ -1,0 +1,188 @@
+"""Typed, frozen views of params.yaml: one dataclass per stage section, unknown keys rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """params.yaml does not match what the stages expect."""
+
+
+@dataclass(frozen=True)
+class PathsParams:
+    raw: str = "data/01_raw"
+    truth: str = "data/00_truth"
+    validated: str = "data/02_validated"
+    features: str = "data/03_features"
+    models: str = "data/04_models"
+    scored: str = "data/05_scored"
+    reports: str = "data/06_reports"
+
+    def under(self, root: Path) -> PathsParams:
+        """The same layout below another folder (tests, `leadscore run --workdir`)."""
+        return dataclasses.replace(
+            self, **{f.name: str(Path(root) / getattr(self, f.name)) for f in dataclasses.fields(self)}
+        )
+
+
+@dataclass(frozen=True)
+class DemoDataParams:
+    n_leads: int = 20_000
+    seed: int = 42
+    export_date: str = "2026-10-01"
+    history_days: int = 540
+    activities_per_lead: float = 20.0
+    dirty_share: float = 0.01
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    engine: str = "pandas"
+    max_quarantine_share: float = 0.05
+
+
+@dataclass(frozen=True)
+class IcpParams:
+    industries: tuple[str, ...] = ("Software", "Financial Services", "Healthcare", "Telecommunications")
+    min_employees: int = 200
+    max_employees: int = 10_000
+    countries: tuple[str, ...] = ("US", "GB", "DE", "CA", "AU", "NL", "SE")
+
+
+@dataclass(frozen=True)
+class FeaturizeParams:
+    horizon_days: int = 90
+    snapshot_every_days: int = 30
+    n_train_snapshots: int = 8
+    windows_days: tuple[int, ...] = (7, 30, 90)
+    half_life_days: float = 14.0
+    activity_weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "email_open": 1.0,
+            "email_click": 3.0,
+            "web_visit": 2.0,
+            "content_download": 5.0,
+            "webinar_attended": 8.0,
+            "pricing_page_view": 10.0,
+            "demo_request": 25.0,
+            "trial_signup": 25.0,
+            "meeting": 30.0,
+        }
+    )
+    icp: IcpParams = field(default_factory=IcpParams)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    experiment: str = "leadscore-demo"
+    registered_model: str = "leadscore-conversion"
+    seed: int = 42
+    n_jobs: int = 2
+    learning_rate: float = 0.03
+    num_leaves: int = 31
+    min_child_samples: int = 100
+    n_estimators: int = 2000
+    early_stopping_rounds: int = 100
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    calibration: str = "isotonic"
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    n_bootstrap: int = 200
+    top_fraction: float = 0.10
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    threshold: float = 0.10
+    unknown_policy: str = "call_queue"
+    tiers: dict[str, float] = field(default_factory=lambda: {"A": 0.30, "B": 0.15, "C": 0.05})
+    default_deal_size: float = 20_000.0
+    gates: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Params:
+    paths: PathsParams = field(default_factory=PathsParams)
+    demo_data: DemoDataParams = field(default_factory=DemoDataParams)
+    validate: ValidateParams = field(default_factory=ValidateParams)
+    featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    score: ScoreParams = field(default_factory=ScoreParams)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Recursively build dataclass `cls` from a mapping, rejecting keys it does not declare."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ParamsError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        return tuple(_coerce(item, v, where) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType) or hint is Any:
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamsError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def params_from_dict(data: dict[str, Any]) -> Params:
+    return _build(Params, data, "params")
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: params file not found")
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    try:
+        return params_from_dict(data)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None

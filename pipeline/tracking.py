@@ -1,0 +1,46 @@
+"""MLflow at the edge: the tracking store, run tagging and model logging. Called by stages, never at import."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def configure() -> str:
+    """Point MLflow at the project's store (env MLFLOW_TRACKING_URI overrides) with telemetry off."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def model_requirements() -> list[str]:
+    """Pinned runtime requirements of the logged model (explicit: inference is slow and records test tools)."""
+    packages = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "mlflow")
+    return [f"{name}=={metadata.version(name)}" for name in packages]
+
+
+def model_code_paths() -> list[str]:
+    """The packages a logged model needs to unpickle, wherever the caller's working directory is."""
+    import features
+    import models
+
+    return [str(Path(models.__file__).parent), str(Path(features.__file__).parent)]

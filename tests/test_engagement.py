@@ -1,0 +1,66 @@
+"""Engagement features: window counts, decay, recency, trend — and nothing from the as-of date onward."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.engagement import EngagementConfig, engagement_features, prepare_events
+
+AS_OF = pd.Timestamp("2026-06-01")
+CFG = EngagementConfig(windows_days=(7, 30, 90), half_life_days=14.0, activity_weights={"demo_request": 25.0, "email_open": 1.0})
+
+
+def events(rows):
+    df = pd.DataFrame(rows, columns=["lead_id", "days_before", "activity_type"])
+    df["occurred_at"] = AS_OF - pd.to_timedelta(df.pop("days_before"), unit="D")
+    return df
+
+
+def feats(df, lead_ids=("L1", "L2")):
+    return engagement_features(prepare_events(df, pd.Index(list(lead_ids))), AS_OF, CFG)
+
+
+def test_window_counts_respect_boundaries():
+    df = events([("L1", 1, "email_open"), ("L1", 6.99, "email_open"), ("L1", 7.0, "email_open"),
+                 ("L1", 29, "demo_request"), ("L1", 89, "web_visit"), ("L1", 200, "web_visit")])
+    f = feats(df)
+    assert f.loc[0, "n_email_open_7d"] == 2  # exactly 7 days old is outside the 7-day window
+    assert f.loc[0, "n_email_open_30d"] == 3
+    assert f.loc[0, "n_high_intent_30d"] == 1 and f.loc[0, "n_high_intent_7d"] == 0
+    assert f.loc[0, "n_total_90d"] == 5
+    assert f.loc[0, "n_activities_all"] == 6
+    assert f.loc[1, "n_total_90d"] == 0
+
+
+def test_events_on_or_after_the_as_of_date_are_invisible():
+    base = events([("L1", 3, "email_open")])
+    future = events([("L1", 0, "demo_request"), ("L1", -5, "meeting"), ("L2", -1, "trial_signup")])
+    pd.testing.assert_frame_equal(feats(base), feats(pd.concat([base, future], ignore_index=True)))
+
+
+def test_decay_halves_after_one_half_life():
+    f_now = feats(events([("L1", 0.0001, "demo_request")]))
+    f_old = feats(events([("L1", 14, "demo_request")]))
+    assert f_now.loc[0, "engagement_decayed"] == pytest.approx(25.0, rel=1e-4)
+    assert f_old.loc[0, "engagement_decayed"] == pytest.approx(12.5, rel=1e-4)
+
+
+def test_recency_and_missing_recency():
+    f = feats(events([("L1", 3, "email_open"), ("L1", 10, "demo_request")]))
+    assert f.loc[0, "days_since_last_activity"] == pytest.approx(3)
+    assert f.loc[0, "days_since_last_high_intent"] == pytest.approx(10)
+    assert np.isnan(f.loc[1, "days_since_last_activity"])  # never engaged: unknown, not 0
+
+
+def test_trend_is_positive_when_engagement_rises():
+    rising = feats(events([("L1", 1, "email_open"), ("L1", 2, "email_open"), ("L1", 20, "email_open")]))
+    falling = feats(events([("L1", 15, "email_open"), ("L1", 16, "email_open"), ("L1", 2, "email_open")]))
+    assert rising.loc[0, "engagement_trend"] > 0 > falling.loc[0, "engagement_trend"]
+
+
+def test_input_is_not_mutated_and_unknown_leads_are_dropped():
+    df = events([("L1", 1, "email_open"), ("LX", 1, "email_open")])
+    before = df.copy()
+    f = feats(df)
+    pd.testing.assert_frame_equal(df, before)
+    assert f["n_total_7d"].tolist() == [1, 0]

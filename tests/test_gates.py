@@ -1,0 +1,118 @@
+"""Unit tests of BANT gates and the SQL decision: thresholds, unknowns, call overrides, config errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.gates import FAIL, PASS, UNKNOWN, GateConfigError, evaluate_gates, parse_gates
+from models.ranking import DISQUALIFIED, NEEDS_CALL, NURTURE, SQL, DecisionPolicy, assign_tiers, decide, rank_leads
+
+BUDGET = {
+    "budget": {
+        "confirmed": "bant_budget_confirmed",
+        "any": [
+            {"column": "annual_revenue", "op": ">=", "value": 10_000_000},
+            {"column": "form_budget_min", "op": ">=", "value": 25_000},
+        ],
+    }
+}
+
+
+def frame(**cols):
+    return pd.DataFrame(cols)
+
+
+@pytest.mark.parametrize(
+    ("revenue", "expected"),
+    [(9_999_999.0, FAIL), (10_000_000.0, PASS), (10_000_001.0, PASS)],
+    ids=["just-under", "at", "just-over"],
+)
+def test_budget_gate_at_under_and_over_threshold(revenue, expected):
+    gate = parse_gates(BUDGET)[0]
+    df = frame(annual_revenue=[revenue], form_budget_min=[0.0], bant_budget_confirmed=[np.nan])
+    assert gate.evaluate(df).tolist() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"), [(3.0, FAIL), (4.0, PASS), (5.0, PASS), (np.nan, UNKNOWN)]
+)
+def test_authority_gate_by_seniority(level, expected):
+    gate = parse_gates({"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 4}]}})[0]
+    assert gate.evaluate(frame(seniority_level=[level])).tolist() == [expected]
+
+
+def test_missing_inputs_make_the_gate_unknown_not_failed():
+    gate = parse_gates(BUDGET)[0]
+    df = frame(annual_revenue=[np.nan, np.nan, 5.0], form_budget_min=[np.nan, 0.0, 0.0], bant_budget_confirmed=[np.nan] * 3)
+    # all missing -> unknown; one missing and one false -> unknown; all false -> fail
+    assert gate.evaluate(df).tolist() == [UNKNOWN, UNKNOWN, FAIL]
+
+
+def test_call_confirmation_overrides_inferred_outcome_both_ways():
+    gate = parse_gates(BUDGET)[0]
+    df = frame(
+        annual_revenue=[1e9, 1.0, np.nan],
+        form_budget_min=[np.nan, np.nan, np.nan],
+        bant_budget_confirmed=[0.0, 1.0, 1.0],
+    )
+    assert gate.evaluate(df).tolist() == [FAIL, PASS, PASS]
+
+
+def test_in_operator_and_text_columns():
+    gate = parse_gates({"need": {"any": [{"column": "use_case", "op": "in", "value": ["Forecasting"]}]}})[0]
+    df = frame(use_case=pd.array(["Forecasting", "Other", None], dtype="string"))
+    assert gate.evaluate(df).tolist() == [PASS, FAIL, UNKNOWN]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"budget": {"any": [{"column": "annual_revenue", "op": "~=", "value": 1}]}}, "unknown operator '~='"),
+        ({"budget": {"any": [{"column": "no_such_column", "op": ">=", "value": 1}]}}, "no_such_column"),
+        ({"budget": {"anyy": []}}, "unknown key"),
+        ({"budget": {"any": [{"column": "annual_revenue", "op": "in", "value": 3}]}}, "needs a list"),
+        ({}, "at least one gate"),
+    ],
+)
+def test_bad_gate_config_is_a_clear_error(config, message):
+    with pytest.raises(GateConfigError, match=message):
+        parse_gates(config, available_columns=["annual_revenue"])
+
+
+def test_a_lead_failing_any_gate_is_never_an_sql_whatever_its_probability():
+    gates = pd.DataFrame({"gate_budget": [PASS, FAIL, PASS, PASS], "gate_need": [PASS, PASS, UNKNOWN, PASS]})
+    p = np.array([0.9, 0.99, 0.9, 0.01])
+    decision = decide(gates, p, DecisionPolicy(threshold=0.1, unknown_policy="call_queue"))
+    assert decision["status"].tolist() == [SQL, DISQUALIFIED, NEEDS_CALL, NURTURE]
+    assert decision["is_sql"].tolist() == [True, False, False, False]
+    assert decision["status_reason"][1] == "failed gate: budget"
+    assert "need" in decision["status_reason"][2]
+
+
+def test_unknown_policy_fail_disqualifies_unknown_gates():
+    gates = pd.DataFrame({"gate_budget": [UNKNOWN]})
+    decision = decide(gates, np.array([0.9]), DecisionPolicy(threshold=0.1, unknown_policy="fail"))
+    assert decision["status"].tolist() == [DISQUALIFIED]
+
+
+@pytest.mark.parametrize(("p", "is_sql"), [(0.0999, False), (0.1, True), (0.1001, True)])
+def test_score_threshold_at_under_and_over(p, is_sql):
+    decision = decide(pd.DataFrame({"gate_budget": [PASS]}), np.array([p]), DecisionPolicy(threshold=0.1))
+    assert decision["is_sql"].tolist() == [is_sql]
+
+
+def test_rank_puts_sqls_first_ordered_by_expected_value():
+    status = pd.Series([NURTURE, SQL, SQL, DISQUALIFIED, NEEDS_CALL])
+    ev = np.array([1e6, 10.0, 500.0, 1e7, 5.0])
+    assert rank_leads(status, ev).tolist() == [4, 2, 1, 5, 3]
+
+
+def test_tiers_follow_probability_bounds():
+    tiers = assign_tiers(np.array([0.5, 0.3, 0.2, 0.05, 0.01]), {"A": 0.3, "B": 0.15, "C": 0.05})
+    assert tiers.tolist() == ["A", "A", "B", "C", "D"]
+
+
+def test_evaluate_gates_names_columns():
+    gates = parse_gates(BUDGET)
+    out = evaluate_gates(frame(annual_revenue=[2e7], form_budget_min=[0.0], bant_budget_confirmed=[np.nan]), gates)
+    assert list(out.columns) == ["gate_budget"] and out.iloc[0, 0] == PASS
