@@ -97,6 +97,7 @@ class TrainParams:
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
     calibration: str = "isotonic"
+    exclude_features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

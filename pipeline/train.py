@@ -42,7 +42,7 @@ def signature_frame(X: pd.DataFrame) -> pd.DataFrame:
 def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, source_tag: str = "demo") -> dict:
     table = pd.read_parquet(features_path)
     fit_part, val_part = split_train_validation(table)
-    cols = feature_columns(table)
+    cols = [c for c in feature_columns(table) if c not in set(p.exclude_features)]
     config = BoosterConfig(
         learning_rate=p.learning_rate, num_leaves=p.num_leaves, min_child_samples=p.min_child_samples,
         n_estimators=p.n_estimators, early_stopping_rounds=p.early_stopping_rounds, subsample=p.subsample,

@@ -1,0 +1,108 @@
+"""The stages chained on a small generated CRM in a temporary folder, MLflow pointed there too."""
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import demo_data, evaluate, featurize, score, train, validate
+from pipeline.io import read_json
+from pipeline.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_pipeline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+    mp.chdir(tmp)
+    params = load_params(ROOT / "params.yaml")
+    paths = params.paths.under(tmp)
+    prm = dataclasses.replace(
+        params,
+        demo_data=dataclasses.replace(params.demo_data, n_leads=4000, seed=7),
+        train=dataclasses.replace(params.train, n_jobs=1, n_estimators=300, experiment="test-pipeline"),
+        evaluate=dataclasses.replace(params.evaluate, n_bootstrap=20),
+    )
+    P = {k: Path(v) for k, v in vars(paths).items()}
+    out = {"paths": P, "params": prm}
+    out["raw_counts"] = demo_data.run(P["raw"], P["truth"], prm.demo_data)
+    out["validation"] = validate.run(P["raw"], P["validated"], P["reports"], prm.demo_data.export_date, prm.validate)
+    out["snapshots"] = featurize.run(P["validated"], P["features"], prm.demo_data.export_date, prm.featurize)
+    out["train"] = train.run(P["features"] / "features.parquet", P["models"], P["reports"], prm.train, "test")
+    out["evaluate"] = evaluate.run(P["features"] / "features.parquet", P["models"], P["reports"], prm.evaluate,
+                                   prm.featurize.horizon_days, P["truth"], P["raw"])
+    out["score"] = score.run(P["features"] / "features.parquet", P["models"], P["validated"], P["scored"],
+                             P["reports"], prm.score)
+    yield out
+    mp.undo()
+
+
+def test_validation_counts_add_up_and_catch_every_injected_dirty_row(run_pipeline):
+    counts = run_pipeline["validation"]["counts"]
+    dirty = pd.read_parquet(run_pipeline["paths"]["truth"] / "dirty_rows.parquet")
+    for table, c in counts.items():
+        assert c["rows_in"] == c["valid"] + c["quarantined"] == run_pipeline["raw_counts"][table]
+        quarantine = pd.read_csv(run_pipeline["paths"]["validated"] / "quarantine" / f"{table}.csv")
+        assert len(quarantine) == c["quarantined"]
+        assert quarantine["reason"].notna().all()
+        injected = set(dirty.loc[dirty["table"] == table, "row"])
+        assert injected <= set(quarantine["source_row"]), table
+
+
+def test_features_have_train_test_score_splits(run_pipeline):
+    s = run_pipeline["snapshots"]
+    assert s["train"]["rows"] > 0 and s["train"]["positives"] > 20
+    assert s["test"]["rows"] > 0 and s["test"]["positives"] > 5
+    assert s["score"]["rows"] > 0 and s["score"]["positives"] == 0
+
+
+def test_model_beats_chance_and_sits_below_the_oracle(run_pipeline):
+    m = run_pipeline["evaluate"]
+    assert 0.65 < m["roc_auc"] <= m["oracle_roc_auc"] + 0.02
+    assert m["roc_auc_ci_low"] <= m["roc_auc"] <= m["roc_auc_ci_high"]
+    assert 0 <= m["brier"] < m["base_rate"]  # better than always predicting zero
+    assert read_json(run_pipeline["paths"]["reports"] / "metrics.json")["roc_auc"] == m["roc_auc"]
+
+
+def test_scored_table_is_consistent_in_every_export(run_pipeline):
+    scored_dir = run_pipeline["paths"]["scored"]
+    table = pd.read_parquet(scored_dir / "sql_leads.parquet")
+    with sqlite3.connect(scored_dir / "leadscore.db") as conn:
+        from_db = pd.read_sql("SELECT * FROM sql_leads ORDER BY rank", conn)
+    csv = pd.read_csv(scored_dir / "sql_leads.csv")
+    assert len(table) == len(from_db) == len(csv) == run_pipeline["snapshots"]["score"]["rows"]
+    assert from_db["lead_id"].tolist() == table["lead_id"].tolist() == csv["lead_id"].tolist()
+    required = {"lead_id", "rank", "score", "p_convert", "expected_value", "tier", "is_sql", "gate_budget",
+                "gate_authority", "gate_need", "gate_timeline", "model_version", "scored_at"}
+    assert required <= set(table.columns)
+    assert table["rank"].tolist() == list(range(1, len(table) + 1))
+    assert table["score"].between(0, 100).all()
+    assert run_pipeline["score"]["n_sql"] == int(table["is_sql"].sum()) > 0
+
+
+def test_no_sql_fails_a_gate_and_sqls_are_ordered_by_expected_value(run_pipeline):
+    table = pd.read_parquet(run_pipeline["paths"]["scored"] / "sql_leads.parquet")
+    gates = table[[c for c in table.columns if c.startswith("gate_")]]
+    sql = table[table["is_sql"]]
+    assert (gates.loc[sql.index] == "pass").all().all()
+    assert (sql["p_convert"] >= run_pipeline["params"].score.threshold).all()
+    assert np.all(np.diff(sql["expected_value"].to_numpy()) <= 0)
+    assert sql["rank"].max() == len(sql)  # SQLs occupy the top ranks
+    failed = (gates == "fail").any(axis=1)
+    assert (table.loc[failed, "status"] == "disqualified").all()
+
+
+def test_run_is_tracked_in_mlflow_with_a_registered_version(run_pipeline):
+    import mlflow
+
+    info = read_json(run_pipeline["paths"]["models"] / "model_info.json")
+    run = mlflow.get_run(info["run_id"])
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(run_pipeline["evaluate"]["roc_auc"])
+    assert "git_commit" in run.data.tags
+    assert info["model_version"].startswith("leadscore-conversion/")
