@@ -8,6 +8,16 @@ from importlib import metadata
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+# MLflow 3 stores sklearn models with skops, which loads only types it is told to trust: ours and LightGBM's.
+TRUSTED_MODEL_TYPES = [
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "models.conversion.BoosterConfig",
+    "models.conversion.ConversionModel",
+    "sklearn.isotonic.IsotonicRegression",
+    "sklearn.linear_model._logistic.LogisticRegression",
+]
 
 
 def configure() -> str:

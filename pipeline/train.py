@@ -86,7 +86,7 @@ def log_to_mlflow(model: ConversionModel, X: pd.DataFrame, metrics: dict, p: Tra
         logged = mlflow.sklearn.log_model(
             sk_model=model, name="model", signature=signature, input_example=example,
             pip_requirements=tracking.model_requirements(), code_paths=tracking.model_code_paths(),
-            registered_model_name=p.registered_model,
+            registered_model_name=p.registered_model, skops_trusted_types=tracking.TRUSTED_MODEL_TYPES,
         )
         version = getattr(logged, "registered_model_version", None)
     return {"run_id": run.info.run_id, "experiment": p.experiment, "registered_model": p.registered_model,

@@ -344,7 +344,7 @@ def test_interest_is_recoverable_from_activity_counts(crm: DemoCRM) -> None:
 
 
 def test_activity_counts_depend_on_hidden_state_not_on_the_outcome(crm: DemoCRM) -> None:
-    """Given the hidden interest curve, a lead's activity count carries no further information about winning."""
+    """Given the hidden interest curve, a lead's activity count says nothing more about winning."""
     truth = crm.truth
     day = pd.Timedelta(days=1)
     created = ((truth["created_at"] - EXPORT) / day).to_numpy()
