@@ -137,6 +137,10 @@ DEPARTMENT_SHARE_C_LEVEL = np.array([0.12, 0.12, 0.0, 0.06, 0.10, 0.05, 0.08, 0.
 # How relevant a lead-scoring product is to the department (drives the hidden need).
 DEPARTMENT_RELEVANCE = np.array([1.0, 1.0, 1.2, 0.2, -0.3, 0.3, -0.3, -0.8, 0.6])
 
+# True budget / timeline count as "qualified" from these thresholds (aligned with form answer bands).
+BUDGET_OK_USD = 25_000.0
+TIMELINE_OK_MONTHS = 7.0
+
 USE_CASE_SHARE = np.array([0.25, 0.2, 0.2, 0.1, 0.13, 0.12])
 USE_CASE_NEED = np.array([0.5, 0.5, 0.3, -0.3, 0.0, -0.6])
 
@@ -176,6 +180,7 @@ PEAK_QUICK_MEAN_DAYS = 4.0
 PEAK_LATER_GAMMA = (2.0, 15.0)  # shape, scale (days)
 PEAK_WIDTH_MEDIAN_DAYS = 8.0
 BUMP_SHARE_OF_ACTIVITIES = 0.7  # share of all activities that come from interest bumps (the rest: background)
+BACKGROUND_SIGMA = 0.5  # lognormal spread of the background rate across leads
 INTEREST_ACTIVITY_ELASTICITY = 1.2  # d log(expected bump events) / d interest
 INTEREST_LEVEL_EDGES = np.array([-0.5, 0.5])  # low / mid / high interest
 HIGH_INTENT_MULT_BY_INTEREST = (0.6, 1.0, 1.6)  # high-intent weight in the bump mix at each level
@@ -777,9 +782,9 @@ def generate_demo_crm(config: DemoConfig) -> DemoCRM:
     fit = acc["fit"][account]
     interest = 0.55 * acc["interest"][account] + 0.835 * rng.standard_normal(n) + LEAD_SOURCE_INTEREST[source]
     budget_usd = 25_000 * (employees / 100.0) ** 0.35 * np.exp(0.9 * rng.standard_normal(n))
-    budget_ok = budget_usd >= 15_000
+    budget_ok = budget_usd >= BUDGET_OK_USD
     timeline_months = 6.0 * np.exp(-0.5 * interest + 0.9 * rng.standard_normal(n))
-    timeline_ok = timeline_months <= 6.0
+    timeline_ok = timeline_months <= TIMELINE_OK_MONTHS
     use_case = _choice(rng, USE_CASE_SHARE, n)
     need = rng.random(n) < expit(
         -0.6 + 1.0 * DEPARTMENT_RELEVANCE[department] + 0.5 * interest + USE_CASE_NEED[use_case] + 0.3 * fit
@@ -793,7 +798,8 @@ def generate_demo_crm(config: DemoConfig) -> DemoCRM:
     width = np.clip(np.exp(np.log(PEAK_WIDTH_MEDIAN_DAYS) + 0.5 * rng.standard_normal(n)), 1.5, 60.0)
     # Expected events of the whole bump (before scaling): the count is the observable face of interest.
     raw_mass = np.exp(INTEREST_ACTIVITY_ELASTICITY * interest)
-    raw_background = np.exp(0.8 * rng.standard_normal(n)) / 90.0  # "chattiness", unrelated to interest
+    # "Chattiness": newsletter opens and visits unrelated to interest, the noise around the interest signal.
+    raw_background = np.exp(BACKGROUND_SIGMA * rng.standard_normal(n)) / 90.0
     peak = created + peak_after
     horizon = -created
     inside = ndtr((-peak) / width) - ndtr((created - peak) / width)  # bump mass inside [created, export)
