@@ -192,6 +192,12 @@ def snapshot(crm: PreparedCrm, as_of: pd.Timestamp, config: FeatureConfig, with_
     levels = leads["seniority_level"].to_numpy(dtype=float)
     np.fmax.at(senior, acc_code[active], levels[active])
     frame["buying_group_max_seniority"] = senior[acc_code]
+    # The account's interest shows in its other contacts too: their engagement, excluding the lead's own.
+    created = leads["created_at"].to_numpy() < as_of.to_datetime64()
+    frame["buying_group_leads"] = np.bincount(acc_code[created], minlength=n_acc)[acc_code]
+    for col in ("engagement_decayed", "burst_points_14d", "n_high_intent_90d"):
+        own = np.where(created, eng[col].to_numpy(dtype=float), 0.0)
+        frame[f"buying_group_{col}_others"] = np.bincount(acc_code, weights=own, minlength=n_acc)[acc_code] - own
 
     if with_label:
         window = opps["stage"].eq("closed_won") & (opps["closed_at"] >= as_of) & (

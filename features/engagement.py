@@ -41,12 +41,9 @@ def prepare_events(activities: pd.DataFrame, lead_ids: pd.Index) -> Events:
     type_code = pd.Categorical(activities["activity_type"], categories=list(ACTIVITY_TYPES)).codes
     ts = pd.to_datetime(activities["occurred_at"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     keep = (lead_code >= 0) & (type_code >= 0) & (ts != np.iinfo(np.int64).min)
-    return Events(
-        lead_code=lead_code[keep].astype(np.int64),
-        type_code=type_code[keep].astype(np.int64),
-        ts_ns=ts[keep],
-        n_leads=len(lead_ids),
-    )
+    lead_code, type_code, ts = lead_code[keep].astype(np.int64), type_code[keep].astype(np.int64), ts[keep]
+    order = np.lexsort((ts, lead_code))  # by lead, then time: per-lead runs for the burst features
+    return Events(lead_code=lead_code[order], type_code=type_code[order], ts_ns=ts[order], n_leads=len(lead_ids))
 
 
 def _as_ns(as_of: pd.Timestamp) -> int:
@@ -94,7 +91,69 @@ def engagement_features(events: Events, as_of: pd.Timestamp, config: EngagementC
     out["days_since_last_activity"] = _min_per_lead(lead, days, n)
     is_high = high[kind]
     out["days_since_last_high_intent"] = _min_per_lead(lead[is_high], days[is_high], n)
+
+    # Recency per high-intent type, the first event, and the share of high-intent events over the lead's life.
+    for t, name in enumerate(ACTIVITY_TYPES):
+        if high[t]:
+            of_type = kind == t
+            out[f"days_since_{name}"] = _min_per_lead(lead[of_type], days[of_type], n)
+    out["days_since_first_activity"] = _max_per_lead(lead, days, n)
+    n_all = out["n_activities_all"].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["high_intent_share_all"] = np.where(n_all > 0, within[:, high, -1].sum(axis=1) / n_all, np.nan)
+    out.update(burst_features(lead, days, is_high, n, weights[kind]))
     return pd.DataFrame(out)
+
+
+BURST_HALF_WIDTH_DAYS = 7.0  # a burst is the busiest window of +-7 days around one of the lead's events
+
+
+def burst_features(lead: np.ndarray, days: np.ndarray, is_high: np.ndarray, n: int,
+                   points: np.ndarray) -> dict[str, np.ndarray]:
+    """Where and how strong the lead's busiest stretch of engagement was (interest comes in bursts).
+
+    `lead` must be sorted ascending and, within a lead, `days` descending (events in time order), as
+    `prepare_events` leaves them. For every event, the events of the same lead within +-7 days are counted
+    with two binary searches on a (lead, time) key; per lead the maximum is the burst size and its event's
+    age is the burst's recency. Vectorised; O(E log E).
+    """
+    out: dict[str, np.ndarray] = {}
+    span = float(days.max()) + 2 * BURST_HALF_WIDTH_DAYS + 1.0 if len(days) else 1.0
+    key = lead * span - days  # ascending: leads in order, time ascending within a lead
+    lo = np.searchsorted(key, key - BURST_HALF_WIDTH_DAYS, side="left")
+    hi = np.searchsorted(key, key + BURST_HALF_WIDTH_DAYS, side="right")
+    cum_pts = np.concatenate([[0.0], np.cumsum(points)])
+    cum_high = np.concatenate([[0], np.cumsum(is_high)])
+    size = (hi - lo).astype(float)
+    burst_pts = cum_pts[hi] - cum_pts[lo]
+    burst_high = (cum_high[hi] - cum_high[lo]).astype(float)
+    best = np.zeros(n)
+    np.maximum.at(best, lead, burst_pts)
+    at_best = burst_pts >= best[lead] - 1e-9
+    out["burst_points_14d"] = best
+    out["burst_events_14d"] = _fill(_max_per_lead(lead[at_best], size[at_best], n), 0.0)
+    out["burst_high_intent_14d"] = _fill(_max_per_lead(lead[at_best], burst_high[at_best], n), 0.0)
+    out["days_since_burst"] = _min_per_lead(lead[at_best], days[at_best], n)
+    # Centre and spread of the lead's engagement in time (mean and standard deviation of event ages).
+    count = np.bincount(lead, minlength=n).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(lead, weights=days, minlength=n) / count
+        var = np.bincount(lead, weights=days**2, minlength=n) / count - mean**2
+        out["activity_age_mean"] = mean
+        out["activity_age_std"] = np.sqrt(np.clip(var, 0.0, None))
+    return out
+
+
+def _fill(values: np.ndarray, value: float) -> np.ndarray:
+    values[np.isnan(values)] = value
+    return values
+
+
+def _max_per_lead(lead: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    result = np.full(n, -np.inf)
+    np.maximum.at(result, lead, values)
+    result[np.isinf(result)] = np.nan
+    return result
 
 
 def _min_per_lead(lead: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

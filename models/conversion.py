@@ -28,6 +28,8 @@ class BoosterConfig:
     reg_lambda: float = 1.0
     n_jobs: int = 1
     seed: int = 42
+    # Features the score may only rise with (LightGBM monotone constraints), e.g. high-intent engagement counts.
+    monotone_increasing: tuple[str, ...] = ()
 
 
 class ConversionModel(ClassifierMixin, BaseEstimator):
@@ -36,6 +38,10 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
     `fit` takes a training frame and a *later* validation frame: the booster stops early on the validation
     period and the calibrator maps its raw scores to probabilities on that same later period, which is how
     the model will be used (trained on the past, applied to the future).
+
+    Class imbalance is left to the unweighted log loss (no re-weighting or resampling, which would distort the
+    probabilities); calibration `auto` picks isotonic or sigmoid by cross-validated log loss on the
+    validation period.
     """
 
     def __init__(self, config: BoosterConfig | None = None, calibration: str = "isotonic"):
@@ -44,8 +50,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y, X_val: pd.DataFrame | None = None, y_val=None) -> ConversionModel:
         cfg = self.config or BoosterConfig()
-        if self.calibration not in ("isotonic", "sigmoid", "none"):
-            raise ValueError(f"calibration must be isotonic, sigmoid or none, not {self.calibration!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {list(CALIBRATIONS)}, not {self.calibration!r}")
         self.feature_names_in_ = np.array(list(X.columns), dtype=object)
         self.categories_ = {c: list(X[c].cat.categories) for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)}
         y = np.asarray(y, dtype=int)
@@ -63,6 +69,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             n_jobs=cfg.n_jobs,
             random_state=cfg.seed,
             verbose=-1,
+            **_monotone_kwargs(list(X.columns), cfg.monotone_increasing),
         )
         fit_kwargs = {}
         if X_val is not None and len(X_val):
@@ -76,13 +83,13 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         self.best_iteration_ = int(self.booster_.best_iteration_ or self.booster_.n_estimators)
 
         self.calibrator_ = None
+        self.calibration_ = "none"
         if self.calibration != "none":
             X_cal, y_cal = (X_val, np.asarray(y_val, dtype=int)) if X_val is not None and len(X_val) else (X, y)
             raw = self._raw(X_cal, prepared=True) if X_cal is X_val else self._raw(X)
-            if self.calibration == "isotonic":
-                self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y_cal)
-            else:
-                self.calibrator_ = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y_cal)
+            self.calibration_ = choose_calibration(raw, y_cal, cfg.seed) if self.calibration == "auto" \
+                else self.calibration
+            self.calibrator_ = fit_calibrator(self.calibration_, raw, y_cal)
         return self
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -99,14 +106,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         return self.booster_.predict_proba(X, num_iteration=self.best_iteration_)[:, 1]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self._raw(X)
-        if self.calibrator_ is None:
-            p = raw
-        elif isinstance(self.calibrator_, IsotonicRegression):
-            p = self.calibrator_.predict(raw)
-        else:
-            p = self.calibrator_.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
-        p = np.clip(p, 0.0, 1.0)
+        p = apply_calibrator(self.calibrator_, self._raw(X))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -120,6 +120,65 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
     def feature_importance(self) -> pd.Series:
         gain = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gain, index=list(self.feature_names_in_)).sort_values(ascending=False)
+
+
+CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
+# Isotonic steps are fitted on a finite sample: a top block of a few all-positive rows would say p = 1.000.
+# Probabilities are kept inside [P_FLOOR, P_CEIL]; no lead is ever certain.
+P_FLOOR, P_CEIL = 1e-4, 0.995
+
+
+def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray):
+    """A map from raw scores to probabilities: isotonic (monotone steps) or sigmoid (Platt on the logit)."""
+    raw = np.asarray(raw, dtype=float)
+    y = np.asarray(y, dtype=int)
+    if method == "none":
+        return None
+    if method == "isotonic":
+        return IsotonicRegression(out_of_bounds="clip", y_min=P_FLOOR, y_max=P_CEIL).fit(raw, y)
+    if method == "sigmoid":
+        return LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
+    raise ValueError(f"calibration must be one of {list(CALIBRATIONS)}, not {method!r}")
+
+
+def apply_calibrator(calibrator, raw: np.ndarray) -> np.ndarray:
+    raw = np.asarray(raw, dtype=float)
+    if calibrator is None:
+        p = raw
+    elif isinstance(calibrator, IsotonicRegression):
+        p = calibrator.predict(raw)
+    else:
+        p = calibrator.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+    return np.clip(p, P_FLOOR, P_CEIL)
+
+
+def choose_calibration(raw: np.ndarray, y: np.ndarray, seed: int = 0, n_folds: int = 5) -> str:
+    """isotonic or sigmoid, whichever has the lower out-of-fold log loss on (raw, y)."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    raw = np.asarray(raw, dtype=float)
+    y = np.asarray(y, dtype=int)
+    if y.sum() < n_folds or (1 - y).sum() < n_folds:
+        return "sigmoid"  # too few of a class to fit steps
+    losses = {}
+    for method in ("isotonic", "sigmoid"):
+        oof = np.empty(len(y))
+        for fit_idx, held_idx in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(raw, y):
+            oof[held_idx] = apply_calibrator(fit_calibrator(method, raw[fit_idx], y[fit_idx]), raw[held_idx])
+        losses[method] = log_loss(y, oof, labels=[0, 1])
+    return min(losses, key=losses.get)
+
+
+def _monotone_kwargs(columns: list[str], increasing: tuple[str, ...]) -> dict:
+    """LightGBM monotone constraints: +1 for the listed features present in `columns`, 0 elsewhere."""
+    if not increasing:
+        return {}
+    wanted = set(increasing)
+    constraints = [1 if c in wanted else 0 for c in columns]
+    if not any(constraints):
+        return {}
+    return {"monotone_constraints": constraints, "monotone_constraints_method": "advanced"}
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -49,6 +49,89 @@ def classification_metrics(y, p, top_fraction: float = 0.10) -> dict[str, float]
     }
 
 
+TOP_FRACTIONS = (0.05, 0.10, 0.20)
+
+
+def precision_at_k(y: np.ndarray, p: np.ndarray, k: int) -> float:
+    """Share of converters among the k highest-scored leads (what a sales team of capacity k would see)."""
+    y = np.asarray(y, dtype=float)
+    k = int(min(max(k, 1), len(y)))
+    top = np.argsort(-np.asarray(p), kind="stable")[:k]
+    return float(y[top].mean())
+
+
+def _metric_functions(top_fractions: tuple[float, ...], capacity_k: int | None) -> dict:
+    funcs = {
+        "roc_auc": lambda y, p: roc_auc_score(y, p),
+        "pr_auc": lambda y, p: average_precision_score(y, p),
+        "brier": lambda y, p: brier_score_loss(y, p),
+        "log_loss": lambda y, p: log_loss(y, np.clip(p, 1e-9, 1 - 1e-9), labels=[0, 1]),
+        "ece": expected_calibration_error,
+    }
+    for f in top_fractions:
+        pct = int(round(f * 100))
+        funcs[f"lift_top{pct}"] = lambda y, p, f=f: lift_at(y, p, f)[0]
+        funcs[f"capture_top{pct}"] = lambda y, p, f=f: lift_at(y, p, f)[1]
+    if capacity_k:
+        funcs[f"precision_at_{capacity_k}"] = lambda y, p: precision_at_k(y, p, capacity_k)
+    return funcs
+
+
+def full_report(y, p, top_fractions: tuple[float, ...] = TOP_FRACTIONS, capacity_k: int | None = None,
+                n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> dict[str, dict[str, float]]:
+    """Every metric with its percentile-bootstrap interval: {name: {value, ci_low, ci_high}}.
+
+    All metrics share the same bootstrap resamples (rows drawn with replacement; resamples lacking a class
+    are skipped), so their intervals are consistent with each other.
+    """
+    y = np.asarray(y, dtype=int)
+    p = np.asarray(p, dtype=float)
+    funcs = _metric_functions(tuple(top_fractions), capacity_k)
+    values = {name: float(f(y, p)) for name, f in funcs.items()}
+    draws: dict[str, list[float]] = {name: [] for name in funcs}
+    for idx in bootstrap_indices(y, n_boot, seed):
+        for name, f in funcs.items():
+            draws[name].append(float(f(y[idx], p[idx])))
+    out = {}
+    for name, value in values.items():
+        lo, hi = (np.quantile(draws[name], [alpha / 2, 1 - alpha / 2]) if draws[name] else (np.nan, np.nan))
+        out[name] = {"value": value, "ci_low": float(lo), "ci_high": float(hi)}
+    return out
+
+
+def bootstrap_indices(y: np.ndarray, n_boot: int, seed: int = 0) -> list[np.ndarray]:
+    """`n_boot` resamples of row positions, each holding both classes."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        if y[idx].min() != y[idx].max():
+            out.append(idx)
+    return out
+
+
+def paired_auc_test(y, p_a, p_b, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+    """Paired bootstrap of AUC(b) - AUC(a) on the same rows: the difference, its interval and a p-value.
+
+    The p-value is two-sided: twice the smaller share of resampled differences on either side of zero
+    (floored at 1 / n_resamples).
+    """
+    y = np.asarray(y, dtype=int)
+    p_a = np.asarray(p_a, dtype=float)
+    p_b = np.asarray(p_b, dtype=float)
+    if not (len(y) == len(p_a) == len(p_b)):
+        raise ValueError(f"paired test needs scores of the same rows: {len(y)}, {len(p_a)}, {len(p_b)}")
+    diff = float(roc_auc_score(y, p_b) - roc_auc_score(y, p_a))
+    diffs = np.array([roc_auc_score(y[i], p_b[i]) - roc_auc_score(y[i], p_a[i])
+                      for i in bootstrap_indices(y, n_boot, seed)])
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    tail = min((diffs <= 0).mean(), (diffs >= 0).mean())
+    p_value = float(min(1.0, max(2 * tail, 1.0 / len(diffs))))
+    return {"auc_a": float(roc_auc_score(y, p_a)), "auc_b": float(roc_auc_score(y, p_b)), "auc_diff": diff,
+            "ci_low": float(lo), "ci_high": float(hi), "p_value": p_value, "n_boot": int(len(diffs))}
+
+
 def bootstrap_ci(y, p, metric=roc_auc_score, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric(y, p)`; resamples lacking a class are skipped."""
     y = np.asarray(y)

@@ -73,7 +73,8 @@ class BantGate:
     def evaluate(self, frame: pd.DataFrame) -> pd.Series:
         """pass / fail / unknown per row."""
         any_true = np.zeros(len(frame), dtype=bool)
-        any_unknown = np.zeros(len(frame), dtype=bool)
+        # No inferred condition at all means no evidence either way: unknown until a call answers.
+        any_unknown = np.full(len(frame), not self.conditions, dtype=bool)
         for cond in self.conditions:
             res = cond.evaluate(frame)
             any_true |= res.fillna(False).to_numpy(dtype=bool)

@@ -18,15 +18,27 @@ SIZE_BANDS = np.array([0, 10, 50, 200, 1_000, 5_000, 20_000, np.inf])
 
 @dataclass(frozen=True)
 class DecisionPolicy:
+    """How gates and probability become a status.
+
+    `sql_rule` "threshold": an SQL clears `threshold`; "capacity": the `capacity` gate-passing leads of highest
+    priority (expected value) are SQLs, whatever their probability. Either way a failed gate is never an SQL.
+    """
+
     threshold: float = 0.10
     unknown_policy: str = "call_queue"  # or "fail"
     tiers: Mapping[str, float] = field(default_factory=lambda: {"A": 0.30, "B": 0.15, "C": 0.05})
+    sql_rule: str = "threshold"  # or "capacity"
+    capacity: int | None = None
 
     def __post_init__(self) -> None:
         if self.unknown_policy not in ("fail", "call_queue"):
             raise ValueError(f"unknown_policy must be 'fail' or 'call_queue', not {self.unknown_policy!r}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be a probability in [0, 1], not {self.threshold}")
+        if self.sql_rule not in ("threshold", "capacity"):
+            raise ValueError(f"sql_rule must be 'threshold' or 'capacity', not {self.sql_rule!r}")
+        if self.sql_rule == "capacity" and (self.capacity is None or self.capacity < 0):
+            raise ValueError("sql_rule 'capacity' needs a capacity >= 0 (the week's hand-over slots)")
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,23 @@ def assign_tiers(p: np.ndarray, tiers: Mapping[str, float]) -> np.ndarray:
     return out
 
 
-def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy) -> pd.DataFrame:
-    """Status and reason per lead. A lead failing any gate is never an SQL."""
+def _joined_names(mask: np.ndarray, names: list[str], prefix: str) -> np.ndarray:
+    """Per row, `prefix` + the names whose column is True, joined by ", " (vectorised over distinct patterns)."""
+    if mask.shape[1] == 0:
+        return np.full(len(mask), prefix, dtype=object)
+    code = mask.astype(np.int64) @ (1 << np.arange(mask.shape[1], dtype=np.int64))
+    patterns, inverse = np.unique(code, return_inverse=True)
+    text = np.array([prefix + ", ".join(n for j, n in enumerate(names) if int(c) >> j & 1) for c in patterns],
+                    dtype=object)
+    return text[inverse]
+
+
+def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
+           priority: np.ndarray | None = None) -> pd.DataFrame:
+    """Status and reason per lead. A lead failing any gate is never an SQL.
+
+    `priority` (expected value) orders the gate-passing leads when `policy.sql_rule` is "capacity".
+    """
     gate_names = [c.removeprefix("gate_") for c in gates.columns]
     values = gates.to_numpy(dtype=object)
     failed = values == FAIL
@@ -74,22 +101,39 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy) -
         unknown = np.zeros_like(unknown)
     any_failed = failed.any(axis=1)
     any_unknown = unknown.any(axis=1)
-    above = np.asarray(p_convert) >= policy.threshold
+    p_convert = np.asarray(p_convert, dtype=float)
+    above = p_convert >= policy.threshold
+    qualified = ~any_failed & ~any_unknown
+    if policy.sql_rule == "capacity":
+        key = np.asarray(priority if priority is not None else p_convert, dtype=float)
+        candidates = np.flatnonzero(qualified)
+        best = candidates[np.argsort(-key[candidates], kind="stable")][: policy.capacity]
+        is_sql = np.zeros(len(p_convert), dtype=bool)
+        is_sql[best] = True
+    else:
+        is_sql = qualified & above
 
     status = np.where(
-        any_failed, DISQUALIFIED, np.where(any_unknown, np.where(above, NEEDS_CALL, NURTURE), np.where(above, SQL, NURTURE))
-    )
-    reasons = []
-    for i in range(len(status)):
-        if any_failed[i]:
-            reasons.append("failed gate: " + ", ".join(n for n, f in zip(gate_names, failed[i], strict=True) if f))
-        elif status[i] == NEEDS_CALL:
-            reasons.append("confirm on a call: " + ", ".join(n for n, u in zip(gate_names, unknown[i], strict=True) if u))
-        elif status[i] == NURTURE:
-            reasons.append(f"p_convert {p_convert[i]:.3f} below threshold {policy.threshold:.3f}")
-        else:
-            reasons.append("all gates pass and p_convert clears the threshold")
-    return pd.DataFrame({"status": status, "status_reason": reasons, "is_sql": status == SQL}, index=gates.index)
+        any_failed, DISQUALIFIED, np.where(is_sql, SQL, np.where(any_unknown & above, NEEDS_CALL, NURTURE))
+    ).astype(object)
+    reasons = np.full(len(status), "all gates pass and p_convert clears the threshold", dtype=object)
+    if policy.sql_rule == "capacity":
+        reasons[:] = f"all gates pass and within the hand-over capacity of {policy.capacity}"
+    if any_failed.any():
+        reasons[any_failed] = _joined_names(failed[any_failed], gate_names, "failed gate: ")
+    needs_call = status == NEEDS_CALL
+    if needs_call.any():
+        reasons[needs_call] = _joined_names(unknown[needs_call], gate_names, "confirm on a call: ")
+    nurture = status == NURTURE
+    if nurture.any():
+        low = pd.Series(p_convert[nurture]).map("{:.3f}".format).to_numpy(dtype=object)
+        text = "p_convert " + low + f" below threshold {policy.threshold:.3f}"
+        if policy.sql_rule == "capacity":
+            text = np.where(qualified[nurture], f"all gates pass but beyond the hand-over capacity of {policy.capacity}",
+                            text)
+        reasons[nurture] = text
+    return pd.DataFrame({"status": status.astype(str), "status_reason": reasons, "is_sql": status == SQL},
+                        index=gates.index)
 
 
 def rank_leads(status: pd.Series, expected_value: np.ndarray) -> np.ndarray:

@@ -75,7 +75,8 @@ def train(params: ParamsOpt = Path("params.yaml")) -> None:
     from pipeline import train as stage
 
     prm = _load(params)
-    stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.reports), prm.train)
+    stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.reports), prm.train,
+              score_params=prm.score)
 
 
 @app.command()
@@ -92,16 +93,34 @@ def evaluate(params: ParamsOpt = Path("params.yaml")) -> None:
 def score(
     params: ParamsOpt = Path("params.yaml"),
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the scored folder)")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="score new data with a registered model, e.g. models:/leadscore-conversion@champion (needs --input)")] = None,
+    input: Annotated[Path | None, typer.Option(  # noqa: A002 - the option's name is the user's word
+        "--input", help="with --model: a feature file (Parquet/CSV) or a CRM export folder")] = None,
+    as_of: Annotated[str | None, typer.Option(help="with --input: scoring date (default: demo_data.export_date)")] = None,
+    out: Annotated[Path | None, typer.Option(help="with --model: output folder (default: params paths.scored)")] = None,
 ) -> None:
-    """Gate, score, decide and rank the open leads; write the sql_leads table."""
+    """Gate, score, decide, rank and hand over the open leads; write sql_leads, CRM files and rep queues."""
+    from models.assignment import AssignmentConfigError
     from models.gates import GateConfigError
     from pipeline import score as stage
+    from pipeline.export import SchemaError
 
     prm = _load(params)
+    reports = Path(prm.paths.reports)
+    history = reports / "score_history"
+    if (model is None) != (input is None):
+        _fail("--model and --input go together: `leadscore score --model models:/<name>@champion --input <path>`")
     try:
-        stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.validated),
-                  Path(prm.paths.scored), Path(prm.paths.reports), prm.score, database_url)
-    except GateConfigError as exc:
+        if model is not None:
+            stage.score_with_registered_model(
+                model, input, out or Path(prm.paths.scored), reports, prm.score, as_of or prm.demo_data.export_date,
+                prm.featurize, prm.validate, database_url, history, Path(prm.paths.validated))
+        else:
+            stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.validated),
+                      Path(prm.paths.scored), reports, prm.score, database_url, history, prm.featurize.icp)
+    except (GateConfigError, AssignmentConfigError, SchemaError, stage.FeatureSchemaError, FileNotFoundError,
+            ValueError) as exc:
         _fail(str(exc))
 
 
@@ -135,6 +154,120 @@ def show(
     Console(width=200).print(table)
     counts = df["status"].value_counts().to_dict() if len(df) else {}
     print("status counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+@app.command()
+def report(
+    params: ParamsOpt = Path("params.yaml"),
+    fail_on_drift: Annotated[bool | None, typer.Option(
+        "--fail-on-drift/--no-fail-on-drift",
+        help="exit 3 when drift is flagged (default: params report.fail_on_drift)")] = None,
+) -> None:
+    """Write the monitoring report: model quality, SQL funnel, criteria backtest, drift (HTML + metrics)."""
+    import dataclasses
+
+    from pipeline import report as stage
+
+    prm = _load(params)
+    p = prm.report if fail_on_drift is None else dataclasses.replace(prm.report, fail_on_drift=fail_on_drift)
+    try:
+        stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.validated),
+                  Path(prm.paths.scored), Path(prm.paths.reports), p, prm.score, prm.featurize.horizon_days,
+                  prm.evaluate.top_fraction)
+    except stage.DriftDetected as exc:
+        typer.secho(f"drift: {exc}", fg="yellow", err=True)
+        raise typer.Exit(code=3) from None
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command("run")
+def run_export(
+    profile: Annotated[str, typer.Option(help="profile name (pipeline/profiles/NAME.yaml) or a profile YAML path")],
+    input: Annotated[Path, typer.Option("--input", help="the export: a folder (four tables) or one file (flat)")],
+    workdir: Annotated[Path, typer.Option(help="folder for metrics.json, sql_leads.*, quarantine/, model")],
+    params: ParamsOpt = Path("params.yaml"),
+    n_jobs: Annotated[int | None, typer.Option(help="LightGBM threads (default: params train.n_jobs)")] = None,
+) -> None:
+    """Validate, featurize, train, evaluate and score one CRM export through a profile, without DVC."""
+    from features.profiles import ProfileError
+    from features.validation import FileContractError
+    from pipeline import run as stage
+    from pipeline.readers import InputFileError
+
+    prm = _load(params)
+    try:
+        stage.run(stage.load_profile(profile), input, workdir, prm, n_jobs=n_jobs)
+    except (InputFileError, ProfileError, FileContractError, stage.QuarantineLimitError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def contract() -> None:
+    """Print the input data contract (tables, columns, types, checks, label) as Markdown."""
+    from features.profiles import contract_markdown
+
+    typer.echo(contract_markdown(), nl=False)
+
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="run id, runs:/<id>/model, models:/<name>/<version> or models:/<name>@<alias>")],
+    b: Annotated[str, typer.Argument(help="the other model, same forms")],
+    params: ParamsOpt = Path("params.yaml"),
+    n_boot: Annotated[int | None, typer.Option(help="bootstrap resamples (default: params promote.n_bootstrap)")] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the comparison as JSON here")] = None,
+) -> None:
+    """Compare two model versions on the same held-out rows: metrics with CIs, paired bootstrap AUC test."""
+    from pipeline import compare as stage
+    from pipeline.io import write_json
+
+    prm = _load(params)
+    try:
+        result = stage.compare(a, b, Path(prm.paths.features) / "features.parquet",
+                               n_boot or prm.promote.n_bootstrap, prm.evaluate.capacity_k)
+    except (stage.ModelRefError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(stage.render(result))
+    if out:
+        write_json(result.as_dict(), out)
+
+
+@app.command()
+def promote(
+    params: ParamsOpt = Path("params.yaml"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="apply the rule, move nothing")] = False,
+) -> None:
+    """Move the champion alias to the challenger if it passes params `promote:`; else refuse, naming why."""
+    from pipeline import promote as stage
+    from pipeline.compare import ModelRefError
+
+    prm = _load(params)
+    try:
+        decision = stage.promote(prm.train.registered_model, Path(prm.paths.features) / "features.parquet",
+                                 prm.promote, dry_run=dry_run)
+    except (stage.PromotionError, ModelRefError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(decision.message())
+    if decision.failed:
+        raise typer.Exit(code=2)
+
+
+@app.command("report-screenshot")
+def report_screenshot(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="PNG to write")] = Path("notebooks/report.png"),
+    height: Annotated[int, typer.Option(help="browser window height in pixels (the part of the page shot)")] = 2300,
+) -> None:
+    """Open the monitoring report in headless Chromium and save a screenshot (the README picture)."""
+    from pipeline import report as stage
+
+    prm = _load(params)
+    try:
+        path = stage.screenshot(Path(prm.paths.reports) / stage.REPORT_FILE, out, height=height)
+    except (FileNotFoundError, RuntimeError) as exc:
+        _fail(str(exc))
+    typer.echo(f"{path} ({path.stat().st_size / 1024:.0f} KB)")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,4 +1,5 @@
-"""Stage `evaluate`: held-out metrics of the model (and, on demo data, the oracle ceiling) with plots."""
+"""Stage `evaluate`: held-out metrics with bootstrap CIs for the model and its baselines, the oracle ceiling on
+demo data, and plots (PNG for people, CSV for `dvc plots`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.build import feature_columns
-from models.evaluate import bootstrap_ci, classification_metrics, reliability_table
+from models.evaluate import TOP_FRACTIONS, classification_metrics, full_report, lift_at, reliability_table
 from pipeline import tracking
 from pipeline.io import write_atomic, write_csv, write_json
 from pipeline.params import EvaluateParams
 from pipeline.progress import log
-from pipeline.train import load_model
+from pipeline.train import load_baselines, load_model
+
+PLOTS = ("roc", "pr", "calibration", "gains", "importance")
 
 
 def oracle_scores(truth_dir: Path, raw_dir: Path, test: pd.DataFrame, horizon_days: int) -> np.ndarray | None:
@@ -33,16 +35,41 @@ def oracle_scores(truth_dir: Path, raw_dir: Path, test: pd.DataFrame, horizon_da
     return oracle.reindex(test["lead_id"]).to_numpy(dtype=float)
 
 
+def held_out(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["split"] == "test"].reset_index(drop=True)
+
+
+def flat_metrics(report: dict[str, dict[str, float]], prefix: str = "") -> dict[str, float]:
+    """{name: value, name_ci_low: .., name_ci_high: ..} from a full_report."""
+    out = {}
+    for name, v in report.items():
+        out[f"{prefix}{name}"] = v["value"]
+        out[f"{prefix}{name}_ci_low"] = v["ci_low"]
+        out[f"{prefix}{name}_ci_high"] = v["ci_high"]
+    return out
+
+
 def run(features_path: Path, models_dir: Path, reports_dir: Path, p: EvaluateParams, horizon_days: int,
         truth_dir: Path | None = None, raw_dir: Path | None = None) -> dict:
     table = pd.read_parquet(features_path)
-    test = table[table["split"] == "test"].reset_index(drop=True)
+    test = held_out(table)
     model, info = load_model(models_dir)
     y = test["label"].astype(int).to_numpy()
-    p_hat = model.predict_proba(test[feature_columns(table)])[:, 1]
-    metrics = classification_metrics(y, p_hat, p.top_fraction)
-    lo, hi = bootstrap_ci(y, p_hat, roc_auc_score, n_boot=p.n_bootstrap)
-    metrics["roc_auc_ci_low"], metrics["roc_auc_ci_high"] = lo, hi
+    p_hat = model.predict_proba(test[list(model.feature_names_in_)])[:, 1]
+    fractions = tuple(p.top_fractions) or TOP_FRACTIONS
+    report = full_report(y, p_hat, fractions, p.capacity_k, n_boot=p.n_bootstrap)
+    metrics = classification_metrics(y, p_hat, p.top_fraction)  # the foundation's keys, kept for readers
+    metrics.update(flat_metrics(report))
+
+    baselines = load_baselines(models_dir)
+    for name, base in baselines.items():
+        p_base = base.predict_proba(test[list(base.feature_names_in_)])[:, 1]
+        base_report = full_report(y, p_base, fractions, p.capacity_k, n_boot=p.n_bootstrap)
+        metrics.update({f"baseline_{name}_{k}": v for k, v in flat_metrics(base_report).items()
+                        if not k.endswith(("_ci_low", "_ci_high")) or k.startswith("roc_auc")})
+    if baselines:
+        metrics["beats_baselines"] = bool(all(metrics["roc_auc"] > metrics[f"baseline_{n}_roc_auc"] for n in baselines))
+
     if truth_dir is not None:
         oracle = oracle_scores(truth_dir, raw_dir, test, horizon_days)
         if oracle is not None:
@@ -52,47 +79,91 @@ def run(features_path: Path, models_dir: Path, reports_dir: Path, p: EvaluatePar
             metrics["oracle_coverage"] = float(known.mean())
     reports_dir = Path(reports_dir)
     write_json(metrics, reports_dir / "metrics.json")
-    curves = write_curves(y, p_hat, reports_dir)
-    log(f"held-out AUC {metrics['roc_auc']:.4f} [{lo:.4f}, {hi:.4f}], PR AUC {metrics['pr_auc']:.4f}, "
-        f"Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f}"
-        + (f", oracle AUC {metrics['oracle_roc_auc']:.4f}" if "oracle_roc_auc" in metrics else ""))
-    log_to_mlflow(info, metrics, curves)
+    importance = model.feature_importance() if hasattr(model, "feature_importance") else None
+    curves = write_curves(y, p_hat, reports_dir, importance, fractions)
+    log(f"held-out AUC {metrics['roc_auc']:.4f} [{metrics['roc_auc_ci_low']:.4f}, {metrics['roc_auc_ci_high']:.4f}], "
+        f"PR AUC {metrics['pr_auc']:.4f}, Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f}"
+        + (f", oracle AUC {metrics['oracle_roc_auc']:.4f}" if "oracle_roc_auc" in metrics else "")
+        + "".join(f"; {n} baseline AUC {metrics[f'baseline_{n}_roc_auc']:.4f}" for n in baselines))
+    log_to_mlflow(info, metrics, [reports_dir / "metrics.json", *curves])
     return metrics
 
 
-def write_curves(y: np.ndarray, p_hat: np.ndarray, reports_dir: Path) -> list[Path]:
-    """ROC, PR and calibration data as CSV (DVC plots) and one PNG for people."""
+def gains_table(y: np.ndarray, p_hat: np.ndarray, n_points: int = 50) -> pd.DataFrame:
+    """Cumulative gains and lift: share of leads contacted (best first) vs share of conversions captured."""
+    rows = []
+    for fraction in np.linspace(1 / n_points, 1.0, n_points):
+        lift, capture = lift_at(y, p_hat, float(fraction))
+        rows.append({"fraction": round(float(fraction), 4), "capture": capture, "lift": lift})
+    return pd.DataFrame(rows)
+
+
+def write_curves(y: np.ndarray, p_hat: np.ndarray, reports_dir: Path, importance: pd.Series | None = None,
+                 fractions: tuple[float, ...] = TOP_FRACTIONS) -> list[Path]:
+    """ROC, PR, calibration, gains/lift and importance as CSV (DVC plots) and PNGs (one per plot + a panel)."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     fpr, tpr, _ = roc_curve(y, p_hat)
     prec, rec, _ = precision_recall_curve(y, p_hat)
-    roc = pd.DataFrame({"fpr": fpr, "tpr": tpr})
-    pr = pd.DataFrame({"recall": rec, "precision": prec})
-    rel = reliability_table(y, p_hat)
-    paths = [write_csv(roc, reports_dir / "plots" / "roc.csv"), write_csv(pr, reports_dir / "plots" / "pr.csv"),
-             write_csv(rel, reports_dir / "plots" / "calibration.csv")]
+    data = {
+        "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
+        "pr": pd.DataFrame({"recall": rec, "precision": prec}),
+        "calibration": reliability_table(y, p_hat),
+        "gains": gains_table(y, p_hat),
+    }
+    if importance is not None:
+        share = importance / importance.sum() if importance.sum() > 0 else importance
+        data["importance"] = pd.DataFrame({"feature": share.index, "gain_share": share.to_numpy()})
+    plots_dir = reports_dir / "plots"
+    paths = [write_csv(frame, plots_dir / f"{name}.csv") for name, frame in data.items()]
 
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    axes[0].plot(fpr, tpr)
-    axes[0].plot([0, 1], [0, 1], "--", color="grey")
-    axes[0].set(title="ROC (held-out period)", xlabel="false positive rate", ylabel="true positive rate")
-    axes[1].plot(rec, prec)
-    axes[1].axhline(y.mean(), ls="--", color="grey")
-    axes[1].set(title="Precision-recall", xlabel="recall", ylabel="precision")
-    axes[2].plot(rel["predicted"], rel["observed"], "o-")
-    top = max(rel["predicted"].max(), rel["observed"].max()) * 1.05
-    axes[2].plot([0, top], [0, top], "--", color="grey")
-    axes[2].set(title="Calibration", xlabel="mean predicted p", ylabel="observed conversion rate")
+    def draw(name: str, ax) -> None:
+        d = data[name]
+        if name == "roc":
+            ax.plot(d["fpr"], d["tpr"])
+            ax.plot([0, 1], [0, 1], "--", color="grey")
+            ax.set(title="ROC (held-out period)", xlabel="false positive rate", ylabel="true positive rate")
+        elif name == "pr":
+            ax.plot(d["recall"], d["precision"])
+            ax.axhline(np.mean(y), ls="--", color="grey")
+            ax.set(title="Precision-recall", xlabel="recall", ylabel="precision")
+        elif name == "calibration":
+            ax.plot(d["predicted"], d["observed"], "o-")
+            top = max(d["predicted"].max(), d["observed"].max()) * 1.05
+            ax.plot([0, top], [0, top], "--", color="grey")
+            ax.set(title="Calibration (equal-count bins)", xlabel="mean predicted p", ylabel="observed rate")
+        elif name == "gains":
+            ax.plot(d["fraction"], d["capture"], label="model")
+            ax.plot([0, 1], [0, 1], "--", color="grey", label="random")
+            for f in fractions:
+                ax.axvline(f, color="lightgrey", lw=0.8)
+            ax.set(title="Cumulative gains", xlabel="share of leads, best first", ylabel="share of conversions")
+            ax.legend(loc="lower right")
+        else:
+            top = d.head(20).iloc[::-1]
+            ax.barh(top["feature"], top["gain_share"])
+            ax.set(title="Feature importance (gain share, top 20)", xlabel="share of total gain")
+            ax.tick_params(axis="y", labelsize=7)
+
+    names = [n for n in PLOTS if n in data]
+    for name in names:
+        fig, ax = plt.subplots(figsize=(6, 4.5) if name != "importance" else (7, 6))
+        draw(name, ax)
+        fig.tight_layout()
+        paths.append(write_atomic(plots_dir / f"{name}.png", lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=90)))
+        plt.close(fig)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.5))
+    for name, ax in zip(names, np.atleast_1d(axes), strict=True):
+        draw(name, ax)
     fig.tight_layout()
-    png = reports_dir / "evaluation.png"
-    write_atomic(png, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    paths.append(write_atomic(reports_dir / "evaluation.png", lambda tmp: fig.savefig(tmp, format="png", dpi=80)))
     plt.close(fig)
-    return [*paths, png]
+    return paths
 
 
 def log_to_mlflow(info: dict, metrics: dict, artifacts: list[Path]) -> None:
@@ -101,6 +172,6 @@ def log_to_mlflow(info: dict, metrics: dict, artifacts: list[Path]) -> None:
 
     with mlflow.start_run(run_id=info["run_id"]):
         mlflow.log_metrics({f"test_{k}": float(v) for k, v in metrics.items()
-                            if isinstance(v, int | float) and np.isfinite(v)})
+                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
         for path in artifacts:
             mlflow.log_artifact(str(path), artifact_path="evaluation")

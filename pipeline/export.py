@@ -1,7 +1,11 @@
-"""Exports of the scored table: a SQL database (atomic table swap), Parquet and CSV."""
+"""Exports of the scored table: the versioned `sql_leads` table in a SQL database (atomic swap), Parquet, CSV,
+CRM import files (Salesforce, HubSpot), per-rep queues and the change report."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -10,9 +14,87 @@ from pipeline.io import write_csv, write_parquet
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
+# The documented schema of `sql_leads` (README "Output schema"). Bump SCHEMA_VERSION on any change a consumer
+# could notice: a column added, removed, renamed or given another meaning. `gate_<name>` stands for one column
+# per configured gate (budget, authority, need, timeline by default).
+SCHEMA_VERSION = 2
+SQL_LEADS_SCHEMA: dict[str, str] = {
+    "lead_id": "text: the CRM's lead id",
+    "account_id": "text: the lead's company",
+    "rank": "integer: 1 = call first (SQLs by expected value, then the call queue, nurture, disqualified)",
+    "status": "text: sql / needs_call / nurture / disqualified",
+    "is_sql": "boolean: status = sql",
+    "score": "integer 0-100: round(100 × p_convert)",
+    "p_convert": "real 0-1: calibrated probability of closing won within the horizon",
+    "expected_value": "real: p_convert × expected_deal_size",
+    "expected_deal_size": "real: median won amount of companies in the same size band (default when too few)",
+    "tier": "text: A / B / C / D by p_convert bounds",
+    "fit_score": "real 0-100: firmographic and persona fit",
+    "engagement_score": "real 0-100: time-decayed engagement",
+    "gate_<name>": "text: pass / fail / unknown, one column per configured gate",
+    "status_reason": "text: the failed gate(s), the gate(s) a call must confirm, or the threshold missed",
+    "assigned_rep": "text or null: the sales rep the SQL is handed to this week",
+    "queue_position": "integer or null: position in that rep's queue (1 = first)",
+    "assignment_reason": "text or null: territory, round-robin, overflow, or why it is not assigned",
+    "call_queue_position": "integer or null: position in the qualification-call queue (within call capacity)",
+    "reasons_for": "text or null: up to three factors raising the score, '; '-separated (handed-over rows only)",
+    "reasons_against": "text or null: up to three factors lowering the score (handed-over rows only)",
+    "change": "text: new_sql / upgraded / downgraded / dropped / unchanged / new_lead since the previous scoring",
+    "territory": "text or null: the territory used for assignment (params score.assignment.territory_column)",
+    "as_of": "timestamp: the date the features describe",
+    "scored_at": "timestamp (UTC): when this scoring ran",
+    "model_version": "text: registered model name/version",
+    "model_run_id": "text: MLflow run that trained the model",
+    "scoring_run_id": "text: id of this scoring run (same on every row of one run)",
+    "schema_version": f"integer: version of this schema ({SCHEMA_VERSION})",
+}
+OUTPUT_COLUMNS = tuple(SQL_LEADS_SCHEMA)
+
+SALESFORCE_FIELDS = {  # our column -> Salesforce field API name (custom fields end in __c)
+    "lead_id": "Lead Id", "score": "Lead_Score__c", "tier": "Lead_Tier__c", "status": "SQL_Status__c",
+    "p_convert": "Conversion_Probability__c", "expected_value": "Expected_Value__c",
+    "status_reason": "Status_Reason__c", "reasons_for": "Score_Reasons_For__c",
+    "reasons_against": "Score_Reasons_Against__c", "assigned_rep": "Assigned_Rep__c",
+    "queue_position": "Rep_Queue_Position__c", "fit_score": "Fit_Score__c", "engagement_score": "Engagement_Score__c",
+    "scoring_run_id": "Scoring_Run_Id__c", "model_version": "Model_Version__c", "scored_at": "Scored_At__c",
+}
+HUBSPOT_PROPERTIES = {  # our column -> HubSpot contact property internal name
+    "lead_id": "Record ID", "score": "leadscore_score", "tier": "leadscore_tier", "status": "leadscore_status",
+    "p_convert": "leadscore_probability", "expected_value": "leadscore_expected_value",
+    "status_reason": "leadscore_status_reason", "reasons_for": "leadscore_reasons_for",
+    "reasons_against": "leadscore_reasons_against", "assigned_rep": "leadscore_assigned_rep",
+    "queue_position": "leadscore_queue_position", "fit_score": "leadscore_fit_score",
+    "engagement_score": "leadscore_engagement_score", "scoring_run_id": "leadscore_scoring_run_id",
+    "model_version": "leadscore_model_version", "scored_at": "leadscore_scored_at",
+}
+QUEUE_COLUMNS = ("queue_position", "lead_id", "account_id", "rank", "tier", "score", "p_convert", "expected_value",
+                 "territory", "reasons_for", "reasons_against", "scoring_run_id", "model_version")
+CALL_QUEUE_COLUMNS = ("call_queue_position", "lead_id", "account_id", "rank", "tier", "score", "p_convert",
+                      "expected_value", "status_reason", "reasons_for", "reasons_against", "scoring_run_id",
+                      "model_version")
+
+
+class SchemaError(ValueError):
+    """The table to export does not match the documented sql_leads schema."""
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """The table in schema order; a documented column missing or an undocumented one present is an error."""
+    gate_cols = [c for c in df.columns if c.startswith("gate_")]
+    fixed = [c for c in OUTPUT_COLUMNS if c != "gate_<name>"]
+    missing = [c for c in fixed if c not in df.columns]
+    extra = [c for c in df.columns if c not in fixed and c not in gate_cols]
+    if missing or extra:
+        raise SchemaError(f"sql_leads schema v{SCHEMA_VERSION}: missing column(s) {missing}, undocumented column(s) "
+                          f"{extra}")
+    order = []
+    for c in OUTPUT_COLUMNS:
+        order.extend(gate_cols if c == "gate_<name>" else [c])
+    return df[order]
+
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """Make text cells inert for spreadsheets: a leading =, +, -, @ gets a quote (CSV injection)."""
+    """Make text cells inert for spreadsheets: a leading =, +, -, @, tab or CR gets a quote (CSV injection)."""
     out = df.copy()
     for col in out.columns:
         if pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
@@ -23,15 +105,25 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads") -> None:
-    """Replace `table` in one transaction: readers see the old table or the new one, never half of it."""
+def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
+                    before_swap: Callable[[], None] | None = None) -> None:
+    """Replace `table` in one transaction: readers see the old table or the new one, never half of it.
+
+    The new rows go to a staging table and are swapped in by DROP + RENAME inside the same transaction, so a
+    writer killed at any point leaves the previous table as it was. `before_swap` runs after the rows are staged
+    and before the swap (tests kill the writer there).
+    """
     from sqlalchemy import create_engine, inspect, text
 
     engine = create_engine(url)
-    staging = f"{table}__staging"
+    if engine.dialect.name == "sqlite":
+        _transactional_ddl(engine)
+    staging = f"{table}__staging_{uuid.uuid4().hex[:8]}"
     try:
         with engine.begin() as conn:
-            df.to_sql(staging, conn, if_exists="replace", index=False, chunksize=50_000)
+            df.to_sql(staging, conn, if_exists="fail", index=False, chunksize=50_000)
+            if before_swap is not None:
+                before_swap()
             if inspect(conn).has_table(table):
                 conn.execute(text(f'DROP TABLE "{table}"'))
             conn.execute(text(f'ALTER TABLE "{staging}" RENAME TO "{table}"'))
@@ -39,11 +131,73 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads") -> Non
         engine.dispose()
 
 
-def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads") -> dict[str, str]:
+def _transactional_ddl(engine) -> None:
+    """Make SQLite's CREATE / DROP / ALTER part of the transaction.
+
+    Python's sqlite3 driver commits before DDL on its own, which would make the swap non-atomic (a kill between
+    DROP and RENAME would lose the table). SQLAlchemy's documented remedy: let the driver do nothing and emit
+    BEGIN ourselves.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def crm_file(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+    """The columns of `mapping` renamed to the CRM's field names (rows with a lead id only)."""
+    cols = [c for c in mapping if c in df.columns]
+    return df.loc[df["lead_id"].notna(), cols].rename(columns=mapping)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "rep"
+
+
+def rep_queues(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One queue per assigned rep, in call order."""
+    if "assigned_rep" not in df:
+        return {}
+    handed = df[df["assigned_rep"].notna()]
+    cols = [c for c in QUEUE_COLUMNS if c in handed]
+    return {str(rep): part.sort_values("queue_position")[cols].reset_index(drop=True)
+            for rep, part in handed.groupby("assigned_rep", sort=True)}
+
+
+def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
+               changes: pd.DataFrame | None = None) -> dict[str, str]:
+    """Every export of one scoring; each file is written atomically, the SQL table swapped in one transaction."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    df = conform(df)
     url = database_url or f"sqlite:///{(out_dir / 'leadscore.db').resolve()}"
     write_sql_table(df, url, name)
-    parquet = write_parquet(df, out_dir / f"{name}.parquet")
-    csv = write_csv(neutralise_formulas(df), out_dir / f"{name}.csv")
-    return {"database": url, "parquet": str(parquet), "csv": str(csv)}
+    paths = {"database": url, "parquet": str(write_parquet(df, out_dir / f"{name}.parquet")),
+             "csv": str(write_csv(neutralise_formulas(df), out_dir / f"{name}.csv"))}
+    crm = out_dir / "crm"
+    paths["salesforce"] = str(write_csv(neutralise_formulas(crm_file(df, SALESFORCE_FIELDS)), crm / "salesforce_leads.csv"))
+    paths["hubspot"] = str(write_csv(neutralise_formulas(crm_file(df, HUBSPOT_PROPERTIES)), crm / "hubspot_contacts.csv"))
+    queues = out_dir / "queues"
+    written = set()
+    for rep, queue in rep_queues(df).items():
+        target = queues / f"{_slug(rep)}.csv"
+        write_csv(neutralise_formulas(queue.assign(rep=rep)), target)
+        written.add(target.name)
+    if "call_queue_position" in df:
+        calls = df[df["call_queue_position"].notna()].sort_values("call_queue_position")
+        target = queues / "_qualification_calls.csv"
+        write_csv(neutralise_formulas(calls[[c for c in CALL_QUEUE_COLUMNS if c in calls]]), target)
+        written.add(target.name)
+    if queues.exists():
+        for stale in queues.glob("*.csv"):  # a rep no longer configured must not keep last week's queue
+            if stale.name not in written:
+                stale.unlink()
+    paths["queues"] = str(queues)
+    if changes is not None:
+        paths["changes"] = str(write_csv(neutralise_formulas(changes), out_dir / "changes.csv"))
+    return paths

@@ -98,12 +98,29 @@ class TrainParams:
     reg_lambda: float = 1.0
     calibration: str = "isotonic"
     exclude_features: tuple[str, ...] = ()
+    monotone_increasing: tuple[str, ...] = ()  # features the score may never fall with (LightGBM constraints)
+    min_positives: int = 100  # below this many conversions in training: the logistic fallback, reason on the run
+    tune: bool = False  # optuna search (extra `tune`) bounded by tune_trials and tune_timeout_seconds
+    tune_trials: int = 30
+    tune_timeout_seconds: int = 600
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
     n_bootstrap: int = 200
     top_fraction: float = 0.10
+    top_fractions: tuple[float, ...] = (0.05, 0.10, 0.20)  # lift and capture at each of these top shares
+    capacity_k: int = 500  # sales capacity: precision among the K best-scored leads of the held-out period
+
+
+@dataclass(frozen=True)
+class PromoteParams:
+    """The rule a challenger must pass to become champion (`leadscore promote`)."""
+
+    min_auc_gain: float = 0.005  # challenger AUC >= champion AUC + this
+    max_ece_increase: float = 0.01  # challenger ECE <= champion ECE + this
+    max_p_value: float = 1.0  # paired bootstrap p-value of the AUC gain must be <= this (1.0: not required)
+    n_bootstrap: int = 1000
 
 
 @dataclass(frozen=True)
@@ -113,6 +130,24 @@ class ScoreParams:
     tiers: dict[str, float] = field(default_factory=lambda: {"A": 0.30, "B": 0.15, "C": 0.05})
     default_deal_size: float = 20_000.0
     gates: dict[str, Any] = field(default_factory=dict)
+    sql_rule: str = "threshold"  # or "capacity": the sql_capacity best gate-passing leads are SQLs
+    sql_capacity: int | None = None  # hand-over slots for sql_rule capacity (default: the reps' total capacity)
+    call_capacity: int = 50  # qualification calls per week: the needs_call leads queued (and explained)
+    reasons_top_k: int = 3  # factors for and against per handed-over lead (0 = none)
+    assignment: dict[str, Any] = field(default_factory=dict)  # reps, territories, capacities (models/assignment.py)
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    psi_warn: float = 0.10  # drift flags: see models.monitoring.DriftThresholds
+    psi_drift: float = 0.25
+    ks_alpha: float = 0.01
+    ks_min_statistic: float = 0.10
+    n_bins: int = 10
+    fail_on_drift: bool = False  # exit non-zero when drift is flagged (for schedulers)
+    cost_per_sql: float = 2_500.0  # USD of sales effort per SQL handed over (backtest value)
+    shap_sample: int = 1_000
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -123,7 +158,9 @@ class Params:
     featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    promote: PromoteParams = field(default_factory=PromoteParams)
     score: ScoreParams = field(default_factory=ScoreParams)
+    report: ReportParams = field(default_factory=ReportParams)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -157,6 +194,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ParamsError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     if origin in (typing.Union, types.UnionType) or hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where}: expected true or false, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -1,7 +1,15 @@
-"""Stage `train`: fit the calibrated conversion model on earlier snapshots, log it to MLflow."""
+"""Stage `train`: fit the calibrated conversion model and its baselines on earlier snapshots, log them to MLflow.
+
+The model is logged as one pyfunc (models/pyfunc.py: fitted model + gates + decision policy) and registered;
+the first registered version becomes `champion`, later ones `challenger` until `leadscore promote` moves the
+alias. With fewer than `train.min_positives` conversions the logistic baseline is the model, and the run says
+why (tag `fallback_reason`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from pathlib import Path
 
@@ -9,16 +17,20 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from features.build import feature_columns
+from features.build import CATEGORICAL_FEATURES, feature_columns
+from models.baselines import LogisticBaseline, PointsRuleScore
 from models.conversion import BoosterConfig, ConversionModel
 from models.evaluate import classification_metrics
+from models.pyfunc import LeadScoreModel
 from pipeline import tracking
 from pipeline.io import read_json, write_atomic, write_json
-from pipeline.params import TrainParams
+from pipeline.params import ScoreParams, TrainParams
 from pipeline.progress import log
 
 MODEL_FILE = "model.joblib"
+BASELINES_FILE = "baselines.joblib"
 MODEL_INFO = "model_info.json"
+CHAMPION, CHALLENGER = "champion", "challenger"
 
 
 def split_train_validation(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -39,61 +51,182 @@ def signature_frame(X: pd.DataFrame) -> pd.DataFrame:
     return X
 
 
-def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, source_tag: str = "demo") -> dict:
-    table = pd.read_parquet(features_path)
-    fit_part, val_part = split_train_validation(table)
-    cols = [c for c in feature_columns(table) if c not in set(p.exclude_features)]
+def booster_config(p: TrainParams, **overrides) -> BoosterConfig:
     config = BoosterConfig(
         learning_rate=p.learning_rate, num_leaves=p.num_leaves, min_child_samples=p.min_child_samples,
         n_estimators=p.n_estimators, early_stopping_rounds=p.early_stopping_rounds, subsample=p.subsample,
         colsample_bytree=p.colsample_bytree, reg_lambda=p.reg_lambda, n_jobs=p.n_jobs, seed=p.seed,
+        monotone_increasing=tuple(p.monotone_increasing),
     )
+    return dataclasses.replace(config, **overrides)
+
+
+def fallback_reason(n_positives: int, p: TrainParams) -> str | None:
+    """Why the logistic baseline replaces LightGBM, or None when there are conversions enough."""
+    if n_positives < p.min_positives:
+        return (f"only {n_positives} conversions in the training snapshots (train.min_positives = "
+                f"{p.min_positives}): too few for a boosted model, using the regularised logistic regression")
+    return None
+
+
+def tune_config(fit_part: pd.DataFrame, val_part: pd.DataFrame, cols: list[str], p: TrainParams) -> tuple[BoosterConfig, dict]:
+    """Optuna search of the booster's shape on the validation period, bounded by trials and time."""
+    try:
+        import optuna
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError("train.tune = true needs optuna: pip install -e '.[tune]'") from exc
+    from sklearn.metrics import roc_auc_score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    y_fit, y_val = fit_part["label"].astype(int), val_part["label"].astype(int).to_numpy()
+
+    def objective(trial) -> float:
+        cfg = booster_config(
+            p, learning_rate=trial.suggest_float("learning_rate", 0.02, 0.15, log=True),
+            num_leaves=trial.suggest_int("num_leaves", 7, 63, log=True),
+            min_child_samples=trial.suggest_int("min_child_samples", 20, 500, log=True),
+            colsample_bytree=trial.suggest_float("colsample_bytree", 0.3, 1.0),
+            reg_lambda=trial.suggest_float("reg_lambda", 1e-2, 30.0, log=True),
+        )
+        model = ConversionModel(cfg, calibration="none").fit(fit_part[cols], y_fit, val_part[cols], y_val)
+        trial.set_user_attr("best_iteration", model.best_iteration_)
+        return float(roc_auc_score(y_val, model.predict_proba(val_part[cols])[:, 1]))
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=p.seed))
+    study.optimize(objective, n_trials=p.tune_trials, timeout=p.tune_timeout_seconds)
+    best = study.best_trial
+    log(f"tuning: {len(study.trials)} trials, best validation AUC {best.value:.4f} with {best.params}")
+    return booster_config(p, **best.params), {"tune_trials_run": len(study.trials), "tune_best_val_auc": best.value,
+                                              **{f"tuned_{k}": v for k, v in best.params.items()}}
+
+
+def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, source_tag: str = "demo",
+        score_params: ScoreParams | None = None) -> dict:
+    table = pd.read_parquet(features_path)
+    fit_part, val_part = split_train_validation(table)
+    excluded = set(p.exclude_features)
+    unknown = sorted(excluded - set(feature_columns(table)))
+    if unknown:
+        log(f"train.exclude_features: {unknown} not in the feature table (ignored)")
+    cols = [c for c in feature_columns(table) if c not in excluded]
+    y_fit = fit_part["label"].astype(int)
+    y_val = val_part["label"].astype(int)
+    n_positives = int(y_fit.sum() + y_val.sum())
+    reason = fallback_reason(n_positives, p)
+
     start = time.perf_counter()
-    model = ConversionModel(config, calibration=p.calibration).fit(
-        fit_part[cols], fit_part["label"].astype(int), val_part[cols], val_part["label"].astype(int)
-    )
+    extra: dict = {}
+    if reason:
+        log(f"small data: {reason}")
+        model = LogisticBaseline().fit(pd.concat([fit_part[cols], val_part[cols]]), pd.concat([y_fit, y_val]))
+        model_kind = "logistic_fallback"
+    else:
+        config = booster_config(p)
+        if p.tune and len(val_part) and y_val.nunique() == 2:
+            config, extra = tune_config(fit_part, val_part, cols, p)
+        model = ConversionModel(config, calibration=p.calibration).fit(fit_part[cols], y_fit, val_part[cols], y_val)
+        model_kind = "lightgbm"
     fit_seconds = time.perf_counter() - start
-    metrics = {"fit_seconds": round(fit_seconds, 2), "best_iteration": model.best_iteration_,
-               "n_train": int(len(fit_part)), "n_validation": int(len(val_part))}
-    if len(val_part) and val_part["label"].nunique() == 2:
-        val = classification_metrics(val_part["label"].astype(int), model.predict_proba(val_part[cols])[:, 1])
+    baselines = {"logistic": LogisticBaseline().fit(fit_part[cols], y_fit),
+                 "points_rule": PointsRuleScore().fit(fit_part[cols], y_fit)}
+
+    metrics = {"fit_seconds": round(fit_seconds, 2), "best_iteration": int(getattr(model, "best_iteration_", 0)),
+               "n_train": int(len(fit_part)), "n_validation": int(len(val_part)), "n_positives": n_positives,
+               "n_features": len(cols), "model_kind": model_kind, **extra}
+    if reason:
+        metrics["fallback_reason"] = reason
+    else:
+        metrics["calibration"] = model.calibration_
+    if len(val_part) and y_val.nunique() == 2:
+        val = classification_metrics(y_val, model.predict_proba(val_part[cols])[:, 1])
         metrics.update({f"validation_{k}": v for k, v in val.items() if k in ("roc_auc", "pr_auc", "brier", "ece")})
-    log(f"trained on {len(fit_part):,} rows in {fit_seconds:.1f}s, {model.best_iteration_} trees, "
-        f"validation AUC {metrics.get('validation_roc_auc', float('nan')):.4f}")
+    log(f"trained {model_kind} on {len(fit_part):,} rows in {fit_seconds:.1f}s ({p.n_jobs} threads), "
+        f"{metrics['best_iteration']} trees, validation AUC {metrics.get('validation_roc_auc', float('nan')):.4f}")
 
     out_dir = Path(out_dir)
     write_atomic(out_dir / MODEL_FILE, lambda tmp: joblib.dump(model, tmp))
-    info = log_to_mlflow(model, fit_part[cols], metrics, p, source_tag, features_path)
+    write_atomic(out_dir / BASELINES_FILE, lambda tmp: joblib.dump(baselines, tmp))
+    bundle = pyfunc_bundle(model, score_params)
+    info = log_to_mlflow(bundle, table[table["split"] == "train"], metrics, p, source_tag, features_path)
     write_json(info, out_dir / MODEL_INFO)
     write_json(metrics, Path(reports_dir) / "train_metrics.json")
     return metrics
 
 
-def log_to_mlflow(model: ConversionModel, X: pd.DataFrame, metrics: dict, p: TrainParams, source_tag: str,
+def pyfunc_bundle(model, score_params: ScoreParams | None) -> LeadScoreModel:
+    s = score_params or ScoreParams()
+    return LeadScoreModel(model, s.gates, s.threshold, s.unknown_policy, s.tiers,
+                          categorical=tuple(CATEGORICAL_FEATURES))
+
+
+def data_version(features_path: Path, lock_path: Path = Path("dvc.lock")) -> str:
+    """The DVC hash of the features output (dvc.lock), else the md5 of the features file itself."""
+    features_path = Path(features_path)
+    if lock_path.exists():
+        import yaml
+
+        lock = yaml.safe_load(lock_path.read_text()) or {}
+        for out in (lock.get("stages", {}).get("featurize", {}) or {}).get("outs", []) or []:
+            if Path(out.get("path", "")).resolve() in (features_path.parent.resolve(), features_path.resolve()):
+                return f"dvc:{out.get('md5', 'unknown')}"
+    digest = hashlib.md5()  # noqa: S324 - a content fingerprint, not security
+    with features_path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"md5:{digest.hexdigest()}"
+
+
+def log_to_mlflow(bundle: LeadScoreModel, train_rows: pd.DataFrame, metrics: dict, p: TrainParams, source_tag: str,
                   features_path: Path) -> dict:
     tracking.configure()
     import mlflow
+    from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
     mlflow.set_experiment(p.experiment)
-    example = signature_frame(X.head(5))
+    rows = train_rows.head(200)
+    missing = [c for c in bundle.input_columns if c not in rows.columns]
+    for col in missing:  # gate columns that are not features (annual_revenue): unknown in the example
+        rows = rows.assign(**{col: np.nan})
+    filled = rows.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index[:5]
+    example = bundle.input_example(rows.loc[filled])
+    output = bundle.score(example)
     with mlflow.start_run(run_name=f"train-{source_tag}") as run:
-        mlflow.set_tags({"git_commit": tracking.git_commit(), "source": source_tag, "stage": "train",
-                         "features_path": str(features_path)})
+        tags = {"git_commit": tracking.git_commit(), "source": source_tag, "stage": "train",
+                "features_path": str(features_path), "data_version": data_version(features_path),
+                "model_kind": metrics["model_kind"]}
+        if "fallback_reason" in metrics:
+            tags["fallback_reason"] = metrics["fallback_reason"]
+        mlflow.set_tags(tags)
         mlflow.log_params({f"train.{k}": v for k, v in vars(p).items()})
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and np.isfinite(v)})
-        signature = infer_signature(example, model.predict_proba(X.head(5))[:, 1])
-        logged = mlflow.sklearn.log_model(
-            sk_model=model, name="model", signature=signature, input_example=example,
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
+        logged = mlflow.pyfunc.log_model(
+            name="model", python_model=bundle, signature=infer_signature(example, output), input_example=example,
             pip_requirements=tracking.model_requirements(), code_paths=tracking.model_code_paths(),
-            registered_model_name=p.registered_model, skops_trusted_types=tracking.TRUSTED_MODEL_TYPES,
+            registered_model_name=p.registered_model,
         )
         version = getattr(logged, "registered_model_version", None)
+    alias = None
+    if version is not None:
+        client = MlflowClient()
+        try:
+            client.get_model_version_by_alias(p.registered_model, CHAMPION)
+            alias = CHALLENGER
+        except mlflow.exceptions.MlflowException:
+            alias = CHAMPION  # the first registered version
+        client.set_registered_model_alias(p.registered_model, alias, str(version))
+        log(f"registered {p.registered_model} version {version} as {alias}")
     return {"run_id": run.info.run_id, "experiment": p.experiment, "registered_model": p.registered_model,
             "model_version": f"{p.registered_model}/{version}" if version else run.info.run_id,
-            "model_uri": logged.model_uri}
+            "model_uri": logged.model_uri, "alias": alias}
 
 
 def load_model(models_dir: Path) -> tuple[ConversionModel, dict]:
     models_dir = Path(models_dir)
     return joblib.load(models_dir / MODEL_FILE), read_json(models_dir / MODEL_INFO)
+
+
+def load_baselines(models_dir: Path) -> dict:
+    path = Path(models_dir) / BASELINES_FILE
+    return joblib.load(path) if path.exists() else {}

@@ -116,3 +116,25 @@ def test_evaluate_gates_names_columns():
     gates = parse_gates(BUDGET)
     out = evaluate_gates(frame(annual_revenue=[2e7], form_budget_min=[0.0], bant_budget_confirmed=[np.nan]), gates)
     assert list(out.columns) == ["gate_budget"] and out.iloc[0, 0] == PASS
+
+
+def test_the_projects_gate_config_names_only_columns_the_score_stage_has():
+    from pathlib import Path
+
+    from features.build import CATEGORICAL_FEATURES
+    from pipeline.params import load_params
+    from pipeline.score import ACCOUNT_COLUMNS
+
+    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml").score
+    known = [*CATEGORICAL_FEATURES, *ACCOUNT_COLUMNS, "seniority_level", "form_budget_min", "form_timeline_months",
+             "n_high_intent_7d", "n_high_intent_30d", "bant_budget_confirmed", "bant_authority_confirmed",
+             "bant_need_confirmed", "bant_timeline_confirmed"]
+    gates = parse_gates(p.gates, known)
+    assert [g.name for g in gates] == ["budget", "authority", "need", "timeline"]
+    assert all(g.confirmed == f"bant_{g.name}_confirmed" for g in gates)
+
+
+def test_a_gate_with_only_a_call_answer_is_unknown_until_the_call():
+    gate = parse_gates({"need": {"confirmed": "bant_need_confirmed"}})[0]
+    df = frame(bant_need_confirmed=[np.nan, 1.0, 0.0])
+    assert gate.evaluate(df).tolist() == [UNKNOWN, PASS, FAIL]

@@ -1,0 +1,197 @@
+"""Benchmark: score 1,000,000 leads from a feature table — gates, predict, decide, rank, hand over, reasons for the
+handed-over rows, write — in chunks, so memory is bounded by the chunk size and not by the number of leads.
+
+    python -m benchmarks.bench_score                    # 1M leads, 250k-row chunks
+    python -m benchmarks.bench_score --n 200000 --chunk-rows 50000
+
+Input: the demo's trained model, validated accounts/opportunities and score-split feature rows (`make demo`
+leaves them under data/). The 1M-row feature table is those rows resampled with new lead ids, written once to
+benchmarks/data/bench_score/ and reused. Target: ≤ 30 s on 2 cores. `main()` returns the figures as a dict
+(`benchmarks/run.py` calls it); LightGBM uses the model's own thread count (reported as `lightgbm_threads`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "data" / "bench_score"
+TARGET_SECONDS = 30.0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def make_feature_table(source: Path, target: Path, n: int, chunk_rows: int, seed: int = 0) -> Path:
+    """`n` feature rows resampled from the score split of `source`, unique lead ids, written chunk by chunk."""
+    if target.exists() and pq.ParquetFile(target).metadata.num_rows == n:
+        return target
+    base = pd.read_parquet(source)
+    base = base[base["split"] == "score"].reset_index(drop=True)
+    if base.empty:
+        raise ValueError(f"{source}: no score-split rows to resample")
+    rng = np.random.default_rng(seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    writer = None
+    try:
+        for start in range(0, n, chunk_rows):
+            size = min(chunk_rows, n - start)
+            part = base.iloc[rng.integers(0, len(base), size)].reset_index(drop=True)
+            part["lead_id"] = [f"B{i:07d}" for i in range(start, start + size)]
+            table = pa.Table.from_pandas(part, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table, row_group_size=chunk_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(target)
+    return target
+
+
+def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opportunities: pd.DataFrame, p,
+               out_dir: Path, chunk_rows: int, icp=None) -> dict:
+    """The score stage, chunked: per chunk gates + predict + decide; globally rank; hand over; reasons; write."""
+    from features.build import with_categories
+    from models.ranking import NEEDS_CALL, SQL, STATUS_ORDER
+    from pipeline.export import conform, export_all, write_sql_table  # noqa: F401 - export_all for the small files
+    from pipeline.io import atomic_path
+    from pipeline.score import _phrasebook, hand_over, new_scoring_run_id, score_frame
+
+    timings: dict[str, float] = {}
+
+    def tick(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(timings.get(name, 0.0) + now - since, 2)
+        return now
+
+    out_dir = Path(out_dir)
+    parts_dir = out_dir / "parts"
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
+    run_id = new_scoring_run_id()
+    ids, keys, values, candidates, candidate_rows = [], [], [], [], []
+    n_parts = 0
+    t = time.perf_counter()
+    for batch in pq.ParquetFile(features).iter_batches(batch_size=chunk_rows):
+        frame = with_categories(batch.to_pandas())
+        t = tick("read_s", t)
+        scored = score_frame(frame, model, accounts, opportunities, p, info["model_version"], info["run_id"],
+                             scored_at, run_id)
+        t = tick("gates_predict_decide_s", t)
+        ids.append(scored["lead_id"].to_numpy(dtype=object))
+        keys.append(scored["status"].map(STATUS_ORDER).to_numpy(dtype=np.int8))
+        values.append(scored["expected_value"].to_numpy(dtype=float))
+        hot = scored["status"].isin([SQL, NEEDS_CALL]).to_numpy()
+        candidates.append(scored[hot])
+        candidate_rows.append(frame[frame["lead_id"].isin(scored.loc[hot, "lead_id"])])
+        scored.to_parquet(parts_dir / f"part-{n_parts:05d}.parquet", index=False)
+        n_parts += 1
+        t = tick("write_parts_s", t)
+
+    # Global rank over every lead: status order first, then expected value (descending).
+    lead_ids = np.concatenate(ids)
+    order = np.lexsort((-np.concatenate(values), np.concatenate(keys)))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    rank_of = pd.Series(rank, index=pd.Index(lead_ids, dtype=object))
+    t = tick("rank_s", t)
+
+    # Hand-over and reasons: only the SQL / needs-call leads, ranked globally among themselves.
+    hot = pd.concat(candidates, ignore_index=True)
+    hot["rank"] = rank_of.loc[hot["lead_id"].to_numpy()].to_numpy()
+    hot = hot.sort_values("rank").reset_index(drop=True)
+    handed = hand_over(hot, pd.concat(candidate_rows, ignore_index=True), model, p, _phrasebook(icp))
+    handed = handed.set_index("lead_id")
+    t = tick("handover_reasons_s", t)
+
+    # Final table: each part gets its global rank and the hand-over columns, streamed into one Parquet file.
+    extra = ["assigned_rep", "queue_position", "assignment_reason", "call_queue_position", "reasons_for",
+             "reasons_against"]
+    target = out_dir / "sql_leads.parquet"
+    writer = None
+    with atomic_path(target) as tmp:
+        for k in range(n_parts):
+            part = pd.read_parquet(parts_dir / f"part-{k:05d}.parquet")
+            part["rank"] = rank_of.loc[part["lead_id"].to_numpy()].to_numpy()
+            joined = handed[extra].reindex(part["lead_id"].to_numpy())
+            for col in extra:
+                part[col] = joined[col].to_numpy()
+                part[col] = part[col].astype(handed[col].dtype)
+            part["change"] = "new_lead"  # a benchmark has no previous scoring
+            part.loc[part["status"] == SQL, "change"] = "new_sql"
+            table = pa.Table.from_pandas(conform(part.sort_values("rank")), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
+    for f in parts_dir.glob("part-*.parquet"):
+        f.unlink()
+    t = tick("write_sql_leads_s", t)
+    n_handed = int(handed["assigned_rep"].notna().sum())
+    n_calls = int(handed["call_queue_position"].notna().sum())
+    return {"rows": int(len(lead_ids)), "chunks": n_parts, "n_sql": int((handed["status"] == SQL).sum()),
+            "n_assigned": n_handed, "n_call_queue": n_calls, "n_explained": int(handed["reasons_for"].notna().sum()),
+            **timings}
+
+
+def _inputs():
+    from pipeline.io import find_table, read_table
+    from pipeline.params import load_params
+    from pipeline.train import load_model
+
+    prm = load_params(ROOT / "params.yaml")
+    models_dir = ROOT / prm.paths.models
+    features = ROOT / prm.paths.features / "features.parquet"
+    validated = ROOT / prm.paths.validated
+    if not (models_dir / "model.joblib").exists() or not features.exists():
+        raise FileNotFoundError(f"{models_dir} or {features} missing: run `make demo` first")
+    model, info = load_model(models_dir)
+    accounts = read_table(find_table(validated, "accounts"))
+    opportunities = read_table(find_table(validated, "opportunities"))
+    return prm, model, info, features, accounts, opportunities
+
+
+def main(n: int = 1_000_000, chunk_rows: int = 250_000) -> dict:
+    prm, model, info, source, accounts, opportunities = _inputs()
+    t = time.perf_counter()
+    features = make_feature_table(source, WORK / f"features_{n}.parquet", n, chunk_rows)
+    prepare_s = round(time.perf_counter() - t, 2)
+    rss_before = _peak_rss_mb()
+    start = time.perf_counter()
+    result = score_file(features, model, info, accounts, opportunities, prm.score, WORK / "out", chunk_rows,
+                        prm.featurize.icp)
+    seconds = round(time.perf_counter() - start, 2)
+    return {
+        "benchmark": "bench_score", "n_leads": n, "chunk_rows": chunk_rows, "seconds": seconds,
+        "target_seconds": TARGET_SECONDS, "within_target": seconds <= TARGET_SECONDS,
+        "leads_per_second": round(n / seconds), "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb_before_scoring": round(rss_before, 1), "prepare_input_s": prepare_s,
+        "lightgbm_threads": int(model.booster_.get_params().get("n_jobs") or 0), "trees": int(model.best_iteration_),
+        "n_features": len(model.feature_names_in_), **result,
+    }
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--chunk-rows", type=int, default=250_000)
+    args = parser.parse_args(argv)
+    print(json.dumps(main(args.n, args.chunk_rows), indent=2))
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -1,0 +1,609 @@
+"""Profiles: how a real CRM export maps onto the data contract (pure: mappings and DataFrames in and out).
+
+A profile is a YAML mapping (loaded by ``pipeline/``; parsed here by ``parse_profile``). Two kinds:
+
+* ``tables`` — a four-table export (Salesforce, HubSpot, Maven): each contract table comes from one or more
+  source files; ``columns`` renames source columns to contract columns, ``values`` maps source values onto
+  contract values (picklists, stages, countries), ``scale`` multiplies numbers (revenue in millions),
+  ``constants`` fills a contract column with one value. The mapped tables then go through the contract's
+  validation and the normal point-in-time path.
+* ``flat`` — one row per lead with pre-aggregated engagement (X Education, UCI bank, Olist, a spreadsheet):
+  the declared ``numeric`` and ``categorical`` columns are the model's features directly; ``label`` says how
+  the outcome is formed; ``time`` (optional) orders the rows for a time split.
+
+Both kinds declare ``missing`` (markers meaning "no value", e.g. ``Select``, ``unknown``, ``N/A``),
+``decimal`` (``"."``, ``","`` or ``auto``) for numbers such as ``$1,200`` or ``1.200,50``, ``date_formats``
+tried in order before ISO 8601, and ``drop``: leaky columns (filled in after the outcome was known), each with
+its reason — dropped before anything else looks at the data.
+
+Values that cannot be parsed are *kept as text* in the mapped contract tables, so the validator quarantines
+the row with ``<col>: type <dtype>`` instead of the mapping silently blanking it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.schema import CONTRACT, TABLE_ORDER, Table
+
+KINDS = ("tables", "flat")
+DEFAULT_MISSING: tuple[str, ...] = ("", "n/a", "na", "null", "none", "-", "--", "#n/a", "nan")
+ROW_ID = "row_number"  # flat id when the source has none: the 1-based data row
+
+
+class ProfileError(ValueError):
+    """A profile is malformed, or the export lacks a column the profile maps (the message names both)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The profile
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """Where one contract table comes from: source files, renames, value maps, scales and constants."""
+
+    files: tuple[str, ...]
+    columns: Mapping[str, tuple[str, ...]]  # contract column -> source column (first present of several names)
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # contract column -> {source: value}
+    scale: Mapping[str, float] = field(default_factory=dict)
+    constants: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Label:
+    """How a flat export's outcome is formed: a column's positive values, or membership in another file."""
+
+    column: str | None = None
+    positive: tuple[str, ...] = ()
+    in_file: str | None = None  # the lead is positive when its id appears in this file's `key` column
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    kind: str
+    description: str = ""
+    missing: tuple[str, ...] = DEFAULT_MISSING
+    decimal: str = "auto"
+    date_formats: tuple[str, ...] = ()
+    drop: Mapping[str, str] = field(default_factory=dict)  # leaky source column -> why it leaks
+    export_date: str = "auto"  # "auto": the latest date in the export
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # params section -> fields
+    # tables
+    tables: Mapping[str, TableSource] = field(default_factory=dict)
+    # flat
+    file: str | None = None
+    id: str | None = None
+    label: Label | None = None
+    time: str | None = None  # a date column, or "row_order" when rows are already in time order
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    job_title: str | None = None  # flat: a title column parsed into seniority_level / department
+    time_features: bool = False  # flat: month, weekday and days since the first date of the time column
+    gates: Mapping[str, Any] = field(default_factory=dict)  # flat: BANT gates on the flat feature names
+
+    def source_columns(self) -> list[str]:
+        """Every source column a flat profile reads (id, label, time, features)."""
+        cols = [self.id] if self.id else []
+        if self.label and self.label.column:
+            cols.append(self.label.column)
+        if self.time and self.time != "row_order":
+            cols.append(self.time)
+        cols += [*self.numeric, *self.categorical]
+        if self.job_title:
+            cols.append(self.job_title)
+        return list(dict.fromkeys(cols))
+
+
+_TOP_KEYS = {
+    "tables": {"name", "kind", "description", "missing", "decimal", "date_formats", "drop", "export_date",
+               "overrides", "tables"},
+    "flat": {"name", "kind", "description", "missing", "decimal", "date_formats", "drop", "export_date",
+             "overrides", "file", "id", "label", "time", "numeric", "categorical", "values", "job_title", "gates",
+             "time_features"},
+}
+_TABLE_KEYS = {"file", "columns", "values", "scale", "constants"}
+
+
+def _as_tuple(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list | tuple):
+        raise ProfileError(f"{where}: expected a list, got {value!r}")
+    return tuple(str(v) for v in value)
+
+
+def _as_mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ProfileError(f"{where}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
+def parse_profile(data: Mapping[str, Any], name: str = "profile") -> Profile:
+    """A ``Profile`` from a loaded YAML mapping; unknown keys, kinds and contract columns are refused."""
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{name}: a profile is a mapping, got {type(data).__name__}")
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ProfileError(f"{name}: kind must be one of {list(KINDS)}, got {kind!r}")
+    unknown = sorted(set(data) - _TOP_KEYS[kind])
+    if unknown:
+        raise ProfileError(f"{name}: unknown key(s) {unknown}; known keys are {sorted(_TOP_KEYS[kind])}")
+    decimal = str(data.get("decimal", "auto"))
+    if decimal not in (".", ",", "auto"):
+        raise ProfileError(f"{name}.decimal: use '.', ',' or auto, not {decimal!r}")
+    common = {
+        "name": str(data.get("name", name)),
+        "kind": kind,
+        "description": str(data.get("description", "")),
+        "missing": tuple(dict.fromkeys(m.strip().lower() for m in (*DEFAULT_MISSING, *_as_tuple(data.get("missing"), f"{name}.missing")))),
+        "decimal": decimal,
+        "date_formats": _as_tuple(data.get("date_formats"), f"{name}.date_formats"),
+        "drop": {str(k): str(v) for k, v in _as_mapping(data.get("drop"), f"{name}.drop").items()},
+        "export_date": str(data.get("export_date", "auto")),
+        "overrides": {str(k): _as_mapping(v, f"{name}.overrides.{k}")
+                      for k, v in _as_mapping(data.get("overrides"), f"{name}.overrides").items()},
+    }
+    if kind == "tables":
+        return Profile(**common, tables=_parse_tables(data.get("tables"), name))
+    return _parse_flat(data, name, common)
+
+
+def _parse_tables(data: Any, name: str) -> dict[str, TableSource]:
+    tables = _as_mapping(data, f"{name}.tables")
+    unknown = sorted(set(tables) - set(CONTRACT))
+    if unknown:
+        raise ProfileError(f"{name}.tables: unknown table(s) {unknown}; the contract has {list(TABLE_ORDER)}")
+    for required in ("accounts", "leads", "opportunities"):
+        if required not in tables:
+            raise ProfileError(f"{name}.tables: table {required!r} is not mapped")
+    out = {}
+    for tname, spec in tables.items():
+        where = f"{name}.tables.{tname}"
+        spec = _as_mapping(spec, where)
+        bad = sorted(set(spec) - _TABLE_KEYS)
+        if bad:
+            raise ProfileError(f"{where}: unknown key(s) {bad}; known keys are {sorted(_TABLE_KEYS)}")
+        contract = CONTRACT[tname]
+        columns = {str(k): _as_tuple(v, f"{where}.columns.{k}")
+                   for k, v in _as_mapping(spec.get("columns"), f"{where}.columns").items()}
+        constants = _as_mapping(spec.get("constants"), f"{where}.constants")
+        values = {str(k): _as_mapping(v, f"{where}.values.{k}")
+                  for k, v in _as_mapping(spec.get("values"), f"{where}.values").items()}
+        scale = {str(k): float(v) for k, v in _as_mapping(spec.get("scale"), f"{where}.scale").items()}
+        for key, mapped in (("columns", columns), ("constants", constants), ("values", values), ("scale", scale)):
+            extra = sorted(set(mapped) - set(contract.names))
+            if extra:
+                raise ProfileError(f"{where}.{key}: {extra} not in the contract table {tname!r} ({contract.names})")
+        unmapped = [c for c in contract.required_names if c not in columns and c not in constants]
+        if unmapped:
+            raise ProfileError(f"{where}: required contract column(s) {unmapped} not mapped")
+        files = _as_tuple(spec.get("file"), f"{where}.file")
+        if not files:
+            raise ProfileError(f"{where}: no source file given (file: ...)")
+        out[tname] = TableSource(files=files, columns=columns, values=values, scale=scale, constants=constants)
+    return out
+
+
+def _parse_flat(data: Mapping[str, Any], name: str, common: dict) -> Profile:
+    label = _as_mapping(data.get("label"), f"{name}.label")
+    if not label:
+        raise ProfileError(f"{name}: a flat profile needs a label (column + positive, or in_file + key)")
+    bad = sorted(set(label) - {"column", "positive", "in_file", "key"})
+    if bad:
+        raise ProfileError(f"{name}.label: unknown key(s) {bad}")
+    parsed_label = Label(column=label.get("column"), positive=_as_tuple(label.get("positive"), f"{name}.label.positive"),
+                         in_file=label.get("in_file"), key=label.get("key"))
+    if parsed_label.column and not parsed_label.positive:
+        raise ProfileError(f"{name}.label: list the positive value(s) of {parsed_label.column!r} under positive")
+    if not parsed_label.column and not (parsed_label.in_file and parsed_label.key and data.get("id")):
+        raise ProfileError(f"{name}.label: give column + positive, or in_file + key (with an id column)")
+    numeric = _as_tuple(data.get("numeric"), f"{name}.numeric")
+    categorical = _as_tuple(data.get("categorical"), f"{name}.categorical")
+    if not numeric and not categorical and not data.get("job_title"):
+        raise ProfileError(f"{name}: a flat profile needs feature columns (numeric and/or categorical)")
+    drop = common["drop"]
+    leaky = sorted(set(drop) & {*numeric, *categorical})
+    if leaky:
+        raise ProfileError(f"{name}: column(s) {leaky} are declared leaky under drop and also used as features")
+    return Profile(
+        **common,
+        file=data.get("file"),
+        id=data.get("id"),
+        label=parsed_label,
+        time=data.get("time"),
+        numeric=numeric,
+        categorical=categorical,
+        values={str(k): _as_mapping(v, f"{name}.values.{k}") for k, v in _as_mapping(data.get("values"), f"{name}.values").items()},
+        job_title=data.get("job_title"),
+        time_features=bool(data.get("time_features", False)),
+        gates=_as_mapping(data.get("gates"), f"{name}.gates"),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Values: missing markers, numbers, dates
+
+
+def blank_missing(s: pd.Series, markers: tuple[str, ...]) -> pd.Series:
+    """Text cells equal (case- and space-insensitively) to a missing marker become missing."""
+    if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
+        return s
+    text = s.astype("string").str.strip()
+    is_marker = text.str.lower().isin(set(markers)).fillna(False).to_numpy(dtype=bool)
+    out = s.astype(object).where(~is_marker, None)
+    return out.where(pd.notna(out), None)
+
+
+_CURRENCY = re.compile(r"[\s$€£¥\u00a0\u202f']|USD|EUR|GBP|BRL|R\$")
+_THOUSANDS_COMMA = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+_THOUSANDS_DOT = re.compile(r"^-?\d{1,3}(\.\d{3})+(,\d+)?$")
+
+
+def parse_number(text: Any, decimal: str = "auto") -> float | None:
+    """One cell as a number: ``$1,200`` → 1200, ``1.200,50`` → 1200.5, ``(300)`` → -300, ``12%`` → 12.
+
+    Returns None when the text is not a number. ``decimal`` is the decimal mark; ``auto`` decides per
+    value: the last of ``.``/``,`` when both occur, a single ``,`` followed by exactly three digits in
+    groups (``1,200``) is a thousands separator, otherwise ``,`` is a decimal comma.
+    """
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return None
+    if isinstance(text, int | float | np.integer | np.floating) and not isinstance(text, bool):
+        return float(text)
+    s = _CURRENCY.sub("", str(text).strip())
+    negative = s.startswith("(") and s.endswith(")")
+    s = s.strip("()").rstrip("%")
+    if not s:
+        return None
+    if decimal == ",":
+        s = s.replace(".", "").replace(",", ".")
+    elif decimal == ".":
+        s = s.replace(",", "")
+    elif "," in s and "." in s:
+        s = s.replace(".", "").replace(",", ".") if s.rfind(",") > s.rfind(".") else s.replace(",", "")
+    elif "," in s:
+        s = s.replace(",", "") if _THOUSANDS_COMMA.match(s) else s.replace(",", ".")
+    elif s.count(".") > 1 and _THOUSANDS_DOT.match(s):
+        s = s.replace(".", "")
+    try:
+        value = float(s)
+    except ValueError:
+        return None
+    if not np.isfinite(value):
+        return None
+    return -value if negative else value
+
+
+def parse_numbers(s: pd.Series, decimal: str = "auto", keep_text: bool = True) -> pd.Series:
+    """A column of numbers; unparseable text stays as text (``keep_text``) for the validator to report."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        return s.astype(float)
+    uniques = pd.unique(s.dropna())
+    parsed = {u: parse_number(u, decimal) for u in uniques}
+    values = s.map(lambda v: parsed.get(v) if v is not None and not (isinstance(v, float) and np.isnan(v)) else None)
+    bad = s.notna() & values.isna()
+    if not bad.any() or not keep_text:
+        return values.astype(float)
+    return values.astype(object).where(~bad, s)
+
+
+def parse_dates(s: pd.Series, formats: tuple[str, ...] = (), keep_text: bool = True) -> pd.Series:
+    """Dates in any of ``formats`` (tried in order), then ISO 8601; naive UTC.
+
+    Parsed values become ISO strings (``keep_text``) or Timestamps; unparseable text stays as text so
+    the validator reports ``<col>: type datetime`` for its row.
+    """
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        out = s.dt.tz_convert("UTC").dt.tz_localize(None) if isinstance(s.dtype, pd.DatetimeTZDtype) else s
+        return out
+    text = s.astype("string").str.strip()
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    for fmt in (*formats, "ISO8601"):
+        todo = out.isna() & text.notna()
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce", utc=True)
+        out[todo] = parsed.dt.tz_localize(None).astype("datetime64[ns]")
+    bad = out.isna() & text.notna()
+    if not keep_text:
+        return out
+    result = out.dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object)
+    result[out.isna()] = None
+    if bad.any():
+        result[bad] = s[bad]
+    return result
+
+
+def map_values(s: pd.Series, mapping: Mapping[str, Any]) -> pd.Series:
+    """Map source values (compared as stripped text, case-insensitively) onto contract values; others stay."""
+    if not mapping:
+        return s
+    lookup = {str(k).strip().lower(): v for k, v in mapping.items()}
+    def one(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        key = str(v).strip().lower()
+        return lookup.get(key, v)
+    return s.map(one).astype(object)
+
+
+# --------------------------------------------------------------------------------------------------
+# Four-table exports
+
+
+def required_source_columns(profile: Profile, table: str) -> dict[str, tuple[str, ...]]:
+    """Contract column -> its candidate source columns, for the contract columns the table requires."""
+    spec = profile.tables[table]
+    required = set(CONTRACT[table].required_names)
+    return {dst: srcs for dst, srcs in spec.columns.items() if dst in required}
+
+
+def missing_source_column(columns: list[str], profile: Profile, table: str) -> tuple[str, str] | None:
+    """(source column, contract column) of the first required mapping none of whose names is in ``columns``."""
+    for dst, srcs in required_source_columns(profile, table).items():
+        if not any(src in columns for src in srcs):
+            return " or ".join(srcs), dst
+    return None
+
+
+def map_table(frames: list[pd.DataFrame], profile: Profile, table: str) -> pd.DataFrame:
+    """One contract table from its source frame(s) (concatenated in file order). An optional source column
+    that is absent is left out; a missing required one raises ``ProfileError`` naming both names."""
+    spec = profile.tables[table]
+    contract: Table = CONTRACT[table]
+    parts = []
+    for i, raw in enumerate(frames):
+        raw = raw.drop(columns=[c for c in profile.drop if c in raw.columns])
+        fname = spec.files[i] if i < len(spec.files) else spec.files[-1]
+        missing = missing_source_column(list(raw.columns), profile, table)
+        if missing:
+            raise ProfileError(f"{fname}: column {missing[0]!r} (contract {table}.{missing[1]}) missing; "
+                               f"the file has {list(raw.columns)[:12]}")
+        part = pd.DataFrame(index=raw.index)
+        for dst, srcs in spec.columns.items():
+            src = next((c for c in srcs if c in raw.columns), None)
+            if src is not None:
+                part[dst] = raw[src].to_numpy()
+        parts.append(part)
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    for dst, value in spec.constants.items():
+        df[dst] = value
+    for col in contract.columns:
+        if col.name not in df:
+            continue
+        s = blank_missing(df[col.name], profile.missing)
+        s = map_values(s, spec.values.get(col.name, {}))
+        if col.dtype in ("int", "float"):
+            s = parse_numbers(s, profile.decimal)
+            if col.name in spec.scale:
+                s = s.map(lambda v, k=spec.scale[col.name]: v * k if isinstance(v, float) else v)
+        elif col.dtype == "datetime":
+            s = parse_dates(s, profile.date_formats)
+        elif col.dtype == "string":
+            s = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)).astype(object)
+        df[col.name] = s
+    return df[[c for c in contract.names if c in df]]
+
+
+def typed_table(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Valid rows with proper dtypes (numbers float, dates datetime64, text str): safe to write as Parquet."""
+    out = df.copy()
+    for col in CONTRACT[table].columns:
+        if col.name not in out:
+            continue
+        if col.dtype in ("int", "float"):
+            out[col.name] = pd.to_numeric(out[col.name], errors="coerce").astype(float)
+        elif col.dtype == "datetime":
+            out[col.name] = pd.to_datetime(out[col.name], errors="coerce", format="ISO8601")
+        elif col.dtype == "bool":
+            out[col.name] = out[col.name].map(_bool_token).astype("boolean")
+        else:
+            out[col.name] = out[col.name].astype("string")
+    return out
+
+
+def _bool_token(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return pd.NA
+    if isinstance(v, bool | np.bool_):
+        return bool(v)
+    return str(v).strip().lower() in ("true", "t", "yes", "y", "1", "1.0")
+
+
+def empty_table(table: str) -> pd.DataFrame:
+    """A contract table with its columns and no rows (for an export without, say, activities)."""
+    dtypes = {"string": "string", "int": "float64", "float": "float64", "datetime": "datetime64[ns]", "bool": "boolean"}
+    return pd.DataFrame({c.name: pd.Series(dtype=dtypes[c.dtype]) for c in CONTRACT[table].columns})
+
+
+def latest_date(tables: Mapping[str, pd.DataFrame], not_after: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The latest contract date across the tables (ignoring dates after ``not_after``, which the validator
+    will quarantine): the export date when a profile says ``auto``."""
+    latest = pd.NaT
+    for name, df in tables.items():
+        for col in CONTRACT[name].columns:
+            if col.dtype == "datetime" and col.name in df:
+                d = pd.to_datetime(df[col.name], errors="coerce", format="ISO8601")
+                m = (d[d <= not_after] if not_after is not None else d).max()
+                if pd.notna(m) and (pd.isna(latest) or m > latest):
+                    latest = m
+    if pd.isna(latest):
+        raise ProfileError("export_date auto: the export holds no valid date")
+    return pd.Timestamp(latest).normalize()
+
+
+# --------------------------------------------------------------------------------------------------
+# Flat exports
+
+
+def feature_name(source: str) -> str:
+    """A model-safe snake_case name for a source column (LightGBM refuses JSON characters in names)."""
+    name = re.sub(r"[^0-9a-zA-Z]+", "_", source).strip("_").lower()
+    return name or "column"
+
+
+@dataclass
+class FlatData:
+    """A flat export mapped: features (numeric float, categorical ``category``), label, ids, times."""
+
+    X: pd.DataFrame
+    y: pd.Series  # 1/0, missing for unlabelled (open) leads
+    ids: pd.Series
+    time: pd.Series | None  # naive datetimes (or row order) when the profile declares a time column
+    dropped: Mapping[str, str]
+
+
+def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = None, source: str = "input") -> FlatData:
+    """Features, label, ids and times of a flat export. ``positives``: ids in the label file (``in_file``)."""
+    df = df.drop(columns=[c for c in profile.drop if c in df.columns]).reset_index(drop=True)
+    missing = [c for c in profile.source_columns() if c not in df.columns]
+    if missing:
+        raise ProfileError(f"{source}: column {missing[0]!r} missing; the file has {list(df.columns)[:12]}")
+    if profile.id:
+        ids = df[profile.id].astype("string")
+        null = ids.isna() | (ids.str.strip() == "")
+        if null.any():
+            raise ProfileError(f"{source}: row {int(np.flatnonzero(null)[0]) + 2}, column {profile.id!r}: empty id")
+        dup = ids.duplicated()
+        if dup.any():
+            r = int(np.flatnonzero(dup)[0])
+            raise ProfileError(f"{source}: row {r + 2}, column {profile.id!r}: duplicate id {ids.iloc[r]!r}")
+    else:
+        ids = pd.Series([str(i + 1) for i in range(len(df))], dtype="string")
+    if len(df) == 0:
+        raise ProfileError(f"{source}: no data rows")
+
+    X = pd.DataFrame(index=df.index)
+    names: dict[str, str] = {}
+    for col in profile.numeric:
+        s = map_values(blank_missing(df[col], profile.missing), profile.values.get(col, {}))
+        values = parse_numbers(s, profile.decimal, keep_text=False)
+        bad = s.notna() & values.isna()
+        if bad.any():
+            r = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ProfileError(f"{source}: row {r + 2}, column {col!r}: {s.iloc[r]!r} is not a number")
+        names[col] = feature_name(col)
+        X[names[col]] = values.to_numpy(dtype=float)
+    for col in profile.categorical:
+        s = map_values(blank_missing(df[col], profile.missing), profile.values.get(col, {}))
+        names[col] = feature_name(col)
+        X[names[col]] = pd.Categorical(s.map(lambda v: None if v is None else str(v)).astype(object))
+    if profile.job_title:
+        from features.titles import parse_titles
+
+        titles = parse_titles(blank_missing(df[profile.job_title], profile.missing).astype("string"))
+        X["seniority_level"] = titles["seniority_level"].astype(float).to_numpy()
+        X["department"] = pd.Categorical(titles["department"].astype(object).to_numpy())
+    doubled = [n for n in set(X.columns) if list(X.columns).count(n) > 1]
+    if doubled:
+        raise ProfileError(f"{profile.name}: feature name {doubled[0]!r} comes from two source columns")
+
+    if profile.label.column:
+        raw = blank_missing(df[profile.label.column], profile.missing)
+        positive = {p.strip().lower() for p in profile.label.positive}
+        y = raw.map(lambda v: None if v is None else int(str(v).strip().lower() in positive)).astype("Int8")
+    else:
+        y = pd.Series(ids.isin(positives or set()).astype(int).to_numpy(), dtype="Int8")
+
+    time = None
+    if profile.time == "row_order":
+        time = pd.Series(np.arange(len(df)), dtype="int64")
+    elif profile.time:
+        t = parse_dates(blank_missing(df[profile.time], profile.missing), profile.date_formats, keep_text=False)
+        bad = t.isna() & df[profile.time].notna()
+        if bad.any():
+            r = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ProfileError(f"{source}: row {r + 2}, column {profile.time!r}: {df[profile.time].iloc[r]!r} is not a date")
+        time = t
+        if profile.time_features:
+            base = feature_name(profile.time)
+            X[f"{base}_month"] = t.dt.month.astype(float).to_numpy()
+            X[f"{base}_weekday"] = t.dt.weekday.astype(float).to_numpy()
+            X[f"{base}_days"] = ((t - t.min()).dt.total_seconds() / 86_400).astype(float).to_numpy()
+    return FlatData(X=X, y=y.reset_index(drop=True), ids=ids.reset_index(drop=True), time=time, dropped=profile.drop)
+
+
+__all__ = [
+    "FlatData",
+    "Label",
+    "Profile",
+    "ProfileError",
+    "TableSource",
+    "blank_missing",
+    "empty_table",
+    "feature_name",
+    "latest_date",
+    "map_flat",
+    "map_table",
+    "map_values",
+    "parse_dates",
+    "parse_number",
+    "parse_numbers",
+    "parse_profile",
+    "typed_table",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# The contract as documentation
+
+
+LABEL_RULE = (
+    "**How the label is formed.** Four-table exports: for a lead in the snapshot of as-of date T (created before "
+    "T, no opportunity closed before T) the label is 1 when one of its opportunities has `stage` = `closed_won` "
+    "and `closed_at` in [T, T + `featurize.horizon_days`), else 0. Flat exports: the profile's `label` — the "
+    "listed positive values of one column, or the lead's id appearing in another file (`in_file`); rows with an "
+    "empty label are open leads and are scored, not trained on."
+)
+
+
+def _checks_text(col, table: Table) -> str:
+    parts = []
+    if col.name == table.primary_key or col.unique:
+        parts.append("unique")
+    if col.min_value is not None or col.max_value is not None:
+        lo = "" if col.min_value is None else f"{col.min_value:g}"
+        hi = "" if col.max_value is None else f"{col.max_value:g}"
+        parts.append(f"range [{lo}, {hi}]")
+    if col.dtype == "datetime":
+        parts.append("not before 1990-01-01")
+    if col.not_in_future:
+        parts.append("not after the export date")
+    if col.allowed is not None:
+        shown = ", ".join(f"`{a}`" for a in col.allowed[:6])
+        parts.append(f"one of {shown}{', …' if len(col.allowed) > 6 else ''}")
+    if col.references:
+        parts.append(f"→ `{col.references}`")
+    for later, earlier in table.ordered_dates:
+        if col.name == later:
+            parts.append(f"≥ `{earlier}`")
+    return "; ".join(parts)
+
+
+def contract_markdown(contract: Mapping[str, Table] = CONTRACT) -> str:
+    """The data contract as Markdown tables, generated from ``features.schema`` (``leadscore contract``)."""
+    lines = []
+    for name in TABLE_ORDER:
+        table = contract[name]
+        lines += [f"#### `{name}` — {table.description} Key: `{table.primary_key}`", "",
+                  "| column | type | required | nullable | checks | meaning |", "|---|---|---|---|---|---|"]
+        for col in table.columns:
+            lines.append(f"| `{col.name}` | {col.dtype} | {'yes' if col.required else 'no'} | "
+                         f"{'yes' if col.nullable else 'no'} | {_checks_text(col, table)} | {col.description} |")
+        lines.append("")
+    lines.append(LABEL_RULE)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""Leakage guard: a single column that predicts the label almost perfectly was probably filled in afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+DEFAULT_MAX_AUC = 0.95
+
+
+@dataclass(frozen=True)
+class LeakWarning:
+    column: str
+    auc: float
+
+    def message(self, threshold: float = DEFAULT_MAX_AUC) -> str:
+        return (f"possible leakage: column {self.column!r} alone predicts the label with AUC {self.auc:.3f} "
+                f"(> {threshold}); drop it in the profile if it is filled in after the outcome")
+
+
+def single_column_auc(x: pd.Series, y: np.ndarray, n_folds: int = 5, seed: int = 0) -> float:
+    """The AUC of one column used alone, ≥ 0.5 by symmetry (NaN when the label has one class).
+
+    Numbers are ranked as they are, missing values placed at whichever end fits better. Categories (and
+    missingness) are scored by their positive rate *out of fold*, so an id-like column with a value per row
+    scores ≈ 0.5 instead of a spurious 1.0.
+    """
+    y = np.asarray(y, dtype=int)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    if pd.api.types.is_numeric_dtype(x.dtype) and not pd.api.types.is_bool_dtype(x.dtype):
+        values = pd.to_numeric(x, errors="coerce").astype(float).to_numpy()
+        missing = np.isnan(values)
+        if missing.all():
+            return 0.5
+        best = 0.5
+        for fill in (np.nanmin(values) - 1.0, np.nanmax(values) + 1.0):
+            auc = roc_auc_score(y, np.where(missing, fill, values))
+            best = max(best, auc, 1.0 - auc)
+        return float(best)
+    key = pd.Series(x.astype(object).where(x.notna(), "__missing__").astype(str).to_numpy())
+    folds = np.random.default_rng(seed).integers(0, n_folds, len(y))
+    prior = y.mean()
+    score = np.empty(len(y))
+    for k in range(n_folds):
+        held = folds == k
+        stats = pd.DataFrame({"key": key[~held].to_numpy(), "y": y[~held]}).groupby("key")["y"].agg(["sum", "count"])
+        rate = (stats["sum"] + prior) / (stats["count"] + 1.0)  # one pseudo-observation at the prior
+        score[held] = key[held].map(rate).fillna(prior).to_numpy(dtype=float)
+    auc = roc_auc_score(y, score)
+    return float(max(auc, 1.0 - auc))
+
+
+def leakage_warnings(X: pd.DataFrame, y, threshold: float = DEFAULT_MAX_AUC) -> list[LeakWarning]:
+    """Columns whose single-column AUC against ``y`` exceeds ``threshold``, most suspicious first."""
+    y = np.asarray(y, dtype=int)
+    found = []
+    for col in X.columns:
+        auc = single_column_auc(X[col], y)
+        if np.isfinite(auc) and auc > threshold:
+            found.append(LeakWarning(str(col), auc))
+    return sorted(found, key=lambda w: -w.auc)

@@ -1,0 +1,147 @@
+"""Per-lead reasons: sentences for feature values, top factors for and against, computed only where needed."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.conversion import BoosterConfig, ConversionModel
+from models.reasons import Phrasebook, describe, top_reasons
+from pipeline.params import ScoreParams
+from pipeline.score import hand_over, score_frame
+
+
+@pytest.mark.parametrize(
+    ("feature", "values", "expected"),
+    [
+        ("n_pricing_page_view_7d", [3, 1, 0],
+         ["3 pricing-page visits in the last 7 days", "1 pricing-page visit in the last 7 days",
+          "no pricing-page visits in the last 7 days"]),
+        ("n_demo_request_30d", [2], ["2 demo requests in the last 30 days"]),
+        ("seniority_level", [5, 6, 4, np.nan],
+         ["VP-level title", "C-level title", "director-level title", "job title with no recognisable seniority"]),
+        ("bant_budget_confirmed", [1.0, 0.0, np.nan],
+         ["budget confirmed on a call", "budget not confirmed on the call", "budget not yet confirmed on a call"]),
+        ("form_budget_min", [25_000.0, np.nan], ["stated budget of at least $25k", "no budget stated"]),
+        ("days_since_last_activity", [1.0, 12.0, np.nan], ["last activity 1 day ago", "last activity 12 days ago",
+                                                           "no activity yet"]),
+        ("account_won_before", [2, 0], ["company bought before (2 won deals)", "no earlier won deal with the company"]),
+        ("some_new_feature", [1.5], ["some new feature 1.5"]),
+    ],
+)
+def test_feature_values_read_as_plain_sentences(feature, values, expected):
+    rows = pd.DataFrame({feature: values})
+    assert describe(feature, rows[feature], rows).tolist() == expected
+
+
+def test_company_size_sentences_compare_with_the_icp_band():
+    rows = pd.DataFrame({"icp_size": [0.0, 1.0, 0.0], "log_employees": np.log10([50, 500, 50_000])})
+    pb = Phrasebook(icp_min_employees=200, icp_max_employees=10_000)
+    assert describe("icp_size", rows["icp_size"], rows, pb).tolist() == [
+        "company below the ICP size", "company within the ICP size", "company above the ICP size"]
+
+
+def test_top_reasons_pick_the_strongest_signed_contributions_in_order():
+    features = pd.DataFrame({"seniority_level": [5.0, 1.0], "n_pricing_page_view_7d": [3, 0],
+                             "icp_size": [1.0, 0.0], "log_employees": np.log10([500, 50])}, index=[10, 11])
+    contrib = pd.DataFrame({"seniority_level": [0.8, -0.4], "n_pricing_page_view_7d": [1.2, -0.1],
+                            "icp_size": [0.0, -0.9], "log_employees": [-0.2, 0.05]}, index=[10, 11])
+    out = top_reasons(contrib, features, k=3)
+    assert out.loc[10, "reasons_for"] == "3 pricing-page visits in the last 7 days; VP-level title"
+    assert out.loc[10, "reasons_against"] == "company of about 500 employees"  # the zero contribution is no reason
+    assert out.loc[11, "reasons_for"] == "company of about 50 employees"
+    assert out.loc[11, "reasons_against"] == ("company below the ICP size; individual-contributor title; "
+                                              "no pricing-page visits in the last 7 days")
+
+
+def test_top_reasons_refuse_misaligned_inputs():
+    with pytest.raises(ValueError, match="missing column"):
+        top_reasons(pd.DataFrame({"a": [1.0]}), pd.DataFrame({"b": [1.0]}))
+
+
+# --------------------------------------------------------------------------- on a real (small) LightGBM model
+def _synthetic(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "lead_id": [f"L{seed}-{i:05d}" for i in range(n)],
+        "account_id": [f"A{i % 50}" for i in range(n)],
+        "as_of": pd.Timestamp("2026-10-01"),
+        "n_pricing_page_view_7d": rng.poisson(1.0, n),
+        "seniority_level": rng.integers(1, 7, n).astype(float),
+        "icp_size": rng.integers(0, 2, n).astype(float),
+        "log_employees": rng.uniform(1, 4.5, n),
+        "noise": rng.normal(size=n),
+        "engagement_decayed": rng.uniform(0, 100, n),
+        "icp_industry": 1.0, "icp_country": 1.0,
+        "form_budget_min": 50_000.0, "bant_budget_confirmed": np.nan, "region": "Europe",
+    })
+    logit = -3 + 1.2 * df["n_pricing_page_view_7d"] + 0.6 * (df["seniority_level"] - 3) + 1.0 * df["icp_size"]
+    df["label"] = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return df
+
+
+FEATURES = ["n_pricing_page_view_7d", "seniority_level", "icp_size", "log_employees", "noise"]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    train, val = _synthetic(3000, 1), _synthetic(1500, 2)
+    cfg = BoosterConfig(n_estimators=80, min_child_samples=20, n_jobs=1, early_stopping_rounds=20)
+    return ConversionModel(cfg, calibration="sigmoid").fit(train[FEATURES], train["label"], val[FEATURES], val["label"])
+
+
+def test_a_hot_lead_is_explained_by_what_made_it_hot(small_model):
+    rows = pd.DataFrame({"n_pricing_page_view_7d": [6, 0], "seniority_level": [5.0, 1.0], "icp_size": [1.0, 0.0],
+                         "log_employees": [3.0, 1.3], "noise": [0.0, 0.0]})
+    out = top_reasons(small_model.contributions(rows), rows, k=3)
+    assert out.loc[0, "reasons_for"].split("; ")[:2] == ["6 pricing-page visits in the last 7 days", "VP-level title"]
+    # the cold lead: the three factors the synthetic truth penalises, not the noise column
+    assert set(out.loc[1, "reasons_against"].split("; ")) == {
+        "no pricing-page visits in the last 7 days", "individual-contributor title", "company below the ICP size"}
+
+
+class CountingModel:
+    """The fitted model, counting the rows whose contributions are asked for."""
+
+    def __init__(self, model):
+        self.model, self.contribution_rows = model, 0
+        self.feature_names_in_ = model.feature_names_in_
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(X)
+
+    def contributions(self, X):
+        self.contribution_rows += len(X)
+        return self.model.contributions(X)
+
+
+def test_reasons_are_computed_only_for_handed_over_and_call_queue_leads(small_model):
+    rows = _synthetic(400, 5)
+    gates = {"budget": {"any": [{"column": "form_budget_min", "op": ">=", "value": 25_000}],
+                        "confirmed": "bant_budget_confirmed"},
+             "authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 4}]}}
+    p = ScoreParams(gates=gates, threshold=0.3, call_capacity=5,
+                    assignment={"mode": "round_robin", "reps": [{"name": "Ana", "capacity": 4},
+                                                                 {"name": "Ben", "capacity": 3}]})
+    # a few leads lack a title: authority unknown -> the qualification-call queue
+    rows.loc[rows.index[:40], "seniority_level"] = np.nan
+    model = CountingModel(small_model)
+    scored = score_frame(rows, model, None, None, p, "m/1", "run", pd.Timestamp("2026-10-02"), "score-1")
+    assert (scored["status"] == "sql").sum() > 7 and (scored["status"] == "needs_call").sum() > 5
+    out = hand_over(scored, rows, model, p)
+    explained = out["reasons_for"].notna()
+    assert model.contribution_rows == 7 + 5 == explained.sum()
+    assert (explained == (out["assigned_rep"].notna() | out["call_queue_position"].notna())).all()
+    assert out.loc[explained, "reasons_for"].str.len().gt(0).all()
+
+
+def test_no_reasons_when_switched_off(small_model):
+    rows = _synthetic(100, 6)
+    p = ScoreParams(gates={"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 1}]}},
+                    threshold=0.0, reasons_top_k=0, assignment={"reps": [{"name": "Ana", "capacity": 3}]})
+    model = CountingModel(small_model)
+    out = hand_over(score_frame(rows, model, None, None, p, "m/1", "r", pd.Timestamp("2026-10-02")), rows, model,
+                    dataclasses.replace(p))
+    assert model.contribution_rows == 0 and out["reasons_for"].isna().all()
+    assert out["assigned_rep"].notna().sum() == 3
