@@ -105,6 +105,7 @@ def _score(size: int, prm) -> dict:
     stage.score_frame = timed("score_frame_s", stage.score_frame)
     stage.export_all = timed("export_s", stage.export_all)
     stage.load_model = timed("load_model_s", stage.load_model)
+    stage.hand_over = timed("hand_over_s", stage.hand_over)
     summary = stage.run(P["features_score"], P["models"], P["validated"], P["scored"], P["reports"], prm.score)
     return {"rows": summary["n_scored"], "n_sql": summary["n_sql"], **parts}
 
@@ -167,7 +168,7 @@ def run_stage(stage: str, size: int) -> dict:
             from benchmarks import bench_score
         except ImportError:
             return {"skipped": "benchmarks/bench_score.py not present"}
-        return bench_score.main()
+        return bench_score.main(n=size)
     if stage == "e2e":
         from pipeline import validate
 

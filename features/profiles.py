@@ -304,8 +304,8 @@ def parse_numbers(s: pd.Series, decimal: str = "auto", keep_text: bool = True) -
 def parse_dates(s: pd.Series, formats: tuple[str, ...] = (), keep_text: bool = True) -> pd.Series:
     """Dates in any of ``formats`` (tried in order), then ISO 8601; naive UTC.
 
-    Parsed values become ISO strings (``keep_text``) or Timestamps; unparseable text stays as text so
-    the validator reports ``<col>: type datetime`` for its row.
+    Returns datetime64; when some text does not parse and ``keep_text`` is set, an object column of
+    Timestamps with that text left in place, so the validator reports ``<col>: type datetime`` for its row.
     """
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         out = s.dt.tz_convert("UTC").dt.tz_localize(None) if isinstance(s.dtype, pd.DatetimeTZDtype) else s
@@ -318,13 +318,11 @@ def parse_dates(s: pd.Series, formats: tuple[str, ...] = (), keep_text: bool = T
             break
         parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce", utc=True)
         out[todo] = parsed.dt.tz_localize(None).astype("datetime64[ns]")
-    bad = out.isna() & text.notna()
-    if not keep_text:
+    bad = (out.isna() & text.notna()).to_numpy(dtype=bool)
+    if not keep_text or not bad.any():
         return out
-    result = out.dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object)
-    result[out.isna()] = None
-    if bad.any():
-        result[bad] = s[bad]
+    result = out.astype(object).where(out.notna(), None)
+    result[bad] = s[bad].to_numpy()
     return result
 
 
@@ -333,12 +331,17 @@ def map_values(s: pd.Series, mapping: Mapping[str, Any]) -> pd.Series:
     if not mapping:
         return s
     lookup = {str(k).strip().lower(): v for k, v in mapping.items()}
-    def one(v: Any) -> Any:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return None
-        key = str(v).strip().lower()
-        return lookup.get(key, v)
-    return s.map(one).astype(object)
+    key = s.astype("string").str.strip().str.lower()
+    hit = key.isin(list(lookup)).fillna(False).to_numpy(dtype=bool)
+    out = s.astype(object).where(s.notna(), None)
+    if hit.any():
+        out[hit] = key[hit].map(lookup).astype(object).to_numpy()
+    return out
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Text cells as Python str (numbers from Parquet too), missing as None."""
+    return s.astype("string").astype(object).where(s.notna(), None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -394,7 +397,7 @@ def map_table(frames: list[pd.DataFrame], profile: Profile, table: str) -> pd.Da
         elif col.dtype == "datetime":
             s = parse_dates(s, profile.date_formats)
         elif col.dtype == "string":
-            s = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)).astype(object)
+            s = _as_text(s)
         df[col.name] = s
     return df[[c for c in contract.names if c in df]]
 

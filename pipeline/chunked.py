@@ -21,6 +21,13 @@ from pipeline.params import ScoreParams
 from pipeline.score import score_frame
 
 
+def refuse_global_rule(p: ScoreParams) -> None:
+    """`sql_rule: capacity` picks the best N leads of the whole table: no batch can decide that on its own."""
+    if p.sql_rule != "threshold":
+        raise ValueError(f"score.sql_rule {p.sql_rule!r} ranks all leads at once; batch-by-batch scoring "
+                         "supports sql_rule 'threshold' only")
+
+
 def iter_feature_batches(paths: list[Path], batch_rows: int):
     """DataFrames of at most `batch_rows` score rows, read batch by batch (categoricals restored)."""
     for path in paths:
@@ -42,6 +49,7 @@ def score_in_chunks(
     The parts hold the scored rows (their `rank` column is the rank within the part); `rank.parquet` holds
     the global rank of every lead over all parts (status order first, then expected value, descending).
     """
+    refuse_global_rule(p)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)

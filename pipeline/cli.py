@@ -192,13 +192,14 @@ def run_export(
     """Validate, featurize, train, evaluate and score one CRM export through a profile, without DVC."""
     from features.profiles import ProfileError
     from features.validation import FileContractError
+    from models.gates import GateConfigError
     from pipeline import run as stage
     from pipeline.readers import InputFileError
 
     prm = _load(params)
     try:
         stage.run(stage.load_profile(profile), input, workdir, prm, n_jobs=n_jobs)
-    except (InputFileError, ProfileError, FileContractError, stage.QuarantineLimitError) as exc:
+    except (InputFileError, ProfileError, FileContractError, GateConfigError, stage.QuarantineLimitError) as exc:
         _fail(str(exc))
 
 

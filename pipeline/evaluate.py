@@ -167,11 +167,18 @@ def write_curves(y: np.ndarray, p_hat: np.ndarray, reports_dir: Path, importance
 
 
 def log_to_mlflow(info: dict, metrics: dict, artifacts: list[Path]) -> None:
-    tracking.configure()
-    import mlflow
+    """Held-out metrics and plots onto the training run (by id: independent of the active experiment)."""
+    import time
 
-    with mlflow.start_run(run_id=info["run_id"]):
-        mlflow.log_metrics({f"test_{k}": float(v) for k, v in metrics.items()
-                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
-        for path in artifacts:
-            mlflow.log_artifact(str(path), artifact_path="evaluation")
+    tracking.configure()
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient()
+    now = int(time.time() * 1000)
+    batch = [Metric(f"test_{k}", float(v), now, 0) for k, v in metrics.items()
+             if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)]
+    for i in range(0, len(batch), 500):
+        client.log_batch(info["run_id"], metrics=batch[i:i + 500])
+    for path in artifacts:
+        client.log_artifact(info["run_id"], str(path), artifact_path="evaluation")

@@ -86,7 +86,7 @@ def previous_model_comparison(info: dict, X: pd.DataFrame, y: np.ndarray, p_curr
         if not earlier:
             return {"note": f"{name}/{version} is the first registered version: nothing to compare with"}
         previous = earlier[-1]
-        old = mlflow.sklearn.load_model(f"models:/{name}/{previous}")
+        old = _load_version(f"models:/{name}/{previous}")
         p_old = single_threaded(old).predict_proba(X)[:, 1]
     except Exception as exc:  # a missing store or an incompatible old model must not sink the report
         return {"note": f"comparison with the previous version unavailable: {type(exc).__name__}: {exc}"}
@@ -96,6 +96,18 @@ def previous_model_comparison(info: dict, X: pd.DataFrame, y: np.ndarray, p_curr
     table = pd.DataFrame({"metric": keys, "current": [now[k] for k in keys], "previous": [before[k] for k in keys]})
     table["change"] = table["current"] - table["previous"]
     return {"current": f"{name}/{version}", "previous": f"{name}/{previous}", "table": table, "p_previous": p_old}
+
+
+def _load_version(uri: str):
+    """The classifier of a registered version: the pyfunc bundle's when the score stage knows how, else sklearn."""
+    import mlflow
+
+    try:
+        from pipeline.score import load_registered
+
+        return load_registered(uri)[0]
+    except Exception:  # an older version logged with the sklearn flavour only
+        return mlflow.sklearn.load_model(uri)
 
 
 def single_threaded(model):
@@ -342,7 +354,7 @@ main{max-width:1240px;margin:0 auto;padding:18px 28px 40px}section{background:#f
 box-shadow:0 1px 3px rgba(0,0,0,.08);padding:18px 22px;margin:18px 0}h2{margin:0 0 4px;font-size:18px;color:#1f3b73}
 .lead{margin:0 0 12px;color:#52606d;font-size:13px}.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));
 gap:12px}.card{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:12px 16px;border-top:4px solid #2a9d8f}
-.card.bad{border-top-color:#c8553d}.card.warn{border-top-color:#e9a23b}.card .v{font-size:22px;font-weight:700}
+.card.bad{border-top-color:#c8553d}.card.warn{border-top-color:#e9a23b}.card .v{font-size:20px;font-weight:700;white-space:nowrap}
 .card .k{font-size:12px;color:#52606d}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(360px,1fr));gap:14px;
 align-items:start}img{max-width:100%;height:auto;display:block}table{border-collapse:collapse;font-size:12.5px;width:100%;
 margin:6px 0}th,td{padding:5px 9px;border-bottom:1px solid #e4e7eb;text-align:right}th{background:#f0f3f7;color:#323f4b}
@@ -360,6 +372,8 @@ def _fmt(value: Any, kind: str = "") -> str:
         return f"{value:.1%}"
     if kind == "money":
         return f"${value:,.0f}"
+    if kind == "p":
+        return f"{value:.4f}" if value >= 1e-3 else ("≈ 0" if value == 0 else f"{value:.1e}")
     if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
     if isinstance(value, int | np.integer):
@@ -425,9 +439,10 @@ def render_html(r: dict[str, Any]) -> str:
                   f"{int(worst['winners_failed_only_here']):,} of them failed no other gate." if worst is not None else "")
     flagged = drift[drift["flag"] != mon.OK]
     rest = drift[drift["flag"] == mon.OK]
+    score_cols = ["feature", "psi", "ks_statistic", "ks_pvalue", "reference_mean", "current_mean", "flag"]
     drift_cols = ["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "reference_mean", "current_mean",
                   "reference_missing", "current_missing", "flag"]
-    dkinds = {"reference_missing": "pct", "current_missing": "pct"}
+    dkinds = {"reference_missing": "pct", "current_missing": "pct", "ks_pvalue": "p"}
     drift_html = (_table(flagged[drift_cols].assign(row=flagged["flag"]), dkinds, row_class="row") if len(flagged)
                   else "<p class='note'>No feature crossed the thresholds.</p>")
     drift_html += (f"<details><summary>{len(rest)} stable features</summary>{_table(rest[drift_cols], dkinds)}</details>"
@@ -488,7 +503,7 @@ on a random sample of held-out leads (each dot a lead; red = high feature value,
 training period (missing values a bin of their own) and a two-sample KS test per feature and for the score.
 Flag <b>drift</b>: PSI ≥ {t.psi_drift} or (KS p &lt; {t.ks_alpha} and KS statistic ≥ {t.ks_min_statistic});
 <b>warn</b>: PSI ≥ {t.psi_warn}. Thresholds in params <code>report:</code>.</p>
-<div class="grid">{_img(f['score_drift'], 'score drift')}<div>{_table(r['score_drift_row'][drift_cols], dkinds)}</div></div>
+<div class="grid">{_img(f['score_drift'], 'score drift')}<div>{_table(r['score_drift_row'][score_cols], dkinds)}</div></div>
 {drift_html}</section>
 <footer>leadscore · self-contained report (no external resources) · full drift table in drift.csv</footer>
 </main></body></html>

@@ -241,11 +241,19 @@ def load_registered(model_uri: str):
         raise ValueError(f"cannot load model {model_uri!r}: {exc}") from None
     try:
         bundle = loaded.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - not a python_model pyfunc (e.g. the sklearn flavour)
+        bundle = None
+    if bundle is not None and hasattr(bundle, "gate_config") and hasattr(bundle, "model"):
         model = bundle.model
         overrides = {"gates": dict(bundle.gate_config), "threshold": bundle.policy.threshold,
                      "unknown_policy": bundle.policy.unknown_policy, "tiers": dict(bundle.policy.tiers)}
-    except (AttributeError, ValueError):
-        model = mlflow.sklearn.load_model(model_uri)
+    else:
+        from pipeline.tracking import TRUSTED_MODEL_TYPES
+
+        try:
+            model = mlflow.sklearn.load_model(model_uri, skops_trusted_types=TRUSTED_MODEL_TYPES)
+        except TypeError:  # an MLflow without the skops argument
+            model = mlflow.sklearn.load_model(model_uri)
     meta = loaded.metadata
     version = model_uri
     if model_uri.startswith("models:/"):

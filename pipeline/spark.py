@@ -15,6 +15,8 @@ partition (`mapInPandas`) with the saved or registered model; the deal-size medi
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -177,8 +179,10 @@ def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame]
           as_of: str | pd.Timestamp, model_version: str = "", run_id: str = "") -> DataFrame:
     """The `sql_leads` table in Spark: `score_frame` per partition, then one global rank (a Spark sort)."""
 
+    from pipeline.chunked import refuse_global_rule
     from pipeline.score import ACCOUNT_COLUMNS, score_frame
 
+    refuse_global_rule(p)
     as_of = pd.Timestamp(as_of).normalize()
     won, won_accounts = _won_before(tables, as_of)
     acc_cols = ["account_id", *[c for c in ACCOUNT_COLUMNS if c in tables["accounts"].columns]]
@@ -198,7 +202,7 @@ def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame]
         out = score_frame(frame[feature_cols].reset_index(drop=True), mdl, acc, won_, p, model_version, run_id,
                           scored_at)
         out[ORDER] = out["status"].map(STATUS_ORDER).astype("int64")
-        return _to_arrow_friendly(out.drop(columns=["rank"]))
+        return out.drop(columns=["rank"])
 
     # The output schema from a few rows scored on the driver.
     schema = spark_schema(score_part(rows.limit(50).toPandas()))
@@ -206,7 +210,7 @@ def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame]
     def score_batches(batches):
         for frame in batches:
             if len(frame):
-                yield score_part(frame)
+                yield _to_arrow_friendly(score_part(frame))
 
     return rank(rows.mapInPandas(score_batches, schema=schema))
 
@@ -242,6 +246,8 @@ def read_tables(spark: SparkSession, folder: str) -> dict[str, DataFrame]:
 def session(master: str | None = None, app: str = "leadscore"):
     from pyspark.sql import SparkSession
 
+    if master and master.startswith("local"):  # workers must run this interpreter (its pandas, its leadscore)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app).config("spark.sql.session.timeZone", "UTC")
     if master:
         builder = builder.master(master)

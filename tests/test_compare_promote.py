@@ -46,7 +46,7 @@ def store(tmp_path_factory):
 def _aliases():
     from mlflow import MlflowClient
 
-    return {a: v for a, v in MlflowClient().get_registered_model(NAME).aliases.items()}
+    return {a: str(v) for a, v in MlflowClient().get_registered_model(NAME).aliases.items()}
 
 
 def test_first_version_is_champion_later_ones_challenger(store):

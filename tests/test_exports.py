@@ -336,10 +336,14 @@ def feature_rows(n: int, seed: int) -> pd.DataFrame:
     return df
 
 
-@pytest.fixture
-def champion(mlflow_store):
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory):
     """A leadscore pyfunc (models/pyfunc.py) registered as lc-test@champion in a fresh MLflow store."""
     pyfunc = pytest.importorskip("models.pyfunc", reason="models/pyfunc.py (the served bundle) is not there yet")
+    store = tmp_path_factory.mktemp("mlflow")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    mp.chdir(store)  # the default artifact root lands here too
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -358,7 +362,8 @@ def champion(mlflow_store):
                                        code_paths=tracking.model_code_paths(),
                                        pip_requirements=tracking.model_requirements())
     MlflowClient().set_registered_model_alias("lc-test", "champion", info.registered_model_version)
-    return {"uri": "models:/lc-test@champion", "bundle": bundle, "version": info.registered_model_version}
+    yield {"uri": "models:/lc-test@champion", "bundle": bundle, "version": info.registered_model_version}
+    mp.undo()
 
 
 @pytest.mark.slow
@@ -397,7 +402,7 @@ def test_score_refuses_a_feature_schema_mismatch_naming_the_columns(champion, tm
     assert result.exit_code == 1
     message = " ".join(result.output.split())
     assert "feature schema mismatch" in message and "['icp_size', 'noise']" in message
-    assert not (tmp_path / "data" / "05_scored" / "sql_leads.parquet").exists()
+    assert not Path("data/05_scored/sql_leads.parquet").exists()  # params paths are relative to the store folder
 
 
 @pytest.mark.slow
@@ -408,7 +413,7 @@ def test_served_model_answers_json_rows_and_rejects_malformed_json(champion, tmp
 
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     port = _free_port()
-    log = open(tmp_path / "serve.log", "w")
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the server writes to it until the finally below
     proc = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", champion["uri"], "--env-manager", "local",
                              "-h", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT),  # uvicorn is found beside mlflow

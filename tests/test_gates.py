@@ -5,7 +5,16 @@ import pandas as pd
 import pytest
 
 from models.gates import FAIL, PASS, UNKNOWN, GateConfigError, evaluate_gates, parse_gates
-from models.ranking import DISQUALIFIED, NEEDS_CALL, NURTURE, SQL, DecisionPolicy, assign_tiers, decide, rank_leads
+from models.ranking import (
+    DISQUALIFIED,
+    NEEDS_CALL,
+    NURTURE,
+    SQL,
+    DecisionPolicy,
+    assign_tiers,
+    decide,
+    rank_leads,
+)
 
 BUDGET = {
     "budget": {

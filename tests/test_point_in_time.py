@@ -142,3 +142,40 @@ def test_featurizing_does_not_mutate_inputs():
     snap(*tables)
     for before, after in zip(copies, tables, strict=True):
         pd.testing.assert_frame_equal(before, after)
+
+
+# --- feature families added for model quality: bursts, per-type recency, buying-group engagement ----------------
+
+def test_burst_recency_and_per_type_features_see_only_the_past():
+    accounts, leads, activities, opps = crm_tables()
+    s = snap(accounts, leads, activities, opps)
+    # L1 before the date: pricing 2026-02-20 (9 days ago, 10 points), demo 2026-02-27 (2 days ago, 1 point each
+    # with the default unit weights); the meeting on 2026-03-02 is after the date and invisible.
+    assert s.loc["L1", "days_since_pricing_page_view"] == pytest.approx(9)
+    assert s.loc["L1", "days_since_demo_request"] == pytest.approx(2)
+    assert np.isnan(s.loc["L1", "days_since_meeting"])
+    assert s.loc["L1", "days_since_first_activity"] == pytest.approx(9)
+    assert s.loc["L1", "burst_events_14d"] == 2 and s.loc["L1", "days_since_burst"] == pytest.approx(2)
+    assert s.loc["L1", "high_intent_share_all"] == 1.0
+    assert s.loc["L1", "activity_age_mean"] == pytest.approx(5.5) and s.loc["L1", "activity_age_std"] == pytest.approx(3.5)
+    # L2: 2026-01-10 and 2026-02-28 23:59 are 49 days apart: two bursts of one event, the latest one counts.
+    assert s.loc["L2", "burst_events_14d"] == 1
+    assert s.loc["L2", "days_since_burst"] == pytest.approx(1 / 1440)
+    # Adding a burst of events after the date changes none of it.
+    later = pd.DataFrame({"activity_id": [f"Z{i}" for i in range(5)], "lead_id": ["L2"] * 5,
+                          "occurred_at": [AS_OF + pd.Timedelta(hours=h) for h in range(5)],
+                          "activity_type": ["demo_request"] * 5})
+    s2 = snap(accounts, leads, pd.concat([activities, later], ignore_index=True), opps)
+    pd.testing.assert_frame_equal(s2.drop(columns="label"), s.drop(columns="label"))
+
+
+def test_buying_group_engagement_counts_the_other_contacts_before_the_date():
+    accounts, leads, activities, opps = crm_tables()
+    s = snap(accounts, leads, activities, opps)
+    # A1's scored contacts are L1 and L2 (L5 already won but still existed: its engagement counts for the group).
+    own = s["engagement_decayed"]
+    assert s.loc["L1", "buying_group_engagement_decayed_others"] == pytest.approx(own["L2"])
+    assert s.loc["L2", "buying_group_engagement_decayed_others"] == pytest.approx(own["L1"])
+    assert s.loc["L1", "buying_group_n_high_intent_90d_others"] == 0  # L2 had no high-intent event
+    assert s.loc["L2", "buying_group_n_high_intent_90d_others"] == 2  # L1's pricing view and demo request
+    assert s.loc["L3", "buying_group_leads"] == 1  # L4 (same account) is created after the date

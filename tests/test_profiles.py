@@ -64,7 +64,10 @@ def test_parse_numbers_keeps_unparseable_text_for_the_validator():
 def test_parse_dates_tries_formats_in_order_then_iso():
     s = pd.Series(["03/04/2026 02:05 PM", "2026-03-05T10:00:00Z", "05.03.2026", "soon", None], dtype=object)
     out = parse_dates(s, ("%m/%d/%Y %I:%M %p", "%d.%m.%Y"))
-    assert out.tolist() == ["2026-03-04T14:05:00", "2026-03-05T10:00:00", "2026-03-05T00:00:00", "soon", None]
+    assert out.tolist() == [pd.Timestamp("2026-03-04 14:05"), pd.Timestamp("2026-03-05 10:00"),
+                            pd.Timestamp("2026-03-05"), "soon", None]
+    clean = parse_dates(pd.Series(["2026-03-04", None], dtype=object))
+    assert clean.dtype == "datetime64[ns]" and clean.isna().tolist() == [False, True]
 
 
 def test_missing_markers_are_case_and_space_insensitive():
@@ -123,7 +126,7 @@ def test_fixture_maps_onto_the_contract(name, folder):
     assert acc.loc[second, "annual_revenue"] == 7_967_000.0 and acc.loc[second, "industry"] == "Professional Services"
     assert set(mapped["activities"]["activity_type"]) <= set(CONTRACT["activities"].column("activity_type").allowed)
     assert set(mapped["opportunities"]["stage"]) == {"closed_won", "closed_lost", "open"}
-    assert mapped["leads"]["created_at"].iloc[0] == "2025-06-09T09:43:00"
+    assert mapped["leads"]["created_at"].iloc[0] == pd.Timestamp("2025-06-09 09:43")
 
 
 def test_salesforce_and_hubspot_fixtures_hold_the_same_crm():
@@ -154,6 +157,11 @@ def test_contract_markdown_documents_every_column_and_the_label():
             assert f"| `{col.name}` | {col.dtype} |" in text
     assert "| `closed_at` | datetime | yes | yes | not before 1990-01-01; not after the export date; ≥ `created_at` |" in text
     assert "How the label is formed" in text and "closed_won" in text
+
+
+def test_readme_carries_the_generated_contract():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert contract_markdown() in readme, "README contract is stale: paste the output of `leadscore contract`"
 
 
 def test_contract_command_prints_the_markdown():

@@ -145,3 +145,24 @@ def test_no_reasons_when_switched_off(small_model):
                     dataclasses.replace(p))
     assert model.contribution_rows == 0 and out["reasons_for"].isna().all()
     assert out["assigned_rep"].notna().sum() == 3
+
+
+@pytest.mark.slow
+def test_compiled_trees_give_the_same_probabilities_and_the_same_reasons(small_model, tmp_path):
+    lleaves = pytest.importorskip("lleaves", reason="lleaves (extra 'fast') is not installed")
+    from models.compiled import CompiledConversionModel
+
+    path = tmp_path / "model.txt"
+    path.write_text(small_model.booster_.booster_.model_to_string(num_iteration=small_model.best_iteration_))
+    compiled = lleaves.Model(model_file=str(path))
+    compiled.compile(cache=str(tmp_path / "model.so"))
+    fast = CompiledConversionModel(small_model, compiled, n_jobs=1)
+    rows = _synthetic(500, 8)
+    assert fast.predict_proba(rows[FEATURES])[:, 1] == pytest.approx(small_model.predict_proba(rows[FEATURES])[:, 1],
+                                                                     abs=1e-9)
+    p = ScoreParams(gates={"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 3}]}},
+                    threshold=0.3, assignment={"reps": [{"name": "Ana", "capacity": 5}]})
+    a = hand_over(score_frame(rows, fast, None, None, p, "m", "r", pd.Timestamp("2026-10-02")), rows, fast, p)
+    b = hand_over(score_frame(rows, small_model, None, None, p, "m", "r", pd.Timestamp("2026-10-02")), rows,
+                  small_model, p)
+    pd.testing.assert_frame_equal(a, b)

@@ -1,0 +1,62 @@
+"""Evaluation metrics: exact values on small cases, bootstrap intervals, the paired AUC test, gains."""
+
+import numpy as np
+import pytest
+
+from models.evaluate import (
+    expected_calibration_error,
+    full_report,
+    lift_at,
+    paired_auc_test,
+    precision_at_k,
+)
+from pipeline.evaluate import gains_table
+
+Y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+P = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+
+
+def test_precision_lift_and_capture_on_a_hand_checked_ranking():
+    assert precision_at_k(Y, P, 2) == 0.5 and precision_at_k(Y, P, 3) == pytest.approx(2 / 3)
+    assert precision_at_k(Y, P, 100) == pytest.approx(0.3)  # K beyond the rows: all of them
+    lift, capture = lift_at(Y, P, 0.2)  # top 2 rows: one of the three conversions
+    assert capture == pytest.approx(1 / 3) and lift == pytest.approx(0.5 / 0.3)
+
+
+def test_ece_is_zero_for_matching_rates_and_the_shift_for_a_shifted_score():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.0, 0.5, 200_000)
+    y = (rng.random(len(p)) < p).astype(int)
+    assert expected_calibration_error(y, p) < 0.005
+    assert expected_calibration_error(y, np.clip(p + 0.1, 0, 1)) == pytest.approx(0.1, abs=0.005)
+
+
+def test_full_report_intervals_bracket_the_values():
+    rng = np.random.default_rng(1)
+    p = rng.random(3000) * 0.4
+    y = (rng.random(3000) < p).astype(int)
+    rep = full_report(y, p, (0.05, 0.1, 0.2), capacity_k=100, n_boot=100)
+    assert set(rep) >= {"roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top5", "capture_top20", "precision_at_100"}
+    for name, v in rep.items():
+        assert v["ci_low"] <= v["value"] <= v["ci_high"], name
+    assert 0.6 < rep["roc_auc"]["value"] < 0.8 and rep["roc_auc"]["ci_high"] - rep["roc_auc"]["ci_low"] < 0.06
+
+
+def test_paired_auc_test_detects_a_better_score_and_not_an_identical_one():
+    rng = np.random.default_rng(2)
+    signal = rng.standard_normal(4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(2 * signal - 2)))).astype(int)
+    weak = signal + 2.0 * rng.standard_normal(4000)
+    same = paired_auc_test(y, weak, weak, n_boot=200)
+    assert same["auc_diff"] == 0.0 and same["p_value"] == 1.0
+    better = paired_auc_test(y, weak, signal, n_boot=200)
+    assert better["auc_diff"] > 0.1 and better["ci_low"] > 0 and better["p_value"] <= 0.01
+    assert paired_auc_test(y, signal, weak, n_boot=200)["auc_diff"] == pytest.approx(-better["auc_diff"])
+    with pytest.raises(ValueError, match="same rows"):
+        paired_auc_test(y, weak[:-1], signal)
+
+
+def test_gains_rise_to_all_conversions():
+    g = gains_table(Y, P, n_points=10)
+    assert g["capture"].iloc[-1] == 1.0 and (np.diff(g["capture"]) >= 0).all()
+    assert g.loc[g["fraction"] == 0.3, "capture"].item() == pytest.approx(2 / 3)
