@@ -45,11 +45,16 @@ TARGETS = {  # 2 cores; seconds and GB
 
 
 # ----------------------------------------------------------------------------------------------- workers
+def _model_size(size: int) -> int:
+    """The size whose trained model scores this size (`--model-from`; default: its own)."""
+    return int(os.environ.get("LEADSCORE_BENCH_MODEL_FROM") or size)
+
+
 def _paths(size: int) -> dict[str, Path]:
     root = DATA / str(size)
     return {"root": root, "raw": root / "01_raw", "truth": root / "00_truth", "validated": root / "02_validated",
             "features_score": root / "03_features" / "features_score.parquet",
-            "features_train": root / "03_features_train", "models": root / "04_models",
+            "features_train": root / "03_features_train", "models": DATA / str(_model_size(size)) / "04_models",
             "scored": root / "05_scored", "reports": root / "06_reports", "mlflow": root / "mlflow.db"}
 
 
@@ -107,7 +112,7 @@ def _score(size: int, prm) -> dict:
     stage.load_model = timed("load_model_s", stage.load_model)
     stage.hand_over = timed("hand_over_s", stage.hand_over)
     summary = stage.run(P["features_score"], P["models"], P["validated"], P["scored"], P["reports"], prm.score)
-    return {"rows": summary["n_scored"], "n_sql": summary["n_sql"], **parts}
+    return {"rows": summary["n_scored"], "n_sql": summary["n_sql"], "model_trained_on": _model_size(size), **parts}
 
 
 def _floor(size: int) -> dict:
@@ -126,7 +131,8 @@ def _floor(size: int) -> dict:
     p = model.booster_.predict_proba(X, num_iteration=model.best_iteration_)[:, 1]
     predict_s = time.perf_counter() - t
     return {"rows": int(len(p)), "read_s": round(read_s, 2), "predict_s": round(predict_s, 2),
-            "lightgbm_threads": model.booster_.get_params()["n_jobs"], "trees": model.best_iteration_}
+            "lightgbm_threads": model.booster_.get_params()["n_jobs"], "trees": model.best_iteration_,
+            "model_trained_on": _model_size(size)}
 
 
 def run_stage(stage: str, size: int) -> dict:
@@ -156,7 +162,7 @@ def run_stage(stage: str, size: int) -> dict:
     if stage == "train":
         from pipeline import train
 
-        metrics = train.run(P["features_train"] / "features.parquet", P["models"], P["reports"],
+        metrics = train.run(P["features_train"] / "features.parquet", P["root"] / "04_models", P["reports"],
                             dataclasses.replace(prm.train, experiment="leadscore-bench"), source_tag=f"bench-{size}")
         return {"lightgbm_threads": prm.train.n_jobs, **metrics}
     if stage == "score":
@@ -389,6 +395,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {','.join(STAGES)}")
     ap.add_argument("--score-chunked", default=None, help="comma-separated row counts to score in chunks")
     ap.add_argument("--chunk-source", type=int, default=1_000_000, help="size whose one-date table is copied")
+    ap.add_argument("--model-from", type=int, default=None,
+                    help="score and floor with the model trained at this size (e.g. 100000) instead of each size's own")
     ap.add_argument("--report", action="store_true", help="print the README table and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -397,6 +405,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         _worker(args.worker, args.size, args.out, extra)
         return
+    if args.model_from:
+        os.environ["LEADSCORE_BENCH_MODEL_FROM"] = str(args.model_from)
     if args.report:
         print(report())
         return

@@ -25,10 +25,30 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -
 
 
 def reliability_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
-    frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(p, dtype=float)})
-    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), q=min(n_bins, len(frame)), labels=False)
-    table = frame.groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"), count=("y", "size"))
-    return table.reset_index(drop=True)
+    """Equal-count bins of the score (ties broken by position): mean predicted, observed rate and count per bin."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    n_bins = max(1, min(n_bins, len(y)))
+    order = np.argsort(p, kind="stable")
+    bins = np.empty(len(y), dtype=np.int64)
+    bins[order] = (np.arange(len(y)) * n_bins) // max(len(y), 1)
+    count = np.bincount(bins, minlength=n_bins).astype(float)
+    return pd.DataFrame({"predicted": np.bincount(bins, weights=p, minlength=n_bins) / count,
+                         "observed": np.bincount(bins, weights=y, minlength=n_bins) / count,
+                         "count": count.astype(np.int64)})
+
+
+def fast_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula with mid-ranks for ties; equals sklearn's, much faster."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y).astype(bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(p)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def classification_metrics(y, p, top_fraction: float = 0.10) -> dict[str, float]:
@@ -62,7 +82,7 @@ def precision_at_k(y: np.ndarray, p: np.ndarray, k: int) -> float:
 
 def _metric_functions(top_fractions: tuple[float, ...], capacity_k: int | None) -> dict:
     funcs = {
-        "roc_auc": lambda y, p: roc_auc_score(y, p),
+        "roc_auc": fast_auc,
         "pr_auc": lambda y, p: average_precision_score(y, p),
         "brier": lambda y, p: brier_score_loss(y, p),
         "log_loss": lambda y, p: log_loss(y, np.clip(p, 1e-9, 1 - 1e-9), labels=[0, 1]),
@@ -122,13 +142,12 @@ def paired_auc_test(y, p_a, p_b, n_boot: int = 1000, seed: int = 0, alpha: float
     p_b = np.asarray(p_b, dtype=float)
     if not (len(y) == len(p_a) == len(p_b)):
         raise ValueError(f"paired test needs scores of the same rows: {len(y)}, {len(p_a)}, {len(p_b)}")
-    diff = float(roc_auc_score(y, p_b) - roc_auc_score(y, p_a))
-    diffs = np.array([roc_auc_score(y[i], p_b[i]) - roc_auc_score(y[i], p_a[i])
-                      for i in bootstrap_indices(y, n_boot, seed)])
+    diff = fast_auc(y, p_b) - fast_auc(y, p_a)
+    diffs = np.array([fast_auc(y[i], p_b[i]) - fast_auc(y[i], p_a[i]) for i in bootstrap_indices(y, n_boot, seed)])
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     tail = min((diffs <= 0).mean(), (diffs >= 0).mean())
     p_value = float(min(1.0, max(2 * tail, 1.0 / len(diffs))))
-    return {"auc_a": float(roc_auc_score(y, p_a)), "auc_b": float(roc_auc_score(y, p_b)), "auc_diff": diff,
+    return {"auc_a": fast_auc(y, p_a), "auc_b": fast_auc(y, p_b), "auc_diff": diff,
             "ci_low": float(lo), "ci_high": float(hi), "p_value": p_value, "n_boot": int(len(diffs))}
 
 

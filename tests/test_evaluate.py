@@ -60,3 +60,14 @@ def test_gains_rise_to_all_conversions():
     g = gains_table(Y, P, n_points=10)
     assert g["capture"].iloc[-1] == 1.0 and (np.diff(g["capture"]) >= 0).all()
     assert g.loc[g["fraction"] == 0.3, "capture"].item() == pytest.approx(2 / 3)
+
+
+def test_fast_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from models.evaluate import fast_auc
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 5000)
+    p = np.round(rng.random(5000) + 0.3 * y, 2)  # many ties
+    assert fast_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
