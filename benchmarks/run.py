@@ -212,6 +212,7 @@ def measure(stage: str, size: int, extra: tuple[str, ...] = ()) -> dict:
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.run", "--worker", stage, "--size", str(size), "--out", str(out), *extra]
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "GX_ANALYTICS_ENABLED": "false"}
+    load = os.getloadavg()  # other work on the machine inflates wall time (not CPU time): recorded beside it
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -219,7 +220,8 @@ def measure(stage: str, size: int, extra: tuple[str, ...] = ()) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     result = {"stage": stage, "size": size, "ok": proc.returncode == 0,
               "process_wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-              "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3)}  # ru_maxrss is KiB on Linux
+              "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3),  # ru_maxrss is KiB on Linux
+              "load_avg_at_start": [round(x, 2) for x in load]}
     if proc.returncode == 0 and out.exists():
         detail = json.loads(out.read_text())
         result["seconds"] = detail.pop("seconds")
@@ -286,12 +288,13 @@ def run_sizes(sizes: list[int], stages: list[str]) -> None:
         for stage in stages:
             results[stage] = measure(stage, size)
             results[stage]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            # Written after every stage: a partial or interrupted run keeps what it measured.
+            doc = {"size": size, "machine": machine(), "stages": results, "summary": summarise(results),
+                   "targets": TARGETS}
+            path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
             if not results[stage]["ok"] and stage in ("generate", "validate", "featurize", "featurize_train"):
                 print(f"  {stage} failed: later stages need its output, stopping this size", flush=True)
                 break
-        doc = {"size": size, "machine": machine(), "stages": results, "summary": summarise(results),
-               "targets": TARGETS}
-        path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
         print(f"  -> {path.relative_to(ROOT)}  {doc['summary']}", flush=True)
 
 

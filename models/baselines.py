@@ -83,6 +83,26 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-row log-odds contribution of each input column: coefficient x transformed value, summed over the
+        column's derived inputs (its value, missing-indicator, one-hot levels); the intercept is left out."""
+        prep, lr = self.pipeline_.named_steps["prep"], self.pipeline_.named_steps["lr"]
+        Z = prep.transform(self._prepare(X))
+        Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
+        parts = Z * lr.coef_[0]
+        cats = sorted(self.categorical_, key=len, reverse=True)
+        owner = []
+        for name in prep.get_feature_names_out():
+            kind, _, rest = name.partition("__")
+            if kind == "num":
+                owner.append(rest.removeprefix("missingindicator_"))
+            else:
+                owner.append(next(c for c in cats if rest.startswith(f"{c}_")))
+        out = pd.DataFrame(0.0, index=X.index, columns=list(self.feature_names_in_))
+        for j, col in enumerate(owner):
+            out[col] = out[col].to_numpy() + parts[:, j]
+        return out
+
 
 # Points for each confirmed BANT answer from a qualification call (the classic "sales accepted" bonus).
 BANT_POINTS = {"bant_budget_confirmed": 10.0, "bant_authority_confirmed": 10.0, "bant_need_confirmed": 10.0,

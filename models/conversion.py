@@ -30,6 +30,11 @@ class BoosterConfig:
     seed: int = 42
     # Features the score may only rise with (LightGBM monotone constraints), e.g. high-intent engagement counts.
     monotone_increasing: tuple[str, ...] = ()
+    # Boost from a regularised logistic regression's log-odds (init_score) instead of from a constant: the trees
+    # learn what the additive model misses. Monotone features are left out of the logistic part, so their
+    # constraints hold for the whole score.
+    boost_from_logistic: bool = False
+    logistic_C: float = 0.1
 
 
 class ConversionModel(ClassifierMixin, BaseEstimator):
@@ -71,14 +76,24 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             verbose=-1,
             **_monotone_kwargs(list(X.columns), cfg.monotone_increasing),
         )
+        self.offset_model_ = None
+        if cfg.boost_from_logistic:
+            from models.baselines import LogisticBaseline
+
+            offset_cols = [c for c in X.columns if c not in set(cfg.monotone_increasing)]
+            self.offset_model_ = LogisticBaseline(C=cfg.logistic_C).fit(X[offset_cols], y)
         fit_kwargs = {}
+        if self.offset_model_ is not None:
+            fit_kwargs["init_score"] = self._offset(X)
         if X_val is not None and len(X_val):
             X_val = self._prepare(X_val)
-            fit_kwargs = {
+            fit_kwargs.update({
                 "eval_set": [(X_val, np.asarray(y_val, dtype=int))],
                 "eval_metric": "binary_logloss",
                 "callbacks": [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
-            }
+            })
+            if self.offset_model_ is not None:
+                fit_kwargs["eval_init_score"] = [self._offset(X_val)]
         self.booster_.fit(self._prepare(X), y, **fit_kwargs)
         self.best_iteration_ = int(self.booster_.best_iteration_ or self.booster_.n_estimators)
 
@@ -101,9 +116,18 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             X[col] = pd.Categorical(X[col].astype("object"), categories=cats)
         return X
 
+    def _offset(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of the logistic part (0 without one)."""
+        if getattr(self, "offset_model_", None) is None:
+            return np.zeros(len(X))
+        return _logit(self.offset_model_.predict_proba(X)[:, 1])
+
     def _raw(self, X: pd.DataFrame, prepared: bool = False) -> np.ndarray:
         X = X if prepared else self._prepare(X)
-        return self.booster_.predict_proba(X, num_iteration=self.best_iteration_)[:, 1]
+        if getattr(self, "offset_model_", None) is None:
+            return self.booster_.predict_proba(X, num_iteration=self.best_iteration_)[:, 1]
+        margin = self.booster_.predict(X, raw_score=True, num_iteration=self.best_iteration_) + self._offset(X)
+        return 1.0 / (1.0 + np.exp(-margin))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = apply_calibrator(self.calibrator_, self._raw(X))
@@ -115,7 +139,11 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-row SHAP contributions (log-odds) of each feature; costly, so call it on the rows that need it."""
         contrib = self.booster_.predict_proba(self._prepare(X), pred_contrib=True, num_iteration=self.best_iteration_)
-        return pd.DataFrame(contrib[:, :-1], columns=list(self.feature_names_in_), index=X.index)
+        out = pd.DataFrame(contrib[:, :-1], columns=list(self.feature_names_in_), index=X.index)
+        if getattr(self, "offset_model_", None) is not None:  # plus the logistic part's per-feature log-odds
+            linear = self.offset_model_.contributions(X)
+            out[linear.columns] = out[linear.columns].to_numpy() + linear.to_numpy()
+        return out
 
     def feature_importance(self) -> pd.Series:
         gain = self.booster_.booster_.feature_importance(importance_type="gain")

@@ -100,6 +100,8 @@ class TrainParams:
     exclude_features: tuple[str, ...] = ()
     monotone_increasing: tuple[str, ...] = ()  # features the score may never fall with (LightGBM constraints)
     min_positives: int = 100  # below this many conversions in training: the logistic fallback, reason on the run
+    boost_from_logistic: bool = False  # start the booster from a regularised logistic regression's log-odds
+    logistic_C: float = 0.1  # L2 strength (inverse) of the logistic part, the baseline and the fallback
     tune: bool = False  # optuna search (extra `tune`) bounded by tune_trials and tune_timeout_seconds
     tune_trials: int = 30
     tune_timeout_seconds: int = 600

@@ -147,6 +147,12 @@ def _figure(w: float = 5.2, h: float = 3.6):
     return plt.subplots(figsize=(w, h))
 
 
+def _percent():
+    from matplotlib.ticker import PercentFormatter
+
+    return PercentFormatter(xmax=1.0, decimals=None)  # as many decimals as the tick spacing needs
+
+
 def plot_roc(y, p, p_prev=None) -> str:
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -228,7 +234,7 @@ def plot_score_by_outcome(y, p) -> str:
     _share_hist(ax, p[y == 1], bins, INK, f"closed won (n={int((y == 1).sum()):,})", False)
     ax.set(title="Score distribution by outcome", xlabel="p_convert (log scale)", ylabel="share of the group",
            xscale="log")
-    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.yaxis.set_major_formatter(_percent())
     ax.legend(frameon=False, loc="upper left")
     return _png(fig)
 
@@ -253,7 +259,7 @@ def plot_conversion_by_tier(table: pd.DataFrame) -> str:
         ax.text(i, row["conversion"], f"{row['conversion']:.1%}\nn={row['n']:,}", ha="center", va="bottom", fontsize=8)
     ax.set(title="Conversion by tier (held-out)", xlabel="tier", ylabel="closed-won rate",
            ylim=(0, max(0.05, table["conversion"].max() * 1.3)))
-    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.yaxis.set_major_formatter(_percent())
     return _png(fig)
 
 
@@ -266,7 +272,7 @@ def plot_conversion_by_gate(table: pd.DataFrame) -> str:
         ax.bar(np.arange(len(gates)) + (j - 1) * width, part["conversion"].fillna(0), width, color=color, label=outcome)
     ax.set_xticks(np.arange(len(gates)), gates)
     ax.set(title="Conversion by gate outcome (held-out)", ylabel="closed-won rate")
-    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.yaxis.set_major_formatter(_percent())
     ax.legend(frameon=False)
     return _png(fig)
 
@@ -299,7 +305,7 @@ def plot_importance(importance: pd.Series, top: int = 15) -> str:
     imp = importance.head(top)[::-1]
     ax.barh(imp.index, imp.to_numpy() / importance.sum(), color=INK)
     ax.set(title="Feature importance (share of total gain)", xlabel="share of gain")
-    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.xaxis.set_major_formatter(_percent())
     ax.grid(axis="y", visible=False)
     return _png(fig)
 
@@ -339,7 +345,7 @@ def plot_score_drift(p_train: np.ndarray, p_current: np.ndarray, value_psi: floa
     _share_hist(ax, p_current, bins, INK, f"scored now (n={len(p_current):,})", False)
     ax.set(title=f"Score distribution: training vs scored (PSI {value_psi:.3f})", xlabel="p_convert (log scale)",
            ylabel="share of leads", xscale="log")
-    ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.yaxis.set_major_formatter(_percent())
     ax.legend(frameon=False, loc="upper left")
     return _png(fig)
 
@@ -635,7 +641,6 @@ def run(features_path: Path, models_dir: Path, validated_dir: Path, scored_dir: 
     }
     write_json({k: v for k, v in metrics.items() if v is not None}, reports_dir / METRICS_FILE)
     write_csv(pd.concat([score_drift, drift], ignore_index=True), reports_dir / "drift.csv")
-    write_csv(gains, reports_dir / "plots" / "gains.csv")
     write_csv(sweep, reports_dir / "plots" / "threshold_sweep.csv")
     write_csv(capacity, reports_dir / "plots" / "capacity.csv")
     out = write_atomic(reports_dir / REPORT_FILE, lambda tmp: tmp.write_text(page, encoding="utf-8"))

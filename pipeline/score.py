@@ -54,13 +54,16 @@ def policy_of(p: ScoreParams) -> DecisionPolicy:
     return DecisionPolicy(p.threshold, p.unknown_policy, p.tiers, p.sql_rule, capacity)
 
 
-def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.DataFrame:
-    """Feature rows plus the account columns gates may name (from accounts, else from the log features)."""
-    context = rows.copy()
+def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None, needed: list[str]) -> pd.DataFrame:
+    """The `needed` columns of the feature rows plus the account columns gates may name (from accounts, else
+    from the log features). Only what the gates read is copied: chunks of a large run stay small."""
+    context = rows.loc[:, [c for c in needed if c in rows]].copy()
     acc = accounts.drop_duplicates("account_id").set_index("account_id") if accounts is not None and len(accounts) \
         else None
     for col in ACCOUNT_COLUMNS:
-        if col in context:
+        if col in context or col in rows:
+            if col not in context:
+                context[col] = rows[col].to_numpy()
             continue
         if acc is not None and col in acc:
             context[col] = acc[col].reindex(rows["account_id"]).to_numpy()
@@ -81,8 +84,8 @@ def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opport
     `run_id` is the MLflow run that trained the model; `scoring_run_id` identifies this scoring.
     """
     rows = rows.reset_index(drop=True)
-    context = _context(rows, accounts)
-    gates = parse_gates(p.gates, list(context.columns))
+    gates = parse_gates(p.gates, list(dict.fromkeys([*rows.columns, *ACCOUNT_COLUMNS])))
+    context = _context(rows, accounts, list(dict.fromkeys(c for g in gates for c in g.columns())))
     gate_table = evaluate_gates(context, gates)
     p_convert = np.asarray(model.predict_proba(rows[[str(c) for c in model.feature_names_in_]])[:, 1], dtype=float)
 

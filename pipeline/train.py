@@ -56,7 +56,8 @@ def booster_config(p: TrainParams, **overrides) -> BoosterConfig:
         learning_rate=p.learning_rate, num_leaves=p.num_leaves, min_child_samples=p.min_child_samples,
         n_estimators=p.n_estimators, early_stopping_rounds=p.early_stopping_rounds, subsample=p.subsample,
         colsample_bytree=p.colsample_bytree, reg_lambda=p.reg_lambda, n_jobs=p.n_jobs, seed=p.seed,
-        monotone_increasing=tuple(p.monotone_increasing),
+        monotone_increasing=tuple(p.monotone_increasing), boost_from_logistic=p.boost_from_logistic,
+        logistic_C=p.logistic_C,
     )
     return dataclasses.replace(config, **overrides)
 
@@ -118,7 +119,7 @@ def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, s
     extra: dict = {}
     if reason:
         log(f"small data: {reason}")
-        model = LogisticBaseline().fit(pd.concat([fit_part[cols], val_part[cols]]), pd.concat([y_fit, y_val]))
+        model = LogisticBaseline(C=p.logistic_C).fit(pd.concat([fit_part[cols], val_part[cols]]), pd.concat([y_fit, y_val]))
         model_kind = "logistic_fallback"
     else:
         config = booster_config(p)
@@ -127,7 +128,7 @@ def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, s
         model = ConversionModel(config, calibration=p.calibration).fit(fit_part[cols], y_fit, val_part[cols], y_val)
         model_kind = "lightgbm"
     fit_seconds = time.perf_counter() - start
-    baselines = {"logistic": LogisticBaseline().fit(fit_part[cols], y_fit),
+    baselines = {"logistic": LogisticBaseline(C=p.logistic_C).fit(fit_part[cols], y_fit),
                  "points_rule": PointsRuleScore().fit(fit_part[cols], y_fit)}
 
     metrics = {"fit_seconds": round(fit_seconds, 2), "best_iteration": int(getattr(model, "best_iteration_", 0)),

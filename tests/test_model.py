@@ -137,3 +137,33 @@ def test_pyfunc_contract_scores_gates_and_status(parts):
     assert (out.loc[sql, "p_convert"] >= 0.05).all() and out["is_sql"].equals(sql)
     with pytest.raises(ValueError, match=r"missing required column\(s\) \['annual_revenue'\]"):
         bundle.score(rows.drop(columns="annual_revenue"))
+
+
+@pytest.mark.slow
+def test_tuning_is_bounded_by_trials_and_returns_a_usable_config(parts):
+    pytest.importorskip("optuna")
+    from pipeline.train import tune_config
+
+    fit, val, _, cols = parts
+    p = TrainParams(n_jobs=1, n_estimators=60, early_stopping_rounds=10, tune=True, tune_trials=3,
+                    tune_timeout_seconds=120)
+    config, record = tune_config(fit, val, cols, p)
+    assert record["tune_trials_run"] == 3 and 0.5 < record["tune_best_val_auc"] <= 1.0
+    assert config.num_leaves == record["tuned_num_leaves"] and config.n_jobs == 1 and config.n_estimators == 60
+
+
+@pytest.mark.slow
+def test_boosting_from_the_logistic_offset_keeps_monotonicity_and_explains_the_log_odds(parts):
+    model = _fit(parts, boost_from_logistic=True, monotone_increasing=("n_high_intent_30d",))
+    assert "n_high_intent_30d" not in model.offset_model_.feature_names_in_  # constrained features: booster only
+    rows = parts[2][parts[3]].head(200)
+    p0 = model.predict_proba(rows)[:, 1]
+    p1 = model.predict_proba(rows.assign(n_high_intent_30d=rows["n_high_intent_30d"] + 3))[:, 1]
+    assert (p1 >= p0 - 1e-12).all() and p1.mean() > p0.mean()
+    # Per-feature contributions (trees + logistic part) plus the two intercepts give the raw log-odds exactly.
+    contrib = model.contributions(rows)
+    bias = model.booster_.predict_proba(model._prepare(rows), pred_contrib=True,
+                                        num_iteration=model.best_iteration_)[:, -1]
+    intercept = model.offset_model_.pipeline_.named_steps["lr"].intercept_[0]
+    raw = model._raw(rows)
+    assert np.allclose(contrib.sum(axis=1) + bias + intercept, np.log(raw / (1 - raw)), atol=1e-6)

@@ -166,3 +166,27 @@ def test_compiled_trees_give_the_same_probabilities_and_the_same_reasons(small_m
     b = hand_over(score_frame(rows, small_model, None, None, p, "m", "r", pd.Timestamp("2026-10-02")), rows,
                   small_model, p)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_second_scoring_reports_what_changed_since_the_first(small_model, tmp_path):
+    from pipeline.score import finish
+
+    rows = _synthetic(300, 12)
+    gates = {"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 2}]}}
+    reps = {"mode": "round_robin", "reps": [{"name": "Ana", "capacity": 3}]}
+    summaries = []
+    for run, threshold in (("first", 0.5), ("second", 0.3)):  # a lower bar makes more SQLs the second time
+        p = ScoreParams(gates=gates, threshold=threshold, assignment=reps, call_capacity=0)
+        scored = score_frame(rows, small_model, None, None, p, "m/1", "r", pd.Timestamp(f"2026-10-0{len(summaries) + 2}"),
+                             run)
+        summaries.append(finish(scored, rows, small_model, p, tmp_path / "out", tmp_path / "reports",
+                                tmp_path / "reports" / "history", None, None))
+    first, second = summaries
+    assert first["changes"]["new_sql"] == first["n_sql"] > 0  # nothing before the first run
+    assert second["changes"]["new_sql"] == second["n_sql"] - first["n_sql"] > 0
+    assert second["changes"]["dropped"] == 0
+    table = pd.read_parquet(tmp_path / "out" / "sql_leads.parquet")
+    changes = pd.read_csv(tmp_path / "out" / "changes.csv")
+    assert (table.loc[table["change"] == "new_sql", "status"] == "sql").all()
+    assert changes.loc[changes["change"] == "new_sql", "status_previous"].eq("nurture").all()
+    assert len(list((tmp_path / "reports" / "history").glob("*.parquet"))) == 2
