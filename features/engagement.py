@@ -37,13 +37,23 @@ class Events:
 
 def prepare_events(activities: pd.DataFrame, lead_ids: pd.Index) -> Events:
     """Encode activities once; events of unknown leads or types are dropped (validation quarantines them)."""
-    lead_code = lead_ids.get_indexer(activities["lead_id"])
-    type_code = pd.Categorical(activities["activity_type"], categories=list(ACTIVITY_TYPES)).codes
+    lead_code = _positions(activities["lead_id"], lead_ids)
+    type_code = _positions(activities["activity_type"], pd.Index(ACTIVITY_TYPES))
     ts = pd.to_datetime(activities["occurred_at"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     keep = (lead_code >= 0) & (type_code >= 0) & (ts != np.iinfo(np.int64).min)
     lead_code, type_code, ts = lead_code[keep].astype(np.int64), type_code[keep].astype(np.int64), ts[keep]
     order = np.lexsort((ts, lead_code))  # by lead, then time: per-lead runs for the burst features
     return Events(lead_code=lead_code[order], type_code=type_code[order], ts_ns=ts[order], n_leads=len(lead_ids))
+
+
+def _positions(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value in `index` (-1 when absent or missing), hashing each distinct value once.
+
+    Ids repeat about 20 times among the activities: factorising first (Arrow's dictionary encode for Arrow
+    strings) and looking up only the distinct values is several times faster than `get_indexer` on 20M rows.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.append(index.get_indexer(uniques), -1)[codes]  # code -1 (missing) takes the trailing -1
 
 
 def _as_ns(as_of: pd.Timestamp) -> int:

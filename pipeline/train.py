@@ -141,6 +141,9 @@ def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, s
     if len(val_part) and y_val.nunique() == 2:
         val = classification_metrics(y_val, model.predict_proba(val_part[cols])[:, 1])
         metrics.update({f"validation_{k}": v for k, v in val.items() if k in ("roc_auc", "pr_auc", "brier", "ece")})
+        for name, base in baselines.items():  # fitted without the validation period: an honest comparison there
+            metrics[f"validation_baseline_{name}_roc_auc"] = classification_metrics(
+                y_val, base.predict_proba(val_part[cols])[:, 1])["roc_auc"]
     log(f"trained {model_kind} on {len(fit_part):,} rows in {fit_seconds:.1f}s ({p.n_jobs} threads), "
         f"{metrics['best_iteration']} trees, validation AUC {metrics.get('validation_roc_auc', float('nan')):.4f}")
 

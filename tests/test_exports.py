@@ -467,3 +467,20 @@ def test_served_model_answers_json_rows_and_rejects_malformed_json(champion, tmp
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow
+def test_a_crm_export_folder_is_validated_and_featurized_before_the_schema_check(champion, tmp_path):
+    import dataclasses
+
+    from pipeline import demo_data
+    from pipeline.params import DemoDataParams, FeaturizeParams, ScoreParams, ValidateParams
+    from pipeline.score import FeatureSchemaError, score_with_registered_model
+
+    params = dataclasses.replace(DemoDataParams(), n_leads=400, seed=3)
+    demo_data.run(tmp_path / "crm", tmp_path / "truth", params)
+    # The featurized CRM has the real feature columns; the test champion was trained on a synthetic 'noise' one.
+    with pytest.raises(FeatureSchemaError, match=r"missing column\(s\) the model needs: \['noise'\]"):
+        score_with_registered_model(champion["uri"], tmp_path / "crm", tmp_path / "out", tmp_path / "reports",
+                                    ScoreParams(gates=GATES), params.export_date, FeaturizeParams(), ValidateParams())
+    assert not (tmp_path / "out").exists()
