@@ -369,7 +369,7 @@ def report() -> str:
         lines.append(f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM; Python {m['python']}, "
                      f"pandas {m['pandas']}, LightGBM {m['lightgbm']} with {m['lightgbm_threads']} threads.\n")
         sizes = [d["size"] for d in docs]
-        lines.append("| stage | " + " | ".join(f"{s:,} leads: s / CPU s / peak GB" for s in sizes) + " |")
+        lines.append("| stage | " + " | ".join(f"{s:,} leads: s / CPU s / peak GB / load" for s in sizes) + " |")
         lines.append("|---|" + "---|" * len(sizes))
         for stage in STAGES:
             cells = []
@@ -378,7 +378,8 @@ def report() -> str:
                 if not s or not s.get("ok") or "seconds" not in s or s.get("detail", {}).get("skipped"):
                     cells.append("–")
                 else:
-                    cells.append(f"{s['seconds']:.1f} / {s['cpu_s']:.1f} / {s['peak_rss_gb']:.2f}")
+                    load = s.get("load_avg_at_start", ["?"])[0]
+                    cells.append(f"{s['seconds']:.1f} / {s['cpu_s']:.1f} / {s['peak_rss_gb']:.2f} / {load}")
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
         for key in ("validate_featurize_score_s", "floor_s", "score_over_floor", "score_without_export_over_floor"):
             lines.append(f"| **{key}** | " + " | ".join(str(d["summary"].get(key, "–")) for d in docs) + " |")

@@ -46,11 +46,9 @@ def load_scoring_model(model: str | Path):
         import joblib
 
         return joblib.load(path)
-    import mlflow.sklearn  # models:/leadscore-conversion/3, runs:/<id>/model ...
+    from pipeline.score import load_registered  # models:/leadscore-conversion/3, runs:/<id>/model ...
 
-    from pipeline.tracking import TRUSTED_MODEL_TYPES
-
-    return mlflow.sklearn.load_model(str(model), skops_trusted_types=TRUSTED_MODEL_TYPES)
+    return load_registered(str(model))[0]
 
 
 # --------------------------------------------------------------------------------- pandas <-> Spark
