@@ -199,15 +199,6 @@ def snapshot(crm: PreparedCrm, as_of: pd.Timestamp, config: FeatureConfig, with_
         own = np.where(created, eng[col].to_numpy(dtype=float), 0.0)
         frame[f"buying_group_{col}_others"] = np.bincount(acc_code, weights=own, minlength=n_acc)[acc_code] - own
 
-    # Age-invariant views of engagement: training snapshots hold younger leads than the periods scored later, so
-    # a rate or a share transfers where a lifetime count does not.
-    age = np.maximum(frame["lead_age_days"].to_numpy(dtype=float), 1.0)
-    total = frame["n_activities_all"].to_numpy(dtype=float)
-    frame["activity_rate_per_30d"] = 30.0 * total / age
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frame["burst_share"] = np.where(total > 0, frame["burst_events_14d"].to_numpy(dtype=float) / total, np.nan)
-    frame["burst_excess"] = frame["burst_events_14d"].to_numpy(dtype=float) - 15.0 * total / np.maximum(age, 15.0)
-
     if with_label:
         window = opps["stage"].eq("closed_won") & (opps["closed_at"] >= as_of) & (
             opps["closed_at"] < as_of + pd.Timedelta(days=config.horizon_days)
