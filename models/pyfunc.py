@@ -84,10 +84,11 @@ class LeadScoreModel(PythonModel):
                              f"the model needs {len(self.input_columns)} columns (see LeadScoreModel.input_columns)")
         rows = rows.reset_index(drop=True)
         frame = rows.loc[:, self.input_columns].copy()
-        for col in frame.columns:
-            if col not in self.categorical and not isinstance(frame[col].dtype, pd.CategoricalDtype):
-                if frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col].dtype):
-                    frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        features = set(self.feature_columns)
+        for col in frame.columns:  # numeric model features sent as text (CSV, JSON) become numbers
+            textual = frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col].dtype)
+            if col in features and col not in self.categorical and textual:
+                frame[col] = pd.to_numeric(frame[col], errors="coerce")
         p = np.clip(self.model.predict_proba(frame[self.feature_columns])[:, 1].astype(float), 0.0, 1.0)
         gate_table = evaluate_gates(frame, self.gates)
         decision = decide(gate_table, p, self.policy)

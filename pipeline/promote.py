@@ -35,16 +35,20 @@ class Decision:
     champion_version: str
     challenger_version: str
     conditions: tuple[Condition, ...]
+    dry_run: bool = False
 
     @property
     def failed(self) -> list[Condition]:
         return [c for c in self.conditions if not c.passed]
 
     def message(self) -> str:
-        head = (f"promoted version {self.challenger_version} to {CHAMPION} (was {self.champion_version})"
-                if self.promoted else
-                f"refused to promote version {self.challenger_version} over {CHAMPION} {self.champion_version}: "
-                f"failed {', '.join(c.name for c in self.failed)}")
+        if self.dry_run and not self.failed:
+            head = f"dry run: version {self.challenger_version} passes the rule and would become {CHAMPION}"
+        else:
+            head = (f"promoted version {self.challenger_version} to {CHAMPION} (was {self.champion_version})"
+                    if self.promoted else
+                    f"refused to promote version {self.challenger_version} over {CHAMPION} {self.champion_version}: "
+                    f"failed {', '.join(c.name for c in self.failed)}")
         return "\n".join([head] + [f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in self.conditions])
 
 
@@ -90,4 +94,4 @@ def promote(registered_model: str, features_path: Path, rule: PromoteParams, dry
         client.set_registered_model_alias(registered_model, CHAMPION, versions[CHALLENGER])
         client.delete_registered_model_alias(registered_model, CHALLENGER)
         client.set_model_version_tag(registered_model, versions[CHALLENGER], "promoted_over", versions[CHAMPION])
-    return Decision(ok and not dry_run, versions[CHAMPION], versions[CHALLENGER], conditions)
+    return Decision(ok and not dry_run, versions[CHAMPION], versions[CHALLENGER], conditions, dry_run)

@@ -33,13 +33,31 @@ MODEL_INFO = "model_info.json"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def split_train_validation(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train snapshots minus the latest one, and the latest one as the (later) validation period."""
+VALIDATION_GROUP_SHARE = 0.25
+
+
+def split_train_validation(table: pd.DataFrame, group_share: float = VALIDATION_GROUP_SHARE,
+                           seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Earlier training snapshots to fit on, the latest one as the (later) validation period — split by account.
+
+    The same lead (and account) appears in many monthly snapshots with the same outcome ahead of it, so a
+    validation snapshot of leads the trees have already seen rewards memorising them (account fingerprints such
+    as exact size and revenue): early stopping then picks far too many trees. A random `group_share` of the
+    accounts (leads when there is no account_id) is held out: only their rows of the latest snapshot validate,
+    and none of their rows are fitted on. `group_share = 0` gives the plain temporal split.
+    """
     train = table[table["split"] == "train"]
     dates = sorted(train["as_of"].unique())
     if len(dates) < 2:
         return train, train.iloc[0:0]
-    return train[train["as_of"] < dates[-1]], train[train["as_of"] == dates[-1]]
+    earlier, latest = train[train["as_of"] < dates[-1]], train[train["as_of"] == dates[-1]]
+    if group_share <= 0:
+        return earlier, latest
+    key = "account_id" if "account_id" in train else "lead_id"
+    groups = pd.Index(train[key].dropna().unique()).sort_values()
+    rng = np.random.default_rng(seed)
+    held = set(groups[rng.random(len(groups)) < group_share])
+    return earlier[~earlier[key].isin(held)], latest[latest[key].isin(held)]
 
 
 def signature_frame(X: pd.DataFrame) -> pd.DataFrame:
@@ -104,7 +122,7 @@ def tune_config(fit_part: pd.DataFrame, val_part: pd.DataFrame, cols: list[str],
 def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, source_tag: str = "demo",
         score_params: ScoreParams | None = None) -> dict:
     table = pd.read_parquet(features_path)
-    fit_part, val_part = split_train_validation(table)
+    fit_part, val_part = split_train_validation(table, seed=p.seed)
     excluded = set(p.exclude_features)
     unknown = sorted(excluded - set(feature_columns(table)))
     if unknown:

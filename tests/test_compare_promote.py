@@ -159,3 +159,12 @@ def test_evaluate_reports_baselines_cis_and_plots(store):
         assert (root / "reports" / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     gains = np.loadtxt(root / "reports" / "plots" / "gains.csv", delimiter=",", skiprows=1)
     assert gains[-1, 1] == pytest.approx(1.0) and (np.diff(gains[:, 1]) >= 0).all()
+
+
+def test_dry_run_says_what_would_happen():
+    from pipeline.promote import Condition, Decision
+
+    ok = Decision(False, "1", "2", (Condition("auc_gain", True, "x"),), dry_run=True)
+    assert ok.message().startswith("dry run: version 2 passes the rule and would become champion")
+    refused = Decision(False, "1", "2", (Condition("auc_gain", False, "x"),), dry_run=True)
+    assert refused.message().startswith("refused to promote version 2 over champion 1: failed auc_gain")

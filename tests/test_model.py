@@ -167,3 +167,14 @@ def test_boosting_from_the_logistic_offset_keeps_monotonicity_and_explains_the_l
     intercept = model.offset_model_.pipeline_.named_steps["lr"].intercept_[0]
     raw = model._raw(rows)
     assert np.allclose(contrib.sum(axis=1) + bias + intercept, np.log(raw / (1 - raw)), atol=1e-6)
+
+
+def test_validation_holds_out_whole_accounts_of_the_latest_snapshot(table):
+    fit, val = split_train_validation(table, group_share=0.25, seed=3)
+    train = table[table["split"] == "train"]
+    latest = train["as_of"].max()
+    assert (val["as_of"] == latest).all() and (fit["as_of"] < latest).all()
+    assert not set(fit["account_id"]) & set(val["account_id"])  # no account is both fitted on and validated
+    assert 0.15 < val["account_id"].nunique() / train["account_id"].nunique() < 0.35
+    plain_fit, plain_val = split_train_validation(table, group_share=0.0)
+    assert len(plain_val) == (train["as_of"] == latest).sum() and len(plain_fit) == (train["as_of"] < latest).sum()
