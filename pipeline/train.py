@@ -36,7 +36,7 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 VALIDATION_GROUP_SHARE = 0.25
 
 
-def split_train_validation(table: pd.DataFrame, group_share: float = VALIDATION_GROUP_SHARE,
+def split_train_validation(table: pd.DataFrame, group_share: float = 0.0,
                            seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Earlier training snapshots to fit on, the latest one as the (later) validation period — split by account.
 
@@ -44,7 +44,8 @@ def split_train_validation(table: pd.DataFrame, group_share: float = VALIDATION_
     validation snapshot of leads the trees have already seen rewards memorising them (account fingerprints such
     as exact size and revenue): early stopping then picks far too many trees. A random `group_share` of the
     accounts (leads when there is no account_id) is held out: only their rows of the latest snapshot validate,
-    and none of their rows are fitted on. `group_share = 0` gives the plain temporal split.
+    and none of their rows are fitted on. `group_share = 0` (the default, for other callers) gives the plain
+    temporal split; the `train` stage uses VALIDATION_GROUP_SHARE.
     """
     train = table[table["split"] == "train"]
     dates = sorted(train["as_of"].unique())
@@ -122,7 +123,7 @@ def tune_config(fit_part: pd.DataFrame, val_part: pd.DataFrame, cols: list[str],
 def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, source_tag: str = "demo",
         score_params: ScoreParams | None = None) -> dict:
     table = pd.read_parquet(features_path)
-    fit_part, val_part = split_train_validation(table, seed=p.seed)
+    fit_part, val_part = split_train_validation(table, VALIDATION_GROUP_SHARE, seed=p.seed)
     excluded = set(p.exclude_features)
     unknown = sorted(excluded - set(feature_columns(table)))
     if unknown:

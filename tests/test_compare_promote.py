@@ -33,7 +33,7 @@ def store(tmp_path_factory):
         feature_table().to_parquet(features)
         (root / "params.yaml").write_text(yaml.safe_dump({
             "paths": {"features": str(root), "models": str(root / "models"), "reports": str(root / "reports")},
-            "train": {"registered_model": NAME}, "promote": {"min_auc_gain": 0.005, "n_bootstrap": 300},
+            "train": {"registered_model": NAME}, "promote": {"min_auc_gain": 0.005, "max_ece_increase": 0.05, "n_bootstrap": 300},
         }))
         runs = {}
         for label, excluded in (("v1_weak", WEAK), ("v2_full", ())):
@@ -106,7 +106,8 @@ def test_promotion_rule_names_every_failed_condition():
 
 def test_promote_refuses_then_promotes_then_refuses_a_weaker_challenger(store):
     root = store["root"]
-    strict = PromoteParams(min_auc_gain=0.5, n_bootstrap=200)
+    # ECE on 1,500 rows from calibrators fitted on ~400 is noisy: this test's rule tolerates +0.05 of it.
+    strict = PromoteParams(min_auc_gain=0.5, max_ece_increase=0.05, n_bootstrap=200)
     refused = promote(NAME, store["features"], strict)
     assert not refused.promoted and [c.name for c in refused.failed] == ["auc_gain"]
     assert "failed auc_gain" in refused.message()

@@ -26,7 +26,7 @@ def table():
 
 @pytest.fixture(scope="module")
 def parts(table):
-    fit, val = split_train_validation(table)
+    fit, val = split_train_validation(table, group_share=0.25)
     test = table[table["split"] == "test"]
     cols = feature_columns(table)
     return fit, val, test, cols
@@ -63,8 +63,10 @@ def test_without_constraints_the_option_changes_the_booster(parts):
 
 @pytest.mark.slow
 def test_calibrated_probabilities_match_observed_rates_and_are_never_certain(parts):
-    model = _fit(parts)
+    table = feature_table(n_per_snapshot=5000, seed=2)  # 1,250 validation rows for the calibrator
+    fit, val = split_train_validation(table, group_share=0.25)
     cols = parts[3]
+    model = ConversionModel(FAST, calibration="auto").fit(fit[cols], fit["label"], val[cols], val["label"])
     big = feature_table(n_per_snapshot=8000, seed=9)
     test = big[big["split"] == "test"]  # 8,000 fresh rows: bin noise well below the tolerance
     p = model.predict_proba(test[cols])[:, 1]
