@@ -41,7 +41,8 @@ def _peak_rss_mb() -> float:
 
 def make_feature_table(source: Path, target: Path, n: int, chunk_rows: int, seed: int = 0) -> Path:
     """`n` feature rows resampled from the score split of `source`, unique lead ids, written chunk by chunk."""
-    if target.exists() and pq.ParquetFile(target).metadata.num_rows == n:
+    fresh = target.exists() and target.stat().st_mtime >= Path(source).stat().st_mtime
+    if fresh and pq.ParquetFile(target).metadata.num_rows == n:  # rebuilt whenever the demo features change
         return target
     base = pd.read_parquet(source)
     base = base[base["split"] == "score"].reset_index(drop=True)
