@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from features.subscores import engagement_score, fit_score
-from models.conversion import P_CEIL, P_FLOOR
+from models.conversion import P_CEIL, P_FLOOR, select_model_columns
 
 
 def signed_log(x):
@@ -65,10 +65,7 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
         return self
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"feature table is missing column(s) the model was trained on: {missing}")
-        X = X.loc[:, list(self.feature_names_in_)].copy()
+        X = select_model_columns(X, self.feature_names_in_)
         for col in X.columns:
             if col in self.categorical_:
                 X[col] = X[col].astype("object").where(X[col].notna(), "missing").astype(str)

@@ -108,10 +108,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         return self
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"feature table is missing column(s) the model was trained on: {missing}")
-        X = X.loc[:, list(self.feature_names_in_)].copy()
+        X = select_model_columns(X, self.feature_names_in_)
         for col, cats in self.categories_.items():
             X[col] = pd.Categorical(X[col].astype("object"), categories=cats)
         return X
@@ -207,6 +204,14 @@ def _monotone_kwargs(columns: list[str], increasing: tuple[str, ...]) -> dict:
     if not any(constraints):
         return {}
     return {"monotone_constraints": constraints, "monotone_constraints_method": "advanced"}
+
+
+def select_model_columns(X: pd.DataFrame, names) -> pd.DataFrame:
+    """A copy of `X` with exactly the model's columns in training order; a missing one is an error naming it."""
+    missing = [c for c in names if c not in X.columns]
+    if missing:
+        raise ValueError(f"feature table is missing column(s) the model was trained on: {missing}")
+    return X.loc[:, list(names)].copy()
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
