@@ -170,6 +170,18 @@ PHRASES: dict[str, Phraser] = {
     "days_since_last_activity": _days_ago("last activity", "no activity yet"),
     "days_since_last_high_intent": _days_ago("last high-intent action", "no high-intent action yet"),
     "buying_group_active_90d": lambda v, r, pb: _plural(v, "contact", "contacts") + " at the company active in 90 days",
+    "days_since_pricing_page_view": _days_ago("last pricing-page visit", "no pricing-page visit yet"),
+    "days_since_demo_request": _days_ago("last demo request", "no demo request yet"),
+    "days_since_trial_signup": _days_ago("trial signup", "no trial yet"),
+    "days_since_meeting": _days_ago("last meeting", "no meeting yet"),
+    "days_since_first_activity": _days_ago("first engaged", "never engaged"),
+    "days_since_burst": _days_ago("last burst of activity", "no burst of activity yet"),
+    "burst_points_14d": lambda v, r, pb: _compact(v) + " engagement points in the busiest 14 days",
+    "activity_age_std": lambda v, r, pb: ("activity spread over about " + _compact(v) + " days (std)").where(
+        v.notna(), "no activity yet"),
+    "burst_events_14d": lambda v, r, pb: _plural(v, "action", "actions") + " in the busiest 14 days",
+    "burst_high_intent_14d": lambda v, r, pb: _plural(v, "high-intent action", "high-intent actions")
+    + " in the busiest 14 days",
     "buying_group_max_seniority": lambda v, r, pb: ("most senior active contact is " + v.round().map(SENIORITY_WORDS)
                                                     ).where(v.round().isin(list(SENIORITY_WORDS)),
                                                             "no active contact of known seniority"),
@@ -185,7 +197,17 @@ def phraser_for(feature: str) -> Phraser:
     if m := _CONFIRMED.match(feature):
         return _confirmed(m["gate"])
     label = feature.replace("_", " ")
-    return lambda v, rows, pb: label + " " + v.astype(object).where(v.notna(), "missing").astype(str)
+    return lambda v, rows, pb: label + " " + _compact(v)
+
+
+def _compact(v: pd.Series) -> pd.Series:
+    """Values as people write them: 117.2 not 117.16489697421622, 1,250 not 1250.0; missing says so."""
+    if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+        x = v.astype(float)
+        text = pd.Series([f"{n:,.0f}" if abs(n) >= 100 or float(n).is_integer() else f"{n:.2g}" if abs(n) < 1
+                          else f"{n:.1f}" for n in x.fillna(0.0)], index=v.index)
+        return text.where(x.notna(), "missing")
+    return v.astype(object).where(v.notna(), "missing").astype(str)
 
 
 def describe(feature: str, values: pd.Series, rows: pd.DataFrame, phrasebook: Phrasebook | None = None) -> pd.Series:

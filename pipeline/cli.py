@@ -129,8 +129,9 @@ def show(
     params: ParamsOpt = Path("params.yaml"),
     top: Annotated[int, typer.Option(help="rows to show")] = 15,
     status: Annotated[str | None, typer.Option(help="only this status (sql, needs_call, nurture, disqualified)")] = None,
+    reasons: Annotated[bool, typer.Option("--reasons/--no-reasons", help="print each shown lead's reasons")] = True,
 ) -> None:
-    """Print the top of the ranked SQL table."""
+    """Print the top of the ranked SQL table, with the assigned rep and the reasons behind each score."""
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
@@ -143,7 +144,8 @@ def show(
     if status:
         df = df[df["status"] == status]
     cols = ["rank", "lead_id", "status", "tier", "score", "p_convert", "expected_value", "fit_score",
-            "engagement_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline"]
+            "engagement_score", "gate_budget", "gate_authority", "gate_need", "gate_timeline", "assigned_rep"]
+    cols = [c for c in cols if c in df.columns]
     table = Table(title=f"sql_leads — {int(df['is_sql'].sum()):,} SQLs of {len(df):,} scored leads "
                         f"(model {df['model_version'].iloc[0] if len(df) else '-'})")
     for c in cols:
@@ -151,9 +153,19 @@ def show(
     for _, row in df.head(top).iterrows():
         table.add_row(*[f"{row[c]:,.2f}" if c == "expected_value" else f"{row[c]:.3f}" if c == "p_convert"
                         else str(row[c]) for c in cols])
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
     counts = df["status"].value_counts().to_dict() if len(df) else {}
     print("status counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if reasons and {"reasons_for", "reasons_against"} <= set(df.columns):
+        for _, row in df.head(top).iterrows():
+            if pd.isna(row["reasons_for"]) and pd.isna(row["reasons_against"]):
+                continue  # reasons are computed only for leads handed over or queued for a call
+            console.print(f"[bold]#{row['rank']} {row['lead_id']}[/bold] ({row['status']}, {row['status_reason']})",
+                          highlight=False)
+            for label, col in (("for", "reasons_for"), ("against", "reasons_against")):
+                if not pd.isna(row[col]) and str(row[col]):
+                    console.print(f"  {label}: {row[col]}", highlight=False)
 
 
 @app.command()

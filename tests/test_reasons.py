@@ -190,3 +190,12 @@ def test_a_second_scoring_reports_what_changed_since_the_first(small_model, tmp_
     assert (table.loc[table["change"] == "new_sql", "status"] == "sql").all()
     assert changes.loc[changes["change"] == "new_sql", "status_previous"].eq("nurture").all()
     assert len(list((tmp_path / "reports" / "history").glob("*.parquet"))) == 2
+
+
+def test_fallback_sentences_write_numbers_as_people_do():
+    from models.reasons import describe
+
+    values = pd.Series([117.16489697421622, 1250.0, 0.123456, 3.0, float("nan")])
+    out = describe("some_new_feature", values, pd.DataFrame(index=values.index)).tolist()
+    assert out == ["some new feature 117", "some new feature 1,250", "some new feature 0.12",
+                   "some new feature 3", "some new feature missing"]
