@@ -1,6 +1,7 @@
 """Shared fixtures: quiet, offline tracking stores in temporary folders."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -10,10 +11,12 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
-@pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    """Point MLflow at a fresh sqlite store (and artifact folder) inside the test's temporary folder."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # the default artifact root (./mlartifacts) lands here too
-    return uri
+def isolated_store(folder: Path) -> pytest.MonkeyPatch:
+    """Point MLflow at a fresh sqlite store in `folder` and work there (the default artifact root lands there too).
+
+    For module-scoped fixtures, which cannot use `monkeypatch`: the caller calls `.undo()` when done.
+    """
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+    mp.chdir(folder)
+    return mp

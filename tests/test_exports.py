@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import isolated_store
 
 from pipeline.export import (
     HUBSPOT_PROPERTIES,
@@ -341,9 +342,7 @@ def champion(tmp_path_factory):
     """A leadscore pyfunc (models/pyfunc.py) registered as lc-test@champion in a fresh MLflow store."""
     pyfunc = pytest.importorskip("models.pyfunc", reason="models/pyfunc.py (the served bundle) is not there yet")
     store = tmp_path_factory.mktemp("mlflow")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
-    mp.chdir(store)  # the default artifact root lands here too
+    mp = isolated_store(store)
     import mlflow
     from mlflow.tracking import MlflowClient
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from conftest import isolated_store
 
 from features.build import feature_columns
 from pipeline import demo_data, featurize, train, validate
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def small_crm(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("notebooks")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    mp.chdir(tmp)
+    mp = isolated_store(tmp)
     base = load_params(ROOT / "params.yaml")
     prm = dataclasses.replace(
         base, demo_data=dataclasses.replace(base.demo_data, n_leads=2000, seed=5),

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import isolated_store
 
 from pipeline import demo_data, evaluate, featurize, score, train, validate
 from pipeline.io import read_json
@@ -18,9 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def run_pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    mp.chdir(tmp)
+    mp = isolated_store(tmp)
     params = load_params(ROOT / "params.yaml")
     paths = params.paths.under(tmp)
     prm = dataclasses.replace(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import isolated_store
 from typer.testing import CliRunner
 
 from pipeline import demo_data, featurize, report, score, train, validate
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.slow
 def small_run(tmp_path_factory):
     """demo data → validate → featurize → train twice (two registered versions) → score → report."""
     tmp = tmp_path_factory.mktemp("report")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-    mp.chdir(tmp)
+    mp = isolated_store(tmp)
     base = load_params(ROOT / "params.yaml")
     prm = dataclasses.replace(
         base,
