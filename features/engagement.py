@@ -86,6 +86,9 @@ def engagement_features(events: Events, as_of: pd.Timestamp, config: EngagementC
         out[f"n_total_{w}d"] = within[:, :, k].sum(axis=1)
         out[f"n_high_intent_{w}d"] = within[:, high, k].sum(axis=1)
     out["n_activities_all"] = within[:, :, -1].sum(axis=1)
+    for t, name in enumerate(ACTIVITY_TYPES):  # the lead's whole history: an old burst is gone from 90 days
+        out[f"n_{name}_all"] = within[:, t, -1]
+    out["n_high_intent_all"] = within[:, high, -1].sum(axis=1)
 
     k14 = int(np.searchsorted(edges, TREND_DAYS))
     k28 = int(np.searchsorted(edges, 2 * TREND_DAYS))
@@ -114,6 +117,8 @@ def engagement_features(events: Events, as_of: pd.Timestamp, config: EngagementC
     with np.errstate(invalid="ignore", divide="ignore"):
         out["high_intent_share_all"] = np.where(n_all > 0, within[:, high, -1].sum(axis=1) / n_all, np.nan)
     out.update(burst_features(lead, days, is_high, n, weights[kind]))
+    out.update(burst_excess(lead, days, is_high, n, out["days_since_burst"], out["n_activities_all"],
+                            out["days_since_first_activity"]))
     return pd.DataFrame(out)
 
 
@@ -158,6 +163,32 @@ def burst_features(lead: np.ndarray, days: np.ndarray, is_high: np.ndarray, n: i
         out["activity_age_mean"] = mean
         out["activity_age_std"] = np.sqrt(np.clip(var, 0.0, None))
     return out
+
+
+BURST_SPAN_DAYS = 21.0  # events within +-21 days of the burst's centre belong to it (an interest bump is ~8 days wide)
+
+
+def burst_excess(lead: np.ndarray, days: np.ndarray, is_high: np.ndarray, n: int, burst_age: np.ndarray,
+                 n_all: np.ndarray, first_age: np.ndarray) -> dict[str, np.ndarray]:
+    """How far the burst rises above the lead's usual activity: interest, with the chatty leads' noise removed.
+
+    A lead's events are a background (newsletter opens, visits) plus, when interest comes, a bump. The events
+    outside +-21 days of the burst give the lead's own background rate; the burst's excess is its events minus
+    what that rate would have produced in the same 42 days. `burst_age` is `days_since_burst` (NaN: no event).
+    """
+    centre = np.nan_to_num(burst_age, nan=-1e9)[lead]
+    near = np.abs(days - centre) <= BURST_SPAN_DAYS
+    n_near = np.bincount(lead[near], minlength=n).astype(float)
+    n_high_near = np.bincount(lead[near & is_high], minlength=n).astype(float)
+    span = 2 * BURST_SPAN_DAYS
+    # days of the lead's history outside the burst window (at least two weeks, so a young lead's rate is tame)
+    off_days = np.maximum(np.nan_to_num(first_age, nan=0.0) - span, 14.0)
+    off_rate = (np.asarray(n_all, dtype=float) - n_near) / off_days
+    return {
+        "burst_excess_events": n_near - off_rate * span,
+        "burst_high_intent_42d": n_high_near,
+        "background_events_per_30d": 30.0 * off_rate,
+    }
 
 
 def _fill(values: np.ndarray, value: float) -> np.ndarray:

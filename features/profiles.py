@@ -89,6 +89,9 @@ class Profile:
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     job_title: str | None = None  # flat: a title column parsed into seniority_level / department
     time_features: bool = False  # flat: month, weekday and days since the first date of the time column
+    # flat: the model also sees each categorical as the share of training rows with its value (models/blend.py);
+    # off by default: on a drifting time split (UCI bank months) the shares of the past mislead
+    category_shares: bool = False
     gates: Mapping[str, Any] = field(default_factory=dict)  # flat: BANT gates on the flat feature names
 
     def source_columns(self) -> list[str]:
@@ -109,7 +112,7 @@ _TOP_KEYS = {
                "overrides", "tables"},
     "flat": {"name", "kind", "description", "missing", "decimal", "date_formats", "drop", "export_date",
              "overrides", "file", "id", "label", "time", "numeric", "categorical", "values", "job_title", "gates",
-             "time_features"},
+             "time_features", "category_shares"},
 }
 _TABLE_KEYS = {"file", "columns", "values", "scale", "constants"}
 
@@ -230,6 +233,7 @@ def _parse_flat(data: Mapping[str, Any], name: str, common: dict) -> Profile:
         values={str(k): _as_mapping(v, f"{name}.values.{k}") for k, v in _as_mapping(data.get("values"), f"{name}.values").items()},
         job_title=data.get("job_title"),
         time_features=bool(data.get("time_features", False)),
+        category_shares=bool(data.get("category_shares", False)),
         gates=_as_mapping(data.get("gates"), f"{name}.gates"),
     )
 

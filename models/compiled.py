@@ -23,13 +23,18 @@ class CompiledConversionModel:
         self.best_iteration_ = model.best_iteration_
         self.booster_ = model.booster_
 
-    def _raw(self, X: pd.DataFrame, prepared: bool = False) -> np.ndarray:
+    def _margin(self, X: pd.DataFrame, prepared: bool = False) -> np.ndarray:
+        """The compiled trees' log-odds (lleaves returns the probability), plus any logistic offset."""
         X = X if prepared else self.model._prepare(X)
-        return np.asarray(self.compiled.predict(X, n_jobs=self.n_jobs), dtype=float)
+        p = np.clip(np.asarray(self.compiled.predict(X, n_jobs=self.n_jobs), dtype=float), 1e-15, 1 - 1e-15)
+        margin = np.log(p / (1.0 - p))
+        if getattr(self.model, "offset_model_", None) is not None:
+            margin = margin + self.model._offset(X)
+        return margin
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        fast = copy.copy(self.model)  # shallow: shares the fitted booster and calibrator, swaps only `_raw`
-        fast._raw = self._raw
+        fast = copy.copy(self.model)  # shallow: shares the booster, blend and calibrator, swaps only `_margin`
+        fast._margin = self._margin
         return fast.predict_proba(X)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -34,6 +34,7 @@ ACTIVITY_WORDS = {
 }
 BANT_WORDS = {"budget": "budget", "authority": "decision authority", "need": "need", "timeline": "timeline"}
 _COUNT = re.compile(r"^n_(?P<kind>.+)_(?P<days>\d+)d$")
+_COUNT_ALL = re.compile(r"^n_(?P<kind>.+)_all$")
 _CONFIRMED = re.compile(r"^bant_(?P<gate>\w+)_confirmed$")
 
 
@@ -78,6 +79,11 @@ def _money(v: pd.Series) -> pd.Series:
 def _count_phrase(kind: str, days: str) -> Phraser:
     one, many = ACTIVITY_WORDS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
     return lambda v, rows, pb: _plural(v, one, many) + f" in the last {days} days"
+
+
+def _count_all_phrase(kind: str) -> Phraser:
+    one, many = ACTIVITY_WORDS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
+    return lambda v, rows, pb: _plural(v, one, many) + " since the lead came in"
 
 
 def _seniority(v: pd.Series, rows: pd.DataFrame, pb: Phrasebook) -> pd.Series:
@@ -182,6 +188,13 @@ PHRASES: dict[str, Phraser] = {
     "burst_events_14d": lambda v, r, pb: _plural(v, "action", "actions") + " in the busiest 14 days",
     "burst_high_intent_14d": lambda v, r, pb: _plural(v, "high-intent action", "high-intent actions")
     + " in the busiest 14 days",
+    "burst_excess_events": lambda v, r, pb: pd.Series(
+        np.where(v.fillna(0) >= 1, _fmt_int(v.fillna(0).clip(lower=0)) + " more actions in the busiest weeks than usual",
+                 "no burst above the usual activity"), index=v.index),
+    "burst_high_intent_42d": lambda v, r, pb: _plural(v, "high-intent action", "high-intent actions")
+    + " around the busiest weeks",
+    "background_events_per_30d": lambda v, r, pb: ("usually " + _compact(v) + " actions a month").where(
+        v.notna(), "no usual activity yet"),
     "buying_group_max_seniority": lambda v, r, pb: ("most senior active contact is " + v.round().map(SENIORITY_WORDS)
                                                     ).where(v.round().isin(list(SENIORITY_WORDS)),
                                                             "no active contact of known seniority"),
@@ -194,6 +207,8 @@ def phraser_for(feature: str) -> Phraser:
         return PHRASES[feature]
     if m := _COUNT.match(feature):
         return _count_phrase(m["kind"], m["days"])
+    if m := _COUNT_ALL.match(feature):
+        return _count_all_phrase(m["kind"])
     if m := _CONFIRMED.match(feature):
         return _confirmed(m["gate"])
     label = feature.replace("_", " ")

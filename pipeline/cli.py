@@ -200,6 +200,7 @@ def run_export(
     workdir: Annotated[Path, typer.Option(help="folder for metrics.json, sql_leads.*, quarantine/, model")],
     params: ParamsOpt = Path("params.yaml"),
     n_jobs: Annotated[int | None, typer.Option(help="LightGBM threads (default: params train.n_jobs)")] = None,
+    track: Annotated[bool, typer.Option(help="log the run to MLflow (env MLFLOW_TRACKING_URI, else WORKDIR/mlflow.db)")] = True,
 ) -> None:
     """Validate, featurize, train, evaluate and score one CRM export through a profile, without DVC."""
     from features.profiles import ProfileError
@@ -210,7 +211,7 @@ def run_export(
 
     prm = _load(params)
     try:
-        stage.run(stage.load_profile(profile), input, workdir, prm, n_jobs=n_jobs)
+        stage.run(stage.load_profile(profile), input, workdir, prm, n_jobs=n_jobs, track=track)
     except (InputFileError, ProfileError, FileContractError, GateConfigError, stage.QuarantineLimitError) as exc:
         _fail(str(exc))
 

@@ -80,6 +80,7 @@ class FeaturizeParams:
         }
     )
     icp: IcpParams = field(default_factory=IcpParams)
+    float32: bool = True  # training table: numeric features as float32, written snapshot by snapshot (memory)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,15 @@ class TrainParams:
     tune: bool = False  # optuna search (extra `tune`) bounded by tune_trials and tune_timeout_seconds
     tune_trials: int = 30
     tune_timeout_seconds: int = 600
+    # Size-adaptive fitting (issue 8): at `large_data_rows` fitted rows or more the booster learns at
+    # `large_data_learning_rate` (fewer trees: faster fit and scoring); smaller tables keep `learning_rate`.
+    large_data_rows: int = 500_000
+    large_data_learning_rate: float = 0.1
+    large_data_negative_rate: float = 0.3  # ... and keeps every positive but this share of negatives (weight 1/rate)
+    baseline_max_rows: int = 300_000  # baselines and the blend's logistic part: at most this many rows (stratified)
+    blend_logistic: bool = False  # blend the trees' log-odds with the logistic model's, weight chosen on validation
+    feature_set: str = "all"  # all, or foundation (the foundation issue's features only: an ablation)
+    refit_full: bool = True  # below large_data_rows: refit model and baselines on every training row once chosen
 
 
 @dataclass(frozen=True)

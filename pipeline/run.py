@@ -13,6 +13,7 @@ file-level error leaves nothing half-written):
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,11 @@ from features.profiles import (
 )
 from features.schema import BANT_CONFIRMED_COLUMNS, CONTRACT, TABLE_ORDER
 from features.validation import validate_tables
+from models import blend
+from models.baselines import LogisticBaseline
 from models.conversion import BoosterConfig, ConversionModel
 from models.evaluate import classification_metrics
-from models.flat import cross_validated_auc, fit_with_validation, holdout_split
+from models.flat import holdout_split
 from models.leakage import DEFAULT_MAX_AUC, leakage_warnings
 from pipeline.io import write_atomic, write_csv, write_json
 from pipeline.params import Params, ScoreParams, TrainParams
@@ -96,19 +99,68 @@ def booster_config(p: TrainParams, n_jobs: int | None = None) -> BoosterConfig:
     )
 
 
+def small_data_reason(n_positives: int, p: TrainParams) -> str | None:
+    """Why the regularised logistic model replaces the blend, or None when there are conversions enough."""
+    if n_positives < p.min_positives:
+        return (f"only {n_positives} conversions in the training rows (train.min_positives = {p.min_positives}): "
+                f"too few for a boosted model, using the regularised logistic regression")
+    return None
+
+
+def flat_fitter(p: TrainParams, config: BoosterConfig, reason: str | None, category_shares: bool = False):
+    """``fit(X, y, time)`` for flat exports: the logistic fallback when ``reason`` says so, else the calibrated
+    blend of LightGBM and the spline logistic model (choices made on an inner validation split, the latest rows
+    when ``time`` is given)."""
+    if reason:
+        return lambda X, y, time=None: LogisticBaseline(C=p.logistic_C).fit(X, y)
+    blend_config = blend.BlendConfig(booster=config, calibration=p.calibration, category_shares=category_shares)
+    return lambda X, y, time=None: blend.fit_blend(X, y, blend_config, time=time)
+
+
+def model_summary(model, reason: str | None) -> dict[str, Any]:
+    """What was fitted and chosen, for metrics.json and the MLflow run."""
+    if reason:
+        return {"model_kind": "logistic_fallback", "fallback_reason": reason, "best_iteration": 0}
+    out = {"model_kind": type(model).__name__, "best_iteration": int(model.best_iteration_),
+           "calibration": getattr(model, "calibration_", "none")}
+    if isinstance(model, blend.BlendedModel):
+        out.update({"blend_weight_trees": model.blend_weight_, "logistic_C": model.logistic_C_,
+                    "validation_roc_auc": round(model.validation_roc_auc_, 4)})
+    return out
+
+
+def _check_enough_outcomes(y: np.ndarray, cv_folds: int, path: Path, profile: Profile) -> None:
+    """A plain error, before any fitting, when the labels cannot support the hold-out and the k-fold CV."""
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    need = max(cv_folds, 2)
+    if min(n_pos, n_neg) < need:
+        label = profile.label.column or f"{profile.label.in_file}:{profile.label.key}"
+        raise ProfileError(
+            f"{path}: label {label!r}: {n_pos} converted and {n_neg} not converted among {len(y)} labelled rows; "
+            f"a hold-out and {cv_folds}-fold cross-validation need at least {need} of each")
+
+
 def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_jobs: int | None = None,
-        cv_folds: int = CV_FOLDS) -> dict[str, Any]:
-    """Run one export through the profile; returns the metrics written to ``workdir/metrics.json``."""
+        cv_folds: int = CV_FOLDS, track: bool = True) -> dict[str, Any]:
+    """Run one export through the profile; returns the metrics written to ``workdir/metrics.json``.
+
+    With ``track``, the run is logged to MLflow (see `log_run`): the store of env MLFLOW_TRACKING_URI, else
+    ``workdir/mlflow.db``, so a run never writes into a store the caller did not choose.
+    """
     start = time.perf_counter()
     params = apply_overrides(params, profile)
     input_path, workdir = Path(input_path), Path(workdir)
     if profile.kind == "flat":
-        metrics = _run_flat(profile, input_path, workdir, params, n_jobs, cv_folds)
+        model, example, metrics = _run_flat(profile, input_path, workdir, params, n_jobs, cv_folds)
+        gates = dict(profile.gates)
     else:
-        metrics = _run_tables(profile, input_path, workdir, params, n_jobs, cv_folds)
+        model, example, metrics = _run_tables(profile, input_path, workdir, params, n_jobs, cv_folds)
+        gates = dict(params.score.gates)
     metrics.update({"profile": profile.name, "kind": profile.kind, "input": str(input_path),
                     "n_jobs": params.train.n_jobs if n_jobs is None else n_jobs,
                     "seconds": round(time.perf_counter() - start, 1)})
+    if track:
+        metrics["mlflow"] = log_run(profile, params, model, example, gates, metrics, workdir)
     write_json(metrics, workdir / "metrics.json")
     log(f"{profile.name}: held-out ROC AUC {metrics['roc_auc']:.4f} ({metrics['split']} split), "
         f"{cv_folds}-fold CV ROC AUC {metrics['cv_roc_auc']:.4f}; wrote {workdir / 'metrics.json'}")
@@ -150,15 +202,25 @@ def _run_flat(profile: Profile, input_path: Path, workdir: Path, params: Params,
     X = data.X[labelled].reset_index(drop=True)
     y = data.y[labelled].astype(int).to_numpy()
     t = data.time[labelled].reset_index(drop=True) if data.time is not None else None
+    _check_enough_outcomes(y, cv_folds, path, profile)
     warnings = _leak_check(X, y)
 
     config = booster_config(params.train, n_jobs)
     train_idx, test_idx = holdout_split(y, t, 0.2, config.seed)
+    if len(np.unique(y[test_idx])) < 2 or len(np.unique(y[train_idx])) < 2:
+        raise ProfileError(f"{path}: the {'latest' if t is not None else 'random'} 20% hold-out of {len(y):,} "
+                           f"labelled rows does not hold both outcomes; more labelled rows are needed")
+    reason = small_data_reason(int(y[train_idx].sum()), params.train)
+    if reason:
+        log(f"{profile.name}: {reason}")
+    fit = flat_fitter(params.train, config, reason, profile.category_shares)
     t_train = t.iloc[train_idx].reset_index(drop=True) if t is not None else None
-    model = fit_with_validation(X.iloc[train_idx], y[train_idx], config, params.train.calibration, t_train)
+    model = fit(X.iloc[train_idx].reset_index(drop=True), y[train_idx], t_train)
     p_test = model.predict_proba(X.iloc[test_idx])[:, 1]
     held_out = classification_metrics(y[test_idx], p_test, params.evaluate.top_fraction)
-    folds = cross_validated_auc(X, y, config, cv_folds)
+    # every fold fits the same kind of model, choosing its own trees, L2, blend weight and calibrator inside the
+    # training folds (no time inside a fold: stratified folds mix periods anyway)
+    folds = blend.cross_validated_auc(lambda Xf, yf, _g: fit(Xf, yf, None), X, y, cv_folds, config.seed)
 
     # Score the open (unlabelled) leads; without any, the held-out leads the model has not seen.
     if (~labelled).any():
@@ -168,14 +230,14 @@ def _run_flat(profile: Profile, input_path: Path, workdir: Path, params: Params,
     as_of = pd.Timestamp(profile.export_date) if profile.export_date != "auto" else pd.Timestamp.now().normalize()
     scored = _score_flat(data, score_rows, model, params.score, profile, as_of, workdir)
     write_atomic(workdir / "model.joblib", lambda tmp: joblib.dump(model, tmp))
-    return {
+    return model, X.iloc[train_idx], {
         **_headline(held_out, folds),
         "split": "time" if t is not None else "stratified random",
         "n_train": int(len(train_idx)),
         "n_test": int(len(test_idx)),
         "n_features": int(X.shape[1]),
         "features": list(X.columns),
-        "best_iteration": model.best_iteration_,
+        **model_summary(model, reason),
         "rows_in": int(len(raw)),
         "n_unlabelled": int((~labelled).sum()),
         "n_scored": int(len(scored)),
@@ -286,7 +348,7 @@ def _run_tables(profile: Profile, input_dir: Path, workdir: Path, params: Params
                 cv_folds: int) -> dict[str, Any]:
     from features.build import build_feature_table, feature_columns, prepare_crm, snapshot_dates
     from pipeline.featurize import feature_config
-    from pipeline.train import split_train_validation
+    from pipeline.train import VALIDATION_GROUP_SHARE, split_train_validation
 
     mapped, export_date, present, result = validate_export(profile, input_dir, params, workdir)
     valid = {name: typed_table(result.valid[name], name) if name in present else mapped[name] for name in TABLE_ORDER}
@@ -306,32 +368,129 @@ def _run_tables(profile: Profile, input_dir: Path, workdir: Path, params: Params
     warnings = _leak_check(labelled[cols], labelled["label"].astype(int).to_numpy())
 
     config_b = booster_config(params.train, n_jobs)
-    fit_part, val_part = split_train_validation(table)
-    model = ConversionModel(config_b, calibration=params.train.calibration).fit(
-        fit_part[cols], fit_part["label"].astype(int), val_part[cols], val_part["label"].astype(int))
+    # early stopping and calibration on the latest training snapshot's held-out accounts (leads without an
+    # account: held-out leads), none of whose rows are fitted on: as the `train` stage does
+    fit_part, val_part = split_train_validation(table, VALIDATION_GROUP_SHARE, seed=config_b.seed)
+    reason = small_data_reason(int(fit_part["label"].astype(int).sum()), params.train)
+    if reason:
+        log(f"{profile.name}: {reason}")
+    model = _fit_table_model(fit_part[cols], fit_part["label"], val_part[cols], val_part["label"], config_b,
+                             params.train, reason)
     test = table[table["split"] == "test"]
     held_out = classification_metrics(test["label"].astype(int), model.predict_proba(test[cols])[:, 1],
                                       params.evaluate.top_fraction)
-    folds = cross_validated_auc(labelled[cols], labelled["label"].astype(int).to_numpy(), config_b, cv_folds,
-                                groups=labelled["lead_id"].to_numpy())
+    # grouped folds (a lead's snapshots on one side); inside each, the validation part is whole accounts too
+    account = labelled["account_id"].astype("string") if "account_id" in labelled else None
+    inner_groups = (account.fillna(labelled["lead_id"].astype("string")) if account is not None
+                    else labelled["lead_id"].astype("string")).to_numpy()
+    lead_ids = labelled["lead_id"].astype("string").to_numpy()
+
+    def fit_fold(Xf, yf, positions):
+        fit_idx, val_idx = blend.inner_split(yf, 0.2, config_b.seed, groups=inner_groups[positions])
+        return _fit_table_model(Xf.iloc[fit_idx], yf[fit_idx], Xf.iloc[val_idx], yf[val_idx], config_b,
+                                params.train, reason)
+
+    folds = blend.cross_validated_auc(fit_fold, labelled[cols], labelled["label"].astype(int).to_numpy(), cv_folds,
+                                      config_b.seed, groups=lead_ids, pass_positions=True)
 
     rows = table[table["split"] == "score"].reset_index(drop=True)
     scored = _score_and_export(rows, model, valid["accounts"], valid["opportunities"], params.score, profile, workdir)
     write_atomic(workdir / "model.joblib", lambda tmp: joblib.dump(model, tmp))
-    return {
+    return model, fit_part[cols], {
         **_headline(held_out, folds),
         "split": "time",
         "export_date": str(export_date.date()),
         "n_train": int(len(fit_part) + len(val_part)),
         "n_test": int(len(test)),
         "n_features": len(cols),
-        "best_iteration": model.best_iteration_,
+        **model_summary(model, reason),
+        "n_validation": int(len(val_part)),
         "n_scored": int(len(scored)),
         "n_sql": int(scored["is_sql"].sum()),
         "validation": {**result.to_dict(), "export_date": str(export_date.date())},
         "dropped_leaky_columns": dict(profile.drop),
         "leakage_warnings": warnings,
     }
+
+
+def tracking_uri(workdir: Path) -> str:
+    """Env MLFLOW_TRACKING_URI when set, else a sqlite store in the work folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path(workdir) / 'mlflow.db').resolve()}"
+
+
+def experiment_name(profile: Profile) -> str:
+    return f"leadscore-run-{profile.name}"
+
+
+def log_run(profile: Profile, params: Params, model, example: pd.DataFrame, gates: dict, metrics: dict[str, Any],
+            workdir: Path) -> dict[str, str]:
+    """One MLflow run in the profile's experiment: tags (git commit, profile, input, model kind, fallback reason),
+    params (the train section after the profile's overrides, the model's own choices), the numeric metrics,
+    metrics.json, and the model as the served pyfunc (`LeadScoreModel`: probability, score, gates, status)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    uri = tracking_uri(workdir)
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        mlflow.set_tracking_uri(uri)  # (MLflow also exports it as MLFLOW_TRACKING_URI: undone below)
+        return _log_run(mlflow, profile, params, model, example, gates, metrics, workdir, uri, env_uri is None)
+    finally:
+        if env_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _log_run(mlflow, profile: Profile, params: Params, model, example: pd.DataFrame, gates: dict,
+             metrics: dict[str, Any], workdir: Path, uri: str, own_store: bool) -> dict[str, str]:
+    from mlflow.models import infer_signature
+
+    from models.pyfunc import LeadScoreModel
+    from pipeline import tracking
+
+    name = experiment_name(profile)
+    if mlflow.get_experiment_by_name(name) is None:
+        # artifacts beside the store when the store is the work folder's (never in the caller's cwd)
+        location = (Path(workdir) / "mlruns").resolve().as_uri() if own_store else None
+        mlflow.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)
+    score = params.score
+    categorical = tuple(c for c in example.columns if blend.is_categorical(example[c]))
+    bundle = LeadScoreModel(model, gates, score.threshold, score.unknown_policy, score.tiers, categorical=categorical)
+    rows = example.head(200)
+    for col in bundle.input_columns:  # gate columns that are not features: unknown in the example
+        if col not in rows.columns:
+            rows = rows.assign(**{col: np.nan})
+    example_in = bundle.input_example(rows.head(5))
+    with mlflow.start_run(run_name=f"run-{profile.name}") as active:
+        tags = {"git_commit": tracking.git_commit(Path(__file__).parent), "profile": profile.name,
+                "kind": profile.kind, "input": metrics["input"], "stage": "run", "model_kind": metrics["model_kind"],
+                "split": metrics["split"]}
+        if metrics.get("fallback_reason"):
+            tags["fallback_reason"] = metrics["fallback_reason"]
+        mlflow.set_tags(tags)
+        logged_params = {f"train.{k}": v for k, v in vars(params.train).items()}
+        logged_params.update({k: metrics[k] for k in ("blend_weight_trees", "logistic_C", "calibration")
+                              if k in metrics})
+        logged_params["dropped_leaky_columns"] = ", ".join(profile.drop) or "-"
+        mlflow.log_params({k: str(v)[:6000] for k, v in logged_params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
+                            if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
+        for i, auc in enumerate(metrics["cv_roc_auc_folds"]):
+            mlflow.log_metric("cv_roc_auc_fold", float(auc), step=i)
+        mlflow.log_dict({k: v for k, v in metrics.items() if k != "mlflow"}, "metrics.json")
+        logged = mlflow.pyfunc.log_model(
+            name="model", python_model=bundle, signature=infer_signature(example_in, bundle.score(example_in)),
+            input_example=example_in, pip_requirements=tracking.model_requirements(),
+            code_paths=tracking.model_code_paths())
+    log(f"{profile.name}: logged run {active.info.run_id} to experiment {name!r} ({uri})")
+    return {"tracking_uri": uri, "experiment": name, "run_id": active.info.run_id, "model_uri": logged.model_uri}
+
+
+def _fit_table_model(X, y, X_val, y_val, config: BoosterConfig, p: TrainParams, reason: str | None):
+    y = np.asarray(y, dtype=int)
+    if reason:
+        return LogisticBaseline(C=p.logistic_C).fit(X, y)
+    return ConversionModel(config, calibration=p.calibration).fit(X, y, X_val, np.asarray(y_val, dtype=int))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -288,7 +288,8 @@ def read_input(input_path: Path, as_of: str, featurize_params, validate_params) 
             tables = read_tables(Path(tmp) / "validated", TABLE_ORDER)
         config = feature_config(featurize_params)
         crm = prepare_crm(**tables, icp=config.icp)
-        rows = build_feature_table(crm, {"score": [pd.Timestamp(as_of).normalize()]}, config)
+        rows = build_feature_table(crm, {"score": [pd.Timestamp(as_of).normalize()]}, config,
+                                   float32=featurize_params.float32)  # as the featurize stage stores them
         return rows, {"accounts": tables["accounts"], "opportunities": tables["opportunities"]}
     if not input_path.exists():
         raise FileNotFoundError(f"{input_path}: input not found (a feature file or a CRM export folder)")

@@ -64,3 +64,29 @@ def test_input_is_not_mutated_and_unknown_leads_are_dropped():
     f = feats(df)
     pd.testing.assert_frame_equal(df, before)
     assert f["n_total_7d"].tolist() == [1, 0]
+
+
+def test_whole_history_counts_per_type_see_old_events_the_windows_miss():
+    f = feats(events([("L1", 200, "demo_request"), ("L1", 150, "demo_request"), ("L1", 2, "email_open"),
+                      ("L2", 400, "meeting")]))
+    assert f.loc[0, "n_demo_request_90d"] == 0 and f.loc[0, "n_demo_request_all"] == 2
+    assert f.loc[0, "n_email_open_all"] == 1 and f.loc[0, "n_high_intent_all"] == 2
+    assert f.loc[1, "n_meeting_all"] == 1 and f.loc[1, "n_high_intent_all"] == 1
+
+
+def test_burst_excess_counts_the_burst_above_the_leads_usual_rate():
+    # L1: one email open every 10 days for 300 days (the background), plus a burst of 12 events around day 100.
+    background = [("L1", d, "email_open") for d in range(5, 300, 10)]
+    burst = [("L1", 100 + 0.5 * k, "pricing_page_view" if k % 3 == 0 else "web_visit") for k in range(12)]
+    f = feats(events(background + burst))
+    assert f.loc[0, "days_since_burst"] == pytest.approx(100, abs=6)
+    # background: 30 events over 300 days; about 4 of them fall inside the burst's 42 days
+    off_days = f.loc[0, "days_since_first_activity"] - 42
+    near = 12 + sum(1 for d in range(5, 300, 10) if abs(d - f.loc[0, "days_since_burst"]) <= 21)
+    rate = (42 - near) / off_days  # events outside the burst window, per day
+    assert f.loc[0, "background_events_per_30d"] == pytest.approx(30 * rate)
+    assert f.loc[0, "burst_excess_events"] == pytest.approx(near - 42 * rate)
+    assert 10 <= f.loc[0, "burst_excess_events"] <= 15
+    assert f.loc[0, "burst_high_intent_42d"] == 4
+    # a lead that never engaged has no burst and no excess
+    assert f.loc[1, "burst_excess_events"] == 0 and f.loc[1, "background_events_per_30d"] == 0

@@ -180,3 +180,57 @@ def test_validation_holds_out_whole_accounts_of_the_latest_snapshot(table):
     assert 0.15 < val["account_id"].nunique() / train["account_id"].nunique() < 0.35
     plain_fit, plain_val = split_train_validation(table, group_share=0.0)
     assert len(plain_val) == (train["as_of"] == latest).sum() and len(plain_fit) == (train["as_of"] < latest).sum()
+
+
+def test_blend_weight_prefers_the_trees_on_a_tie_and_mixes_when_the_linear_part_adds_signal():
+    from models.conversion import choose_blend_weight
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    a, b = rng.normal(size=4000), rng.normal(size=4000)
+    assert choose_blend_weight(y + 0.0 * a, y + 0.0 * b, y) == 1.0  # both perfect: a tie goes to the trees
+    assert choose_blend_weight(y + a, rng.normal(size=4000), y) == 1.0  # linear part is noise: trees alone
+    w = choose_blend_weight(y + a, y + b, y)  # two equally good, independent views: an even mix is best
+    assert 0.3 <= w <= 0.7
+
+
+@pytest.mark.slow
+def test_blended_model_explains_its_log_odds_and_refit_keeps_trees_weight_and_calibrator(parts):
+    fit, val, test, cols = parts
+    model = _fit(parts, blend_logistic=True)
+    assert model.blend_model_ is not None and 0.0 <= model.blend_weight_ <= 1.0
+    rows = test[cols].head(200)
+    w = model.blend_weight_
+    contrib = model.contributions(rows)
+    bias = model.booster_.predict_proba(model._prepare(rows), pred_contrib=True,
+                                        num_iteration=model.best_iteration_)[:, -1]
+    intercept = model.blend_model_.pipeline_.named_steps["lr"].intercept_[0]
+    raw = model._raw(rows)
+    assert np.allclose(contrib.sum(axis=1) + w * bias + (1 - w) * intercept, np.log(raw / (1 - raw)), atol=1e-6)
+
+    trees, calibrator, before = model.best_iteration_, model.calibrator_, model.predict_proba(rows)[:, 1]
+    everything = pd.concat([fit, val])
+    model.refit(everything[cols], everything["label"])
+    assert model.booster_.n_estimators == trees and model.booster_.booster_.num_trees() == trees
+    assert model.calibrator_ is calibrator and model.blend_weight_ == w and model.n_refit_rows_ == len(everything)
+    after = model.predict_proba(rows)[:, 1]
+    assert not np.allclose(before, after)  # new rows, new trees ...
+    assert np.corrcoef(before, after)[0, 1] > 0.9  # ... telling the same story
+
+
+@pytest.mark.slow
+def test_refitting_on_every_training_row_keeps_held_out_calibration(parts):
+    table = feature_table(n_per_snapshot=5000, seed=2)  # as the calibration test: 1,250 validation rows
+    fit, val = split_train_validation(table, group_share=0.25)
+    cols = parts[3]
+    model = ConversionModel(FAST, calibration="auto").fit(fit[cols], fit["label"], val[cols], val["label"])
+    big = feature_table(n_per_snapshot=8000, seed=9)
+    test = big[big["split"] == "test"]
+    y = test["label"].to_numpy()
+    ece_before = expected_calibration_error(y, model.predict_proba(test[cols])[:, 1])
+    everything = table[table["split"] == "train"]  # validation accounts and the held-out share of the rest too
+    model.refit(everything[cols], everything["label"])
+    p = model.predict_proba(test[cols])[:, 1]
+    assert model.n_refit_rows_ == len(everything) > len(fit) + len(val)
+    assert expected_calibration_error(y, p) < max(0.025, ece_before + 0.005)
+    assert abs(p.mean() - y.mean()) < 0.02

@@ -250,7 +250,7 @@ def test_time_features_come_from_the_time_column(tmp_path):
 @pytest.mark.slow
 def test_flat_run_writes_metrics_and_a_scored_table(tmp_path):
     workdir = tmp_path / "work"
-    metrics = run(parse_profile(FLAT_PROFILE, "toy"), flat_export(tmp_path), workdir, Params(), n_jobs=1)
+    metrics = run(parse_profile(FLAT_PROFILE, "toy"), flat_export(tmp_path), workdir, Params(), n_jobs=1, track=False)
     on_disk = json.loads((workdir / "metrics.json").read_text())
     for key in ("roc_auc", "pr_auc", "cv_roc_auc", "brier", "n_train", "n_test"):
         assert on_disk[key] == metrics[key]
@@ -263,7 +263,7 @@ def test_flat_run_writes_metrics_and_a_scored_table(tmp_path):
 
 def test_flat_run_warns_about_a_leaky_column(tmp_path):
     profile = parse_profile({**FLAT_PROFILE, "categorical": ["Source", "Sales Notes"]}, "toy")
-    metrics = run(profile, flat_export(tmp_path, leaky=True), tmp_path / "work", Params(), n_jobs=1)
+    metrics = run(profile, flat_export(tmp_path, leaky=True), tmp_path / "work", Params(), n_jobs=1, track=False)
     assert [w["column"] for w in metrics["leakage_warnings"]] == ["sales_notes"]
     assert metrics["cv_roc_auc"] > 0.99
     csv = (tmp_path / "work" / "sql_leads.csv").read_text()
@@ -304,3 +304,44 @@ def test_four_table_fixture_runs_end_to_end(tmp_path, name):
     assert set(scored["status"]) <= {"sql", "needs_call", "nurture", "disqualified"}
     assert (workdir / "quarantine" / "leads.csv").exists() and (workdir / "validation.json").exists()
     assert PROFILES_DIR.joinpath(f"{name}.yaml").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# X Education: the three last-activity variants
+
+
+SALES_TOUCHES = ["SMS Sent", "Had a Phone Conversation", "Unreachable", "Approached upfront", "Email Received"]
+LEAD_ACTIONS = ["Email Opened", "Page Visited on Website", "Olark Chat Conversation", "Email Link Clicked",
+                "Form Submitted on Website", "Converted to Lead", "Unsubscribed", "Email Bounced"]
+
+
+def x_education_rows(profile) -> pd.DataFrame:
+    """Rows with every column the profile reads (plus the dropped ones), one per last-activity value."""
+    values = [*SALES_TOUCHES, *LEAD_ACTIONS]
+    n = len(values)
+    df = pd.DataFrame({c: ["Select"] * n for c in [*profile.source_columns(), *profile.drop]})
+    df["Prospect ID"] = [f"p{i}" for i in range(n)]
+    df["Converted"] = ["1", "0"] * (n // 2) + ["1"] * (n % 2)
+    for col in profile.numeric:
+        df[col] = "1"
+    df["Last Activity"] = values
+    return df
+
+
+def test_x_education_lead_activity_masks_sales_touches_and_keeps_what_the_lead_did():
+    profile = load_profile("x_education_lead_activity")
+    data = map_flat(x_education_rows(profile), profile)
+    activity = data.X["last_activity"]
+    assert activity.iloc[:len(SALES_TOUCHES)].isna().all()  # a rep's action or its outcome: masked
+    assert activity.iloc[len(SALES_TOUCHES):].tolist() == LEAD_ACTIONS  # the lead's own actions: kept
+    assert "last_notable_activity" not in data.X and "Last Notable Activity" in profile.drop
+
+
+def test_x_education_profiles_differ_only_in_the_last_activity_columns():
+    strict, middle, loose = (load_profile(n) for n in
+                             ("x_education", "x_education_lead_activity", "x_education_with_activity"))
+    assert set(middle.categorical) - set(strict.categorical) == {"Last Activity"}
+    assert set(loose.categorical) - set(strict.categorical) == {"Last Activity", "Last Notable Activity"}
+    assert strict.numeric == middle.numeric == loose.numeric
+    assert {"Last Activity", "Last Notable Activity"} <= set(strict.drop)
+    assert set(middle.values["Last Activity"]) == set(SALES_TOUCHES) and not loose.values

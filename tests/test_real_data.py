@@ -1,12 +1,15 @@
 """The four real data sets through `leadscore run` (../shared/data/real; skipped when that folder is absent).
 
 Targets (leaky columns excluded, stratified 5-fold cross-validated ROC AUC, the protocol of the published
-results): X Education ≥ 0.90, UCI bank without `duration` ≥ 0.79, Olist ≥ 0.66. Maven CRM has a near-random
-label: it must run to a scored table through the contract, with its quarantine accounted for.
+results): issue 3 asks X Education ≥ 0.90, UCI bank without `duration` ≥ 0.79, Olist ≥ 0.66; issue 5 asks
+0.91 / 0.80 / 0.68. UCI bank and Olist are asserted at issue 5's targets. Maven CRM has a near-random label: it
+must run to a scored table through the contract, with its quarantine accounted for.
 
-X Education misses its target when every sales-recorded column is dropped (`x_education`: CV ≈ 0.876, the
-published non-leaky 0.86-0.88); it reaches it only when the "last activity" columns, which include sales
-touches, are kept (`x_education_with_activity`: ≈ 0.907). Both floors are asserted as measured, not the target.
+X Education misses its targets when every sales-recorded column is dropped (`x_education`, the honest default:
+CV ≈ 0.880 with the LightGBM + spline-logistic blend, the published non-leaky 0.86-0.88). The middle profile
+(`x_education_lead_activity`, sales touches in `Last Activity` masked) reaches ≈ 0.905, but the mask itself
+still tells which leads sales touched, so that number is not quoted as the model's. Those two are asserted at
+their measured floors, not at the target.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ pytestmark = [
 ]
 
 CASES = {
-    # profile: (folder, CV ROC AUC target, split of the held-out metrics, dropped leaky columns that must be declared)
-    "x_education": ("x_education_leads", 0.87, "stratified random",
+    # profile: (folder, CV ROC AUC floor, split of the held-out metrics, dropped leaky columns that must be declared)
+    "x_education": ("x_education_leads", 0.875, "stratified random",  # measured 0.880; target 0.90 missed
                     {"Tags", "Lead Quality", "Lead Profile", "Last Activity", "Last Notable Activity"}),
-    "x_education_with_activity": ("x_education_leads", 0.90, "stratified random", {"Tags", "Lead Quality"}),
-    "uci_bank": ("uci_bank_marketing", 0.79, "time", {"duration"}),
-    "olist": ("olist_marketing_funnel", 0.67, "time", set()),
+    "x_education_lead_activity": ("x_education_leads", 0.90, "stratified random",  # measured 0.905, not leak-free
+                                  {"Tags", "Lead Quality", "Lead Profile", "Last Notable Activity"}),
+    "uci_bank": ("uci_bank_marketing", 0.80, "time", {"duration"}),  # issue 5's target; measured 0.801
+    "olist": ("olist_marketing_funnel", 0.68, "time", set()),  # issue 5's target; measured 0.685
 }
 
 
@@ -48,9 +52,10 @@ def _params():
 @pytest.mark.parametrize("name", list(CASES))
 def test_real_flat_set_reaches_its_measured_floor(tmp_path, name):
     folder, target, split, leaky = CASES[name]
-    metrics = run(load_profile(name), REAL / folder, tmp_path, _params(), n_jobs=1)
+    metrics = run(load_profile(name), REAL / folder, tmp_path, _params(), n_jobs=1, track=False)
     assert metrics["cv_roc_auc"] >= target, f"{name}: CV ROC AUC {metrics['cv_roc_auc']:.4f} below {target}"
     assert metrics["split"] == split and len(metrics["cv_roc_auc_folds"]) == 5
+    assert metrics["model_kind"] == "BlendedModel" and 0.0 <= metrics["blend_weight_trees"] <= 1.0
     assert leaky <= set(metrics["dropped_leaky_columns"])
     assert metrics["leakage_warnings"] == []  # the leaky columns are gone
     written = json.loads((tmp_path / "metrics.json").read_text())
@@ -65,13 +70,14 @@ def test_x_education_leaky_columns_inflate_the_score(tmp_path):
     profile = load_profile("x_education")
     drop = {k: v for k, v in profile.drop.items() if k not in ("Tags", "Lead Quality")}
     leaky = dataclasses.replace(profile, drop=drop, categorical=(*profile.categorical, "Tags", "Lead Quality"))
-    metrics = run(leaky, REAL / "x_education_leads", tmp_path, _params(), n_jobs=1, cv_folds=2)
-    assert metrics["cv_roc_auc"] > 0.95  # 0.969 measured (2-fold), against 0.876 without them
+    metrics = run(leaky, REAL / "x_education_leads", tmp_path, _params(), n_jobs=1, cv_folds=2, track=False)
+    assert metrics["cv_roc_auc"] > 0.95  # 0.97 measured (2-fold), against 0.880 without them
     assert metrics["leakage_warnings"] == []
 
 
 def test_maven_crm_runs_through_the_contract(tmp_path):
-    metrics = run(load_profile("maven_crm"), REAL / "maven_crm_sales_opportunities", tmp_path, _params(), n_jobs=1)
+    metrics = run(load_profile("maven_crm"), REAL / "maven_crm_sales_opportunities", tmp_path, _params(), n_jobs=1,
+                  track=False)
     counts = metrics["validation"]["counts"]
     assert counts["accounts"] == {"rows_in": 85, "valid": 85, "quarantined": 0}
     assert counts["leads"]["rows_in"] == 8800

@@ -28,6 +28,12 @@ from pipeline.score import hand_over, score_frame
                                                            "no activity yet"]),
         ("account_won_before", [2, 0], ["company bought before (2 won deals)", "no earlier won deal with the company"]),
         ("some_new_feature", [1.5], ["some new feature 1.5"]),
+        ("n_demo_request_all", [2, 1, 0], ["2 demo requests since the lead came in",
+                                           "1 demo request since the lead came in",
+                                           "no demo requests since the lead came in"]),
+        ("burst_excess_events", [12.4, -3.0], ["12 more actions in the busiest weeks than usual",
+                                               "no burst above the usual activity"]),
+        ("background_events_per_30d", [2.5, np.nan], ["usually 2.5 actions a month", "no usual activity yet"]),
     ],
 )
 def test_feature_values_read_as_plain_sentences(feature, values, expected):

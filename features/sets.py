@@ -1,0 +1,30 @@
+"""Named feature sets, for ablations such as "what did the point-in-time features add over the foundation's?".
+
+`FOUNDATION` is what the foundation issue asked featurize for: firmographics (size, revenue, industry, region),
+engagement counts in time windows, recency of the last activity and seniority parsed from the title, plus the
+lead's age and its own open opportunity (kept in the baseline set so that the comparison is conservative).
+Everything else in the feature table (form answers, call-confirmed BANT, ICP flags, department, lead source,
+account history, buying group, decay, trend, per-type recency, bursts) came with the features issue.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+FOUNDATION_COLUMNS = frozenset({
+    "seniority_level", "log_employees", "log_revenue", "industry", "region", "lead_age_days",
+    "has_open_opportunity", "days_since_opportunity_created", "n_activities_all", "days_since_last_activity",
+})
+_WINDOW_COUNT = re.compile(r"^n_.+_\d+d$")  # n_<activity type | total | high_intent>_<days>d
+FEATURE_SETS = ("all", "foundation")
+
+
+def select_feature_set(columns: Iterable[str], name: str) -> list[str]:
+    """The columns of feature set `name`, in their table order; an unknown set name is an error naming the choices."""
+    columns = list(columns)
+    if name == "all":
+        return columns
+    if name == "foundation":
+        return [c for c in columns if c in FOUNDATION_COLUMNS or _WINDOW_COUNT.match(c)]
+    raise ValueError(f"unknown feature set {name!r}: choose one of {list(FEATURE_SETS)}")

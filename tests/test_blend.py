@@ -1,0 +1,200 @@
+"""models/blend.py: the spline logistic model, the LightGBM + logistic blend, inner splits and k-fold AUC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from models.baselines import LogisticBaseline
+from models.blend import (
+    BlendConfig,
+    BlendedModel,
+    SplineLogistic,
+    add_share_columns,
+    choose_by_auc,
+    cross_validated_auc,
+    fit_blend,
+    inner_split,
+)
+from models.conversion import BoosterConfig
+
+FAST = BoosterConfig(learning_rate=0.1, num_leaves=7, min_child_samples=10, n_estimators=200,
+                     early_stopping_rounds=20, n_jobs=1, seed=0)
+
+
+def hump_data(n: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Conversion peaks at middling time on site (a bent curve), plus a categorical with a rare level."""
+    rng = np.random.default_rng(seed)
+    minutes = rng.exponential(10, n)
+    source = rng.choice(["web", "ads", "referral", "fax"], n, p=[0.5, 0.3, 0.195, 0.005])
+    logit = 2.0 - 0.08 * (minutes - 8) ** 2 / 4 + np.where(source == "referral", 1.0, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    minutes[rng.random(n) < 0.05] = np.nan  # some missing, as in real exports
+    X = pd.DataFrame({"minutes": minutes, "source": pd.Categorical(source)})
+    return X, y
+
+
+def test_spline_logistic_fits_a_bent_curve_that_a_straight_logistic_cannot():
+    X, y = hump_data()
+    Xt, yt = hump_data(seed=1)
+    spline = roc_auc_score(yt, SplineLogistic(C=1.0).fit(X, y).predict_proba(Xt)[:, 1])
+    straight = roc_auc_score(yt, LogisticBaseline(C=1.0).fit(X, y).predict_proba(Xt)[:, 1])
+    assert spline > straight + 0.05, (spline, straight)
+
+
+def test_spline_logistic_contributions_add_up_to_its_log_odds():
+    X, y = hump_data(500)
+    model = SplineLogistic(C=0.3).fit(X, y)
+    contrib = model.contributions(X.head(20))
+    assert list(contrib.columns) == ["minutes", "source"]
+    intercept = model.pipeline_.named_steps["lr"].intercept_[0]
+    np.testing.assert_allclose(contrib.sum(axis=1) + intercept, model.decision_function(X.head(20)), atol=1e-9)
+
+
+def test_spline_logistic_groups_rare_levels_and_takes_unseen_ones():
+    X, y = hump_data(2000)
+    model = SplineLogistic(min_category_count=20).fit(X, y)
+    encoder = model.pipeline_.named_steps["prep"].named_transformers_["cat"]
+    assert "fax" in set(encoder.infrequent_categories_[0])  # 0.5% of rows: grouped, not a level of its own
+    new = X.head(3).assign(source=pd.Categorical(["telex", "web", None]))
+    p = model.predict_proba(new)[:, 1]
+    assert np.isfinite(p).all() and p.shape == (3,)
+
+
+def test_choose_by_auc_breaks_ties_towards_the_preferred_end():
+    y = np.array([0, 0, 1, 1])
+    perfect, wrong = np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.9, 0.8, 0.2, 0.1])
+    assert choose_by_auc({0.0: wrong, 0.5: perfect, 1.0: perfect}, y) == 1.0
+    assert choose_by_auc({0.1: perfect, 0.3: perfect, 1.0: wrong}, y, prefer="smaller") == 0.1
+    assert choose_by_auc({0.0: perfect, 1.0: wrong}, y) == 0.0
+
+
+def test_blend_leans_on_the_trees_when_only_trees_can_see_the_signal():
+    """An XOR of two binary features: invisible to an additive model, easy for trees."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    a, b = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    y = ((a ^ b) == 1).astype(int)
+    y = np.where(rng.random(n) < 0.1, 1 - y, y)
+    X = pd.DataFrame({"a": a.astype(float), "b": b.astype(float), "noise": rng.normal(size=n)})
+    model = fit_blend(X, y, BlendConfig(booster=FAST, refit=False))
+    assert model.blend_weight_ >= 0.8
+    assert model.validation_roc_auc_ > 0.85
+
+
+def test_blend_uses_the_logistic_part_when_the_signal_is_a_smooth_curve():
+    X, y = hump_data(3000)
+    model = fit_blend(X, y, BlendConfig(booster=FAST, refit=False))
+    assert model.blend_weight_ < 1.0  # the spline curve adds to (or replaces) the trees' steps
+    assert model.logistic_C_ in BlendConfig().logistic_Cs
+
+
+def test_blend_contributions_add_up_to_the_blended_log_odds():
+    X, y = hump_data(1500)
+    model = fit_blend(X, y, BlendConfig(booster=FAST, category_shares=True))
+    rows = X.head(25)
+    w = model.blend_weight_
+    tree_bias = model.booster_.predict(model._prepare(rows), pred_contrib=True,
+                                       num_iteration=model.best_iteration_)[:, -1]
+    intercept = model.linear_.pipeline_.named_steps["lr"].intercept_[0]
+    total = model.contributions(rows).sum(axis=1) + w * tree_bias + (1 - w) * intercept
+    np.testing.assert_allclose(total, model.decision_function(rows), atol=1e-6)
+
+
+def test_blend_scores_string_categoricals_like_categoricals_and_leaves_input_alone():
+    X, y = hump_data(1500)
+    model = fit_blend(X, y, BlendConfig(booster=FAST, category_shares=True))
+    served = X.head(50).assign(source=X["source"].head(50).astype(object))
+    before = served.copy()
+    np.testing.assert_allclose(model.predict_proba(served), model.predict_proba(X.head(50)))
+    pd.testing.assert_frame_equal(served, before)
+    p = model.predict_proba(X)[:, 1]
+    assert (p > 0).all() and (p < 1).all()
+
+
+def test_refit_keeps_the_choices_and_uses_every_row():
+    X, y = hump_data(1500)
+    once = fit_blend(X, y, BlendConfig(booster=FAST, refit=False))
+    refit = fit_blend(X, y, BlendConfig(booster=FAST, refit=True))
+    assert (refit.blend_weight_, refit.logistic_C_, refit.best_iteration_, refit.calibration_) == \
+        (once.blend_weight_, once.logistic_C_, once.best_iteration_, once.calibration_)
+    assert once.n_fit_rows_ == 1200 and refit.n_fit_rows_ == 1500
+
+
+def test_blend_refuses_a_validation_part_with_one_outcome():
+    X, y = hump_data(300)
+    with pytest.raises(ValueError, match="both outcomes"):
+        BlendedModel(BlendConfig(booster=FAST)).fit(X, y, X.head(10), np.zeros(10, dtype=int))
+
+
+def test_inner_split_by_time_validates_on_the_latest_rows():
+    y = np.tile([0, 1], 50)
+    fit_idx, val_idx = inner_split(y, 0.2, time=np.arange(100))
+    assert val_idx.tolist() == list(range(80, 100)) and fit_idx.tolist() == list(range(80))
+
+
+def test_inner_split_by_group_keeps_each_group_on_one_side():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 5)
+    y = rng.integers(0, 2, 200)
+    fit_idx, val_idx = inner_split(y, 0.25, seed=1, groups=groups)
+    assert set(groups[fit_idx]).isdisjoint(groups[val_idx])
+    assert len(fit_idx) + len(val_idx) == 200
+
+
+def test_inner_split_falls_back_to_stratified_when_a_side_lacks_an_outcome():
+    y = np.array([0] * 90 + [1] * 10)  # all conversions in the earliest rows: the latest 20% hold none
+    fit_idx, val_idx = inner_split(y, 0.2, time=np.arange(100)[::-1])
+    assert y[val_idx].sum() == 2 and y[fit_idx].sum() == 8
+
+
+def test_cross_validated_auc_fits_on_training_folds_only():
+    X, y = hump_data(600)
+    X = X.assign(row=np.arange(600, dtype=float))
+    seen = []
+
+    def fit(Xf, yf, extra):
+        seen.append(set(Xf["row"].astype(int)))
+        return SplineLogistic().fit(Xf.drop(columns="row"), yf)
+
+    scores = cross_validated_auc(lambda Xf, yf, e: _DropRow(fit(Xf, yf, e)), X, y, n_folds=3, seed=0)
+    assert len(scores) == 3 and all(0.5 < s < 1 for s in scores)
+    assert all(len(s) == 400 for s in seen)  # two thirds of the rows each time ...
+    assert set.union(*seen) == set(range(600)) and not set.intersection(*seen)  # ... each row held out once
+
+
+class _DropRow:
+    def __init__(self, model):
+        self.model = model
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(X.drop(columns="row"))
+
+
+def test_category_shares_come_from_the_training_rows():
+    X, y = hump_data(1000)
+    model = fit_blend(X, y, BlendConfig(booster=FAST, refit=False, category_shares=True))
+    fit_rows = 800
+    assert sum(model.shares_["source"].values()) == pytest.approx(1.0)
+    assert model.shares_["source"]["web"] == pytest.approx(
+        (X["source"].iloc[model_rows(model, X)] == "web").sum() / fit_rows)
+    prepared = model._prepare(pd.DataFrame({"minutes": [1.0, 2.0, 3.0],
+                                            "source": pd.Categorical(["web", "telex", None])}))
+    assert prepared["source_share"].iloc[0] == model.shares_["source"]["web"]
+    # a value unseen in training is unknown to the model, as a missing one is
+    assert np.isnan(prepared["source_share"].iloc[1]) and np.isnan(prepared["source_share"].iloc[2])
+    raw = add_share_columns(pd.DataFrame({"source": ["web", "telex", None]}), {"source": {"web": 0.5}})
+    assert raw["source_share"].iloc[0] == 0.5 and raw["source_share"].iloc[1] == 0.0
+    assert np.isnan(raw["source_share"].iloc[2])
+    assert set(model.feature_importance().index) == {"minutes", "source"}  # the share's gain counts for `source`
+    assert not fit_blend(X, y, BlendConfig(booster=FAST, refit=False)).shares_  # off by default
+
+
+def model_rows(model, X):
+    """Positions of the rows the model was fitted on (fit_blend's stratified inner split, seed of FAST)."""
+    from models.blend import inner_split
+
+    y = hump_data(len(X))[1]
+    return inner_split(y, 0.2, FAST.seed)[0]
