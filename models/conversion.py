@@ -6,6 +6,7 @@ scoring cannot drift from training.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -98,7 +99,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         if X_val is not None and len(X_val):
             X_val = self._prepare(X_val)
             fit_kwargs.update({
-                "eval_set": [(X_val, np.asarray(y_val, dtype=int))],
+                **_eval_kwargs(X_val, np.asarray(y_val, dtype=int)),
                 "eval_metric": "binary_logloss",
                 "callbacks": [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
             })
@@ -279,6 +280,17 @@ def choose_blend_weight(tree_logit: np.ndarray, linear_logit: np.ndarray, y: np.
     scores = {w: roc_auc_score(y, w * tree_logit + (1.0 - w) * linear_logit) for w in BLEND_WEIGHTS}
     best = max(scores.values())
     return float(max(w for w, v in scores.items() if v >= best - 1e-12))
+
+
+_HAS_EVAL_XY = "eval_X" in inspect.signature(lgb.LGBMClassifier.fit).parameters
+
+
+def _eval_kwargs(X_val: pd.DataFrame, y_val: np.ndarray) -> dict:
+    """The validation data for early stopping: `eval_X`/`eval_y` where LightGBM has them (4.6+ deprecates
+    `eval_set`), `eval_set` on older 4.x."""
+    if _HAS_EVAL_XY:
+        return {"eval_X": (X_val,), "eval_y": (y_val,)}
+    return {"eval_set": [(X_val, y_val)]}
 
 
 def _monotone_kwargs(columns: list[str], increasing: tuple[str, ...]) -> dict:

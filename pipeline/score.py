@@ -60,13 +60,16 @@ def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None, needed: list[str
     context = rows.loc[:, [c for c in needed if c in rows]].copy()
     acc = accounts.drop_duplicates("account_id").set_index("account_id") if accounts is not None and len(accounts) \
         else None
+    where = None  # each lead's row in `acc`, -1 when unknown: looked up once for all account columns
     for col in ACCOUNT_COLUMNS:
         if col in context or col in rows:
             if col not in context:
                 context[col] = rows[col].to_numpy()
             continue
         if acc is not None and col in acc:
-            context[col] = acc[col].reindex(rows["account_id"]).to_numpy()
+            if where is None:
+                where = acc.index.get_indexer(rows["account_id"])
+            context[col] = acc[col].array.take(where, allow_fill=True).to_numpy()  # = reindex, one lookup
         elif col == "employees" and "log_employees" in rows:
             context[col] = np.round(10 ** rows["log_employees"].astype(float))
         elif col == "annual_revenue" and "log_revenue" in rows:

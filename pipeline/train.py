@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+import warnings
 from pathlib import Path
 
 import joblib
@@ -61,15 +62,6 @@ def split_train_validation(table: pd.DataFrame, group_share: float = 0.0,
     rng = np.random.default_rng(seed)
     held = set(groups[rng.random(len(groups)) < group_share])
     return earlier[~earlier[key].isin(held)], latest[latest[key].isin(held)]
-
-
-def signature_frame(X: pd.DataFrame) -> pd.DataFrame:
-    """Categoricals as plain strings: what a caller of the served model sends."""
-    X = X.copy()
-    for col in X.columns:
-        if isinstance(X[col].dtype, pd.CategoricalDtype):
-            X[col] = X[col].astype("object").where(X[col].notna(), None)
-    return X
 
 
 def learning_rate_for(n_rows: int, p: TrainParams) -> float:
@@ -281,6 +273,9 @@ def log_to_mlflow(bundle: LeadScoreModel, train_rows: pd.DataFrame, metrics: dic
     filled = rows.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index[:5]
     example = bundle.input_example(rows.loc[filled])
     output = bundle.score(example)
+    with warnings.catch_warnings():  # the integer outputs (rank, score) are never missing: MLflow's hint does not apply
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        signature = infer_signature(example, output)
     with mlflow.start_run(run_name=f"train-{source_tag}") as run:
         tags = {"git_commit": tracking.git_commit(), "source": source_tag, "stage": "train",
                 "features_path": str(features_path), "data_version": data_version(features_path),
@@ -292,7 +287,7 @@ def log_to_mlflow(bundle: LeadScoreModel, train_rows: pd.DataFrame, metrics: dic
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()
                             if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)})
         logged = mlflow.pyfunc.log_model(
-            name="model", python_model=bundle, signature=infer_signature(example, output), input_example=example,
+            name="model", python_model=bundle, signature=signature, input_example=example,
             pip_requirements=tracking.model_requirements(), code_paths=tracking.model_code_paths(),
             registered_model_name=p.registered_model,
         )

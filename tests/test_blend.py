@@ -16,6 +16,7 @@ from models.blend import (
     choose_by_auc,
     cross_validated_auc,
     fit_blend,
+    fit_logistic_grid,
     inner_split,
 )
 from models.conversion import BoosterConfig
@@ -198,3 +199,12 @@ def model_rows(model, X):
 
     y = hump_data(len(X))[1]
     return inner_split(y, 0.2, FAST.seed)[0]
+
+
+def test_the_logistic_grid_shares_its_preprocessing_and_equals_separate_fits():
+    X, y = hump_data(800)
+    grid = fit_logistic_grid(X, y, (0.1, 1.0))
+    assert grid[0.1].pipeline_.named_steps["prep"] is grid[1.0].pipeline_.named_steps["prep"]
+    alone = SplineLogistic(C=1.0).fit(X, y)
+    np.testing.assert_allclose(grid[1.0].decision_function(X), alone.decision_function(X), rtol=1e-6, atol=1e-8)
+    assert grid[1.0].C == 1.0 and grid[0.1].C == 0.1

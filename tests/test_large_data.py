@@ -254,3 +254,22 @@ def test_weighted_negative_downsampling_keeps_the_mean_probability_at_the_base_r
     base = float(val["label"].mean())
     assert mean_p(weight) == pytest.approx(base, rel=0.12)  # weighted: the full data's probabilities
     assert mean_p(None) > 1.6 * base  # unweighted, keeping a quarter of the negatives inflates them (here ~2x)
+
+
+def test_gate_context_looks_accounts_up_once_with_the_values_reindex_gave():
+    from pipeline.score import _context
+
+    accounts = pd.DataFrame({"account_id": ["a", "b", "c", "a"], "employees": pd.array([10, None, 30, 99], "Int64"),
+                             "annual_revenue": [1e6, np.nan, 3e7, 5.0], "country": ["US", None, "DE", "FR"]})
+    rows = pd.DataFrame({"lead_id": ["1", "2", "3", "4"], "account_id": ["c", "unknown", "a", "b"],
+                         "seniority_level": [4.0, 2.0, 5.0, 1.0]})
+    context = _context(rows, accounts, ["seniority_level"])
+    acc = accounts.drop_duplicates("account_id").set_index("account_id")  # the first row of a duplicated id wins
+    for col in ("employees", "annual_revenue", "country"):
+        want = acc[col].reindex(rows["account_id"]).to_numpy()
+        got = context[col].to_numpy()
+        assert got.dtype == want.dtype, col
+        assert pd.Series(got).astype(object).where(pd.notna(got), None).tolist() == \
+            pd.Series(want).astype(object).where(pd.notna(want), None).tolist(), col
+    assert context["employees"].tolist()[0] == 30 and np.isnan(context["employees"].tolist()[1])
+    assert context["country"].tolist()[2] == "US"

@@ -115,4 +115,8 @@ def test_run_without_a_store_in_the_environment_tracks_inside_the_work_folder(tm
     mlflow.set_tracking_uri(info["tracking_uri"])
     logged = mlflow.get_run(info["run_id"])
     assert logged.data.tags["model_kind"] == "BlendedModel" and "blend_weight_trees" in logged.data.params
+    rows = pd.DataFrame({"visits": [1.0, 4.0, None], "source": ["Google", "Referral", None]})
+    served = mlflow.pyfunc.load_model(info["model_uri"]).predict(rows)
+    model = joblib.load(workdir / "model.joblib")
+    np.testing.assert_allclose(served["p_convert"], model.predict_proba(rows)[:, 1], rtol=1e-6)
     assert (workdir / "mlruns").is_dir() and not (tmp_path / "mlruns").exists()  # artifacts beside the store
