@@ -38,7 +38,9 @@ from models.conversion import (
     P_FLOOR,
     BoosterConfig,
     apply_calibrator,
+    choose_blend_weight,
     choose_calibration,
+    eval_kwargs,
     fit_calibrator,
     select_model_columns,
 )
@@ -236,7 +238,7 @@ class BlendedModel(ClassifierMixin, BaseEstimator):
             random_state=b.seed, verbose=-1,
         )
         Xf, Xv = self._prepare(X), self._prepare(X_val)
-        self.booster_.fit(Xf, y, eval_X=(Xv,), eval_y=(y_val,), eval_metric="binary_logloss",
+        self.booster_.fit(Xf, y, **eval_kwargs(Xv, y_val), eval_metric="binary_logloss",
                           callbacks=[lgb.early_stopping(b.early_stopping_rounds, verbose=False)])
         self.best_iteration_ = int(self.booster_.best_iteration_ or b.n_estimators)
         tree_val = self.booster_.predict(Xv, raw_score=True, num_iteration=self.best_iteration_)
@@ -247,7 +249,7 @@ class BlendedModel(ClassifierMixin, BaseEstimator):
         self.logistic_C_ = choose_by_auc(linear_val, y_val, prefer="smaller")
         self.linear_ = linear[self.logistic_C_]
         lin_val = linear_val[self.logistic_C_]
-        self.blend_weight_ = choose_by_auc({w: w * tree_val + (1 - w) * lin_val for w in cfg.blend_weights}, y_val)
+        self.blend_weight_ = choose_blend_weight(tree_val, lin_val, y_val, cfg.blend_weights)
         blend_val = _sigmoid(self.blend_weight_ * tree_val + (1 - self.blend_weight_) * lin_val)
         self.validation_roc_auc_ = float(roc_auc_score(y_val, blend_val))
         self.calibration_ = choose_calibration(blend_val, y_val, b.seed) if cfg.calibration == "auto" \

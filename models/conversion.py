@@ -99,7 +99,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         if X_val is not None and len(X_val):
             X_val = self._prepare(X_val)
             fit_kwargs.update({
-                **_eval_kwargs(X_val, np.asarray(y_val, dtype=int)),
+                **eval_kwargs(X_val, np.asarray(y_val, dtype=int)),
                 "eval_metric": "binary_logloss",
                 "callbacks": [lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
             })
@@ -269,23 +269,25 @@ def choose_calibration(raw: np.ndarray, y: np.ndarray, seed: int = 0, n_folds: i
 BLEND_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
 
-def choose_blend_weight(tree_logit: np.ndarray, linear_logit: np.ndarray, y: np.ndarray) -> float:
+def choose_blend_weight(tree_logit: np.ndarray, linear_logit: np.ndarray, y: np.ndarray,
+                        weights: tuple[float, ...] = BLEND_WEIGHTS) -> float:
     """The weight w of the trees in w * trees + (1 - w) * linear (log-odds) with the best ROC AUC on (.., y).
 
-    Ties go to the larger weight (the booster alone, w = 1, wins a tie), so a blend is used only when it helps.
+    Ties (within 1e-9) go to the larger weight (the booster alone, w = 1, wins a tie), so a blend is used only
+    when it helps. Shared by this model and the flat tables' `models.blend.BlendedModel`.
     """
     from sklearn.metrics import roc_auc_score
 
     y = np.asarray(y, dtype=int)
-    scores = {w: roc_auc_score(y, w * tree_logit + (1.0 - w) * linear_logit) for w in BLEND_WEIGHTS}
+    scores = {w: roc_auc_score(y, w * tree_logit + (1.0 - w) * linear_logit) for w in weights}
     best = max(scores.values())
-    return float(max(w for w, v in scores.items() if v >= best - 1e-12))
+    return float(max(w for w, v in scores.items() if v >= best - 1e-9))
 
 
 _HAS_EVAL_XY = "eval_X" in inspect.signature(lgb.LGBMClassifier.fit).parameters
 
 
-def _eval_kwargs(X_val: pd.DataFrame, y_val: np.ndarray) -> dict:
+def eval_kwargs(X_val: pd.DataFrame, y_val: np.ndarray) -> dict:
     """The validation data for early stopping: `eval_X`/`eval_y` where LightGBM has them (4.6+ deprecates
     `eval_set`), `eval_set` on older 4.x."""
     if _HAS_EVAL_XY:

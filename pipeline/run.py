@@ -442,7 +442,6 @@ def log_run(profile: Profile, params: Params, model, example: pd.DataFrame, gate
 
 def _log_run(mlflow, profile: Profile, params: Params, model, example: pd.DataFrame, gates: dict,
              metrics: dict[str, Any], workdir: Path, uri: str, own_store: bool) -> dict[str, str]:
-    from mlflow.models import infer_signature
 
     from models.pyfunc import LeadScoreModel
     from pipeline import tracking
@@ -479,7 +478,7 @@ def _log_run(mlflow, profile: Profile, params: Params, model, example: pd.DataFr
             mlflow.log_metric("cv_roc_auc_fold", float(auc), step=i)
         mlflow.log_dict({k: v for k, v in metrics.items() if k != "mlflow"}, "metrics.json")
         logged = mlflow.pyfunc.log_model(
-            name="model", python_model=bundle, signature=infer_signature(example_in, bundle.score(example_in)),
+            name="model", python_model=bundle, signature=tracking.model_signature(example_in, bundle.score(example_in)),
             input_example=example_in, pip_requirements=tracking.model_requirements(),
             code_paths=tracking.model_code_paths())
     log(f"{profile.name}: logged run {active.info.run_id} to experiment {name!r} ({uri})")

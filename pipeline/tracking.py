@@ -54,3 +54,18 @@ def model_code_paths() -> list[str]:
     import models
 
     return [str(Path(models.__file__).parent), str(Path(features.__file__).parent)]
+
+
+def model_signature(example, output):
+    """MLflow's signature of the served model from an input example and its output.
+
+    The integer outputs (rank, score) are never missing, so MLflow's hint about integer columns that cannot hold
+    missing values does not apply to them and is silenced here (the inputs are all doubles or strings).
+    """
+    import warnings
+
+    from mlflow.models import infer_signature
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        return infer_signature(example, output)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-import warnings
 from pathlib import Path
 
 import joblib
@@ -263,7 +262,6 @@ def log_to_mlflow(bundle: LeadScoreModel, train_rows: pd.DataFrame, metrics: dic
     tracking.configure()
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
 
     mlflow.set_experiment(p.experiment)
     rows = train_rows.head(200)
@@ -273,9 +271,7 @@ def log_to_mlflow(bundle: LeadScoreModel, train_rows: pd.DataFrame, metrics: dic
     filled = rows.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index[:5]
     example = bundle.input_example(rows.loc[filled])
     output = bundle.score(example)
-    with warnings.catch_warnings():  # the integer outputs (rank, score) are never missing: MLflow's hint does not apply
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-        signature = infer_signature(example, output)
+    signature = tracking.model_signature(example, output)
     with mlflow.start_run(run_name=f"train-{source_tag}") as run:
         tags = {"git_commit": tracking.git_commit(), "source": source_tag, "stage": "train",
                 "features_path": str(features_path), "data_version": data_version(features_path),
