@@ -195,6 +195,17 @@ PHRASES: dict[str, Phraser] = {
     + " around the busiest weeks",
     "background_events_per_30d": lambda v, r, pb: ("usually " + _compact(v) + " actions a month").where(
         v.notna(), "no usual activity yet"),
+    "high_intent_share_all": lambda v, r, pb: (_percent(v) + " of all actions high-intent").where(
+        v.notna(), "no actions yet"),
+    "activity_age_mean": lambda v, r, pb: ("activity centred about " + _compact(v) + " days ago").where(
+        v.notna(), "no activity yet"),
+    "buying_group_leads": lambda v, r, pb: _plural(v, "contact", "contacts") + " from the company in the CRM",
+    "buying_group_engagement_decayed_others": lambda v, r, pb: "colleagues' recent engagement of "
+    + _fmt_int(v.fillna(0)) + " points",
+    "buying_group_burst_points_14d_others": lambda v, r, pb: "colleagues' busiest 14 days: "
+    + _compact(v.fillna(0)) + " engagement points",
+    "buying_group_n_high_intent_90d_others": lambda v, r, pb: _plural(
+        v, "high-intent action", "high-intent actions") + " by colleagues in the last 90 days",
     "buying_group_max_seniority": lambda v, r, pb: ("most senior active contact is " + v.round().map(SENIORITY_WORDS)
                                                     ).where(v.round().isin(list(SENIORITY_WORDS)),
                                                             "no active contact of known seniority"),
@@ -213,6 +224,10 @@ def phraser_for(feature: str) -> Phraser:
         return _confirmed(m["gate"])
     label = feature.replace("_", " ")
     return lambda v, rows, pb: label + " " + _compact(v)
+
+
+def _percent(v: pd.Series) -> pd.Series:
+    return (100 * v.fillna(0)).round().astype(int).map("{}%".format)
 
 
 def _compact(v: pd.Series) -> pd.Series:

@@ -34,6 +34,13 @@ from pipeline.score import hand_over, score_frame
         ("burst_excess_events", [12.4, -3.0], ["12 more actions in the busiest weeks than usual",
                                                "no burst above the usual activity"]),
         ("background_events_per_30d", [2.5, np.nan], ["usually 2.5 actions a month", "no usual activity yet"]),
+        ("high_intent_share_all", [0.5, 0.123, np.nan], ["50% of all actions high-intent",
+                                                          "12% of all actions high-intent", "no actions yet"]),
+        ("buying_group_leads", [110, 1], ["110 contacts from the company in the CRM",
+                                          "1 contact from the company in the CRM"]),
+        ("buying_group_n_high_intent_90d_others", [3, 0], ["3 high-intent actions by colleagues in the last 90 days",
+                                                           "no high-intent actions by colleagues in the last 90 days"]),
+        ("buying_group_engagement_decayed_others", [42.4], ["colleagues' recent engagement of 42 points"]),
     ],
 )
 def test_feature_values_read_as_plain_sentences(feature, values, expected):
