@@ -32,9 +32,21 @@ def signed_log(x):
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-def _is_categorical(series: pd.Series) -> bool:
+def is_categorical(series: pd.Series) -> bool:
     return isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or \
         pd.api.types.is_string_dtype(series.dtype)
+
+
+def linear_inputs(X: pd.DataFrame, names, categorical) -> pd.DataFrame:
+    """The columns `names` as a linear model's pipeline takes them: categoricals as strings ("missing" for NA),
+    everything else as floats (NaN where not a number)."""
+    X = select_model_columns(X, names)
+    for col in X.columns:
+        if col in categorical:
+            X[col] = X[col].astype("object").where(X[col].notna(), "missing").astype(str)
+        else:
+            X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
+    return X
 
 
 class LogisticBaseline(ClassifierMixin, BaseEstimator):
@@ -47,7 +59,7 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y, X_val: pd.DataFrame | None = None, y_val=None) -> LogisticBaseline:  # noqa: ARG002
         """Fit on (X, y). The validation period is not needed: the L2 strength is fixed and no early stopping."""
         self.feature_names_in_ = np.array(list(X.columns), dtype=object)
-        self.categorical_ = [c for c in X.columns if _is_categorical(X[c])]
+        self.categorical_ = [c for c in X.columns if is_categorical(X[c])]
         numeric = [c for c in X.columns if c not in self.categorical_]
         self.classes_ = np.array([0, 1])
         steps = [("num", Pipeline([
@@ -65,13 +77,7 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
         return self
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        X = select_model_columns(X, self.feature_names_in_)
-        for col in X.columns:
-            if col in self.categorical_:
-                X[col] = X[col].astype("object").where(X[col].notna(), "missing").astype(str)
-            else:
-                X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
-        return X
+        return linear_inputs(X, self.feature_names_in_, self.categorical_)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = np.clip(self.pipeline_.predict_proba(self._prepare(X))[:, 1], P_FLOOR, P_CEIL)

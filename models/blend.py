@@ -33,6 +33,7 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, Str
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
 
+from models.baselines import is_categorical, linear_inputs, signed_log
 from models.conversion import (
     P_CEIL,
     P_FLOOR,
@@ -49,23 +50,8 @@ DEFAULT_WEIGHTS: tuple[float, ...] = tuple(float(w) for w in np.round(np.linspac
 DEFAULT_CS: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float)))
-
-
-def is_categorical(series: pd.Series) -> bool:
-    return isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object or \
-        pd.api.types.is_string_dtype(series.dtype)
-
-
-def _signed_log1p(x):
-    x = np.asarray(x, dtype=float)
-    return np.sign(x) * np.log1p(np.abs(x))
 
 
 class SplineLogistic(ClassifierMixin, BaseEstimator):
@@ -85,7 +71,7 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
         steps = []
         for i, col in enumerate(self.numeric_):  # one pipeline per number: each column's inputs stay traceable
             steps.append((f"num{i}", Pipeline([
-                ("log", FunctionTransformer(_signed_log1p, feature_names_out="one-to-one")),
+                ("log", FunctionTransformer(signed_log, feature_names_out="one-to-one")),
                 ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
                 ("spline", ColumnTransformer([
                     ("curve", SplineTransformer(n_knots=self.n_knots, degree=3, knots="quantile",
@@ -104,13 +90,7 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
         return self
 
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        X = select_model_columns(X, self.feature_names_in_)
-        for col in X.columns:
-            if col in self.categorical_:
-                X[col] = X[col].astype("object").where(X[col].notna(), "missing").astype(str)
-            else:
-                X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
-        return X
+        return linear_inputs(X, self.feature_names_in_, self.categorical_)
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         return self.pipeline_.decision_function(self._prepare(X))

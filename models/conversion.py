@@ -90,9 +90,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         if cfg.boost_from_logistic:
             from models.baselines import LogisticBaseline
 
-            offset_cols = [c for c in X.columns if c not in set(cfg.monotone_increasing)]
             self.offset_model_ = LogisticBaseline(C=cfg.logistic_C).fit(
-                *_bounded(X[offset_cols], y, cfg.logistic_max_rows, cfg.seed))
+                *_bounded(X[self._linear_columns()], y, cfg.logistic_max_rows, cfg.seed))
         fit_kwargs = {}
         if self.offset_model_ is not None:
             fit_kwargs["init_score"] = self._offset(X)
@@ -128,7 +127,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         return self
 
     def _linear_columns(self) -> list[str]:
-        """The logistic blend's columns: all but the monotone ones, whose constraint must hold for the whole score."""
+        """The logistic part's columns (offset or blend): all but the monotone ones, whose constraint must hold for
+        the whole score."""
         monotone = set((self.config or BoosterConfig()).monotone_increasing)
         return [c for c in self.feature_names_in_ if c not in monotone]
 
@@ -170,6 +170,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         out-of-sample scores of a model of the same shape, which is what the refitted model's scores on new leads
         are too.
         """
+        from models.baselines import LogisticBaseline
+
         cfg = self.config or BoosterConfig()
         y = np.asarray(y, dtype=int)
         X = X[list(self.feature_names_in_)]
@@ -177,17 +179,11 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         booster = lgb.LGBMClassifier(**params)
         fit_kwargs = {}
         if getattr(self, "offset_model_", None) is not None:
-            from models.baselines import LogisticBaseline
-
-            offset_cols = [c for c in X.columns if c not in set(cfg.monotone_increasing)]
-            self.offset_model_ = LogisticBaseline(C=cfg.logistic_C).fit(X[offset_cols], y)
+            self.offset_model_ = LogisticBaseline(C=cfg.logistic_C).fit(X[self._linear_columns()], y)
             fit_kwargs["init_score"] = self._offset(X)
         booster.fit(self._prepare(X), y, **fit_kwargs)
         self.booster_ = booster
-        self.best_iteration_ = int(self.best_iteration_)
         if getattr(self, "blend_model_", None) is not None:
-            from models.baselines import LogisticBaseline
-
             self.blend_model_ = LogisticBaseline(C=cfg.logistic_C).fit(X[self._linear_columns()], y)
         self.n_refit_rows_ = len(X)
         return self

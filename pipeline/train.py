@@ -139,6 +139,8 @@ def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, s
     fit_part, val_part = split_train_validation(table, VALIDATION_GROUP_SHARE, seed=p.seed)
     example_rows = table.head(200)
     table_columns = feature_columns(table)
+    # Below large_data_rows the final model is refitted on every training row: keep them; else free the memory.
+    refit_table = table if p.refit_full and len(fit_part) < p.large_data_rows else None
     del table
     excluded = set(p.exclude_features)
     unknown = sorted(excluded - set(table_columns))
@@ -178,27 +180,27 @@ def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, s
     baselines = {"logistic": LogisticBaseline(C=p.logistic_C).fit(X_base, y_base),
                  "points_rule": PointsRuleScore().fit(X_base, y_base)}
     del X_base
+    # Validation scores of the models fitted without the validation period (before any refit): an honest comparison.
+    scored_validation = len(val_part) > 0 and y_val.nunique() == 2
+    validation_scores = {"model": model.predict_proba(val_part[cols])[:, 1],
+                         **{n: b.predict_proba(val_part[cols])[:, 1] for n, b in baselines.items()}} \
+        if scored_validation else {}
 
     refit_rows = 0
-    if p.refit_full and len(fit_part) < p.large_data_rows:
+    if refit_table is not None:
         # Early stopping and calibration held the latest snapshot's validation accounts out; now that trees, blend
         # weight and calibrator are chosen, every training row goes into the final fit (model and baselines
         # alike, so the held-out comparison stays fair). Large tables skip this: the hold-out costs them little.
-        validation_scores = {"model": model.predict_proba(val_part[cols])[:, 1]} if len(val_part) else {}
-        validation_scores.update({n: b.predict_proba(val_part[cols])[:, 1] for n, b in baselines.items()}
-                                 if len(val_part) else {})
-        everything = pd.read_parquet(features_path, columns=[*cols, "label"], filters=[("split", "==", "train")])
-        y_all = everything["label"].astype(int)
+        X_all, y_all = refit_table[cols], refit_table["label"].astype(int)
+        del refit_table
         start = time.perf_counter()
-        model = model.refit(everything[cols], y_all) if hasattr(model, "refit") else \
-            LogisticBaseline(C=p.logistic_C).fit(everything[cols], y_all)
+        model = model.refit(X_all, y_all) if hasattr(model, "refit") else \
+            LogisticBaseline(C=p.logistic_C).fit(X_all, y_all)
         fit_seconds += time.perf_counter() - start
-        baselines = {"logistic": LogisticBaseline(C=p.logistic_C).fit(everything[cols], y_all),
-                     "points_rule": PointsRuleScore().fit(everything[cols], y_all)}
-        refit_rows = len(everything)
-        del everything
-    else:
-        validation_scores = None
+        baselines = {"logistic": LogisticBaseline(C=p.logistic_C).fit(X_all, y_all),
+                     "points_rule": PointsRuleScore().fit(X_all, y_all)}
+        refit_rows = len(X_all)
+        del X_all
 
     metrics = {"fit_seconds": round(fit_seconds, 2), "best_iteration": int(getattr(model, "best_iteration_", 0)),
                "n_train": int(len(fit_part)), "n_validation": int(len(val_part)), "n_positives": n_positives,
@@ -211,14 +213,12 @@ def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainParams, s
         metrics["learning_rate"] = float(model.config.learning_rate)
     if refit_rows:
         metrics["n_refit_rows"] = int(refit_rows)
-    if len(val_part) and y_val.nunique() == 2:
-        # scores of the models fitted without the validation period (before any refit): an honest comparison there
-        scores = validation_scores or {"model": model.predict_proba(val_part[cols])[:, 1],
-                                       **{n: b.predict_proba(val_part[cols])[:, 1] for n, b in baselines.items()}}
-        val = classification_metrics(y_val, scores["model"])
+    if scored_validation:
+        val = classification_metrics(y_val, validation_scores["model"])
         metrics.update({f"validation_{k}": v for k, v in val.items() if k in ("roc_auc", "pr_auc", "brier", "ece")})
         for name in baselines:
-            metrics[f"validation_baseline_{name}_roc_auc"] = classification_metrics(y_val, scores[name])["roc_auc"]
+            metrics[f"validation_baseline_{name}_roc_auc"] = classification_metrics(
+                y_val, validation_scores[name])["roc_auc"]
     if getattr(model, "blend_model_", None) is not None:
         metrics["blend_weight_trees"] = float(model.blend_weight_)
     log(f"trained {model_kind} on {len(fit_part):,} rows in {fit_seconds:.1f}s ({p.n_jobs} threads), "
