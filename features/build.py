@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.config import DEFAULT_ICP, FeaturizeConfig, Icp, snapshot_dates  # noqa: F401 - re-exported
 from features.engagement import EngagementConfig, Events, engagement_features, prepare_events
 from features.schema import (
     BANT_CONFIRMED_COLUMNS,
     BUDGET_BANDS,
+    FLAT_TIME,
     INDUSTRIES,
     LEAD_SOURCES,
     TIMELINE_ANSWERS,
@@ -38,7 +40,7 @@ REGIONS: dict[str, str] = {
 }
 REGION_NAMES = tuple(sorted(set(REGIONS.values())) + ["Other"])
 
-META_COLUMNS = ("lead_id", "account_id", "as_of", "split", "label")
+META_COLUMNS = ("lead_id", "account_id", "as_of", "split", "label", FLAT_TIME)
 CATEGORICAL_FEATURES: dict[str, tuple[str, ...]] = {
     "industry": INDUSTRIES,
     "region": REGION_NAMES,
@@ -49,20 +51,20 @@ CATEGORICAL_FEATURES: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class Icp:
-    """The ideal customer profile the fit flags compare against."""
-
-    industries: tuple[str, ...] = ()
-    min_employees: int = 0
-    max_employees: int = 10**9
-    countries: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class FeatureConfig:
     horizon_days: int = 90
     engagement: EngagementConfig = field(default_factory=EngagementConfig)
     icp: Icp = field(default_factory=Icp)
+
+
+def feature_config(c: FeaturizeConfig) -> FeatureConfig:
+    """The snapshot builder's settings of a featurize config."""
+    return FeatureConfig(
+        horizon_days=c.horizon_days,
+        engagement=EngagementConfig(windows_days=tuple(c.windows_days), half_life_days=c.half_life_days,
+                                    activity_weights=c.activity_weights),
+        icp=c.icp,
+    )
 
 
 @dataclass
@@ -211,22 +213,6 @@ def snapshot(crm: PreparedCrm, as_of: pd.Timestamp, config: FeatureConfig, with_
     return frame.loc[eligible].reset_index(drop=True)
 
 
-def snapshot_dates(
-    export_date: pd.Timestamp, horizon_days: int, every_days: int, n_train: int
-) -> dict[str, list[pd.Timestamp]]:
-    """As-of dates: the test date's labels end at the export date; training labels end before the test date.
-
-    Training snapshots are placed so that their label windows close before the test snapshot begins: a
-    model never learns from an outcome that happened inside the held-out period.
-    """
-    export_date = pd.Timestamp(export_date).normalize()
-    horizon = pd.Timedelta(days=horizon_days)
-    test = export_date - horizon
-    last_train = test - horizon
-    train = [last_train - pd.Timedelta(days=every_days * k) for k in range(n_train)][::-1]
-    return {"train": train, "test": [test], "score": [export_date]}
-
-
 def feature_parts(crm: PreparedCrm, dates: dict[str, list[pd.Timestamp]], config: FeatureConfig,
                   float32: bool = False) -> Iterator[pd.DataFrame]:
     """The snapshots one at a time, each with its `split` column and fixed categories (compact when `float32`).
@@ -282,3 +268,41 @@ def with_categories(table: pd.DataFrame) -> pd.DataFrame:
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in META_COLUMNS]
+
+
+# ---------------------------------------------------------------------------- the featurize stage's core
+
+
+def featurize(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, c: FeaturizeConfig,
+              dates: dict[str, list[pd.Timestamp]] | None = None) -> tuple[dict[str, list[pd.Timestamp]],
+                                                                          Iterator[pd.DataFrame]]:
+    """(as-of dates, the feature snapshots one at a time) of a validated four-table CRM scored at `as_of`.
+
+    `dates` defaults to the train / test / score dates of `c`; ``{"score": [as_of]}`` gives only the open leads
+    of one date (scoring new data). Every driver (the DVC stage, `leadscore run`, `score --input`, Spark buckets,
+    benchmarks) builds its features here.
+    """
+    dates = dates if dates is not None else c.dates(as_of)
+    config = feature_config(c)
+    crm = prepare_crm(tables["accounts"], tables["leads"], tables["activities"], tables["opportunities"], icp=config.icp)
+    return dates, feature_parts(crm, dates, config, float32=c.float32)
+
+
+def score_features(tables: Mapping[str, pd.DataFrame], as_of: pd.Timestamp, c: FeaturizeConfig) -> pd.DataFrame:
+    """The feature rows of the leads open at `as_of` (split ``score``), as the featurize stage stores them."""
+    _, parts = featurize(tables, as_of, c, {"score": [pd.Timestamp(as_of).normalize()]})
+    return pd.concat(list(parts), ignore_index=True)
+
+
+def flat_features(flat: pd.DataFrame, as_of: pd.Timestamp, split: np.ndarray) -> pd.DataFrame:
+    """A flat export's feature table: its declared columns passed through, in the export's row order, with the
+    meta columns of the snapshot table. `split` says per row train / test (labelled) or score (open leads)."""
+    meta = pd.DataFrame({
+        "lead_id": flat["lead_id"].astype("string").to_numpy(),
+        "account_id": pd.array([pd.NA] * len(flat), dtype="string"),
+        "as_of": pd.Timestamp(as_of),
+        "split": pd.array(np.asarray(split, dtype=object), dtype="string"),
+        "label": flat["label"].astype("Int8").to_numpy(),
+    })
+    rest = flat.drop(columns=[col for col in ("lead_id", "label") if col in flat])
+    return pd.concat([meta, rest.reset_index(drop=True)], axis=1)

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The two shapes of export the pipeline runs: four tables (point-in-time snapshots) or one row per lead (flat).
+SNAPSHOTS, FLAT = "snapshots", "flat"
+VARIANTS = (SNAPSHOTS, FLAT)
+FLAT_TIME = "_time"  # flat exports: when the row happened (orders the hold-out); never a feature
+
 ACTIVITY_TYPES: tuple[str, ...] = (
     "email_open",
     "email_click",

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from features.config import ValidateConfig
 from features.schema import CONTRACT, MIN_PLAUSIBLE_YEAR, TABLE_ORDER, Table
 
 if TYPE_CHECKING:  # great_expectations takes seconds to import: only the gx engine loads it
@@ -82,6 +83,10 @@ GX_KINDS: frozenset[str] = frozenset({"not_null", "between", "in_set", "ordered"
 
 class FileContractError(ValueError):
     """A table cannot be validated row by row: a table or required column is missing, or it is empty."""
+
+
+class QuarantineLimitError(RuntimeError):
+    """Too much of the input failed validation to trust a model trained on the rest."""
 
 
 @dataclass(frozen=True)
@@ -521,7 +526,32 @@ def validate_tables(
     return result
 
 
+def validate_export(tables: Mapping[str, pd.DataFrame], export_date: Any, c: ValidateConfig,
+                    contract: Mapping[str, Table] = CONTRACT) -> ValidationResult:
+    """The validate stage's core: `validate_tables` with the engine of `c`; `check_quarantine_limit` separately."""
+    return validate_tables(tables, export_date, contract=contract, engine=c.engine)
+
+
+def check_quarantine_limit(result: ValidationResult, c: ValidateConfig, quarantine_dir: Any = None) -> None:
+    """Raise `QuarantineLimitError` naming the checks that failed most when more than
+    `c.max_quarantine_share` of all rows were quarantined (`quarantine_dir`: where the user finds them)."""
+    share = result.quarantined_share()
+    if share <= c.max_quarantine_share:
+        return
+    worst = sorted(((n, check, k) for n, f in result.failures.items() for check, k in f.items() if k),
+                   key=lambda t: -t[2])[:5]
+    detail = "; ".join(f"{n}.{check}: {k:,} rows" for n, check, k in worst)
+    where = f" See {quarantine_dir}." if quarantine_dir is not None else ""
+    raise QuarantineLimitError(
+        f"{share:.1%} of rows quarantined, above the limit of {c.max_quarantine_share:.1%} "
+        f"(validate.max_quarantine_share). Most failed checks: {detail}.{where}")
+
+
 __all__ = [
+    "QuarantineLimitError",
+    "ValidateConfig",
+    "check_quarantine_limit",
+    "validate_export",
     "BOOL_TOKENS",
     "DUPLICATE_ID",
     "ENGINES",

@@ -20,7 +20,7 @@ def _level(status: pd.Series, tier: pd.Series) -> np.ndarray:
     return s * 1000 + t
 
 
-def compare(previous: pd.DataFrame | None, current: pd.DataFrame) -> pd.DataFrame:
+def diff_scorings(previous: pd.DataFrame | None, current: pd.DataFrame) -> pd.DataFrame:
     """One row per lead in either scoring with its change kind.
 
     new_sql: an SQL now that was not one before (or was not scored); dropped: an SQL before that is not one now

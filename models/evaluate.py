@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from models.config import TOP_FRACTIONS, EvaluateConfig  # noqa: F401 - EvaluateConfig re-exported
+
 
 def lift_at(y: np.ndarray, p: np.ndarray, fraction: float) -> tuple[float, float]:
     """(lift, capture) of the top `fraction` of leads by score: conversion rate vs base rate, share of wins."""
@@ -69,7 +71,6 @@ def classification_metrics(y, p, top_fraction: float = 0.10) -> dict[str, float]
     }
 
 
-TOP_FRACTIONS = (0.05, 0.10, 0.20)
 
 
 def precision_at_k(y: np.ndarray, p: np.ndarray, k: int) -> float:

@@ -15,13 +15,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from models.config import ScoreConfig
+from models.decision import score_frame
 from models.ranking import STATUS_ORDER
 from pipeline.io import atomic_path, write_parquet
-from pipeline.params import ScoreParams
-from pipeline.score import score_frame
 
 
-def refuse_global_rule(p: ScoreParams) -> None:
+def refuse_global_rule(p: ScoreConfig) -> None:
     """`sql_rule: capacity` picks the best N leads of the whole table: no batch can decide that on its own."""
     if p.sql_rule != "threshold":
         raise ValueError(f"score.sql_rule {p.sql_rule!r} ranks all leads at once; batch-by-batch scoring "
@@ -41,7 +41,7 @@ def iter_feature_batches(paths: list[Path], batch_rows: int):
 
 
 def score_in_chunks(
-    feature_paths: list[Path], model, accounts: pd.DataFrame, opportunities: pd.DataFrame, p: ScoreParams,
+    feature_paths: list[Path], model, accounts: pd.DataFrame, opportunities: pd.DataFrame, p: ScoreConfig,
     out_dir: Path, batch_rows: int = 250_000, model_version: str = "", run_id: str = "",
 ) -> dict:
     """Score every row of `feature_paths`; write `out_dir/part-*.parquet` and `out_dir/rank.parquet`.

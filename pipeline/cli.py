@@ -28,55 +28,89 @@ def _load(path: Path):
         _fail(str(exc))
 
 
-@app.command("demo-data")
-def demo_data(
-    params: ParamsOpt = Path("params.yaml"),
-    leads: Annotated[int | None, typer.Option(help="number of leads (default: params demo_data.n_leads)")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed (default: params demo_data.seed)")] = None,
-    out: Annotated[Path | None, typer.Option(help="raw data folder (default: params paths.raw)")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="parquet or csv")] = "parquet",
-) -> None:
-    """Write a realistic demo CRM export (accounts, leads, activities, opportunities)."""
-    import dataclasses
+def _stage(path: Path):
+    """(params with the ingest profile's overrides applied, the profile): what every stage command runs with."""
+    from pipeline.sources.exports import apply_overrides, load_profile
+    from pipeline.sources.profiles import ProfileError
 
-    from pipeline import demo_data as stage
+    prm = _load(path)
+    try:
+        profile = load_profile(prm.ingest.profile)
+        return apply_overrides(prm, profile), profile
+    except ProfileError as exc:
+        _fail(f"{path}: ingest.profile: {exc}")
 
-    prm = _load(params)
-    p = dataclasses.replace(prm.demo_data, **{k: v for k, v in {"n_leads": leads, "seed": seed}.items() if v is not None})
-    stage.run(out or Path(prm.paths.raw), Path(prm.paths.truth), p, fmt)
+
+def _paths(prm) -> dict[str, Path]:
+    return {k: Path(v) for k, v in vars(prm.paths).items()}
+
+
+@app.command()
+def ingest(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Read the export at params ingest.input through ingest.profile (or generate the demo CRM) into the contract."""
+    from pipeline import ingest as stage
+    from pipeline.sources.profiles import ProfileError
+    from pipeline.sources.readers import InputFileError
+
+    prm, profile = _stage(params)
+    P = _paths(prm)
+    try:
+        stage.run(profile, Path(prm.ingest.input), P["raw"], P["truth"], prm.demo, prm.ingest.as_of,
+                  outputs=list(P.values()))
+    except (InputFileError, ProfileError) as exc:
+        _fail(str(exc))
 
 
 @app.command()
 def validate(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Check the raw tables against the data contract; quarantine invalid rows."""
-    from features.validation import FileContractError
+    """Check the ingested tables against the data contract; quarantine invalid rows."""
+    from features.validation import FileContractError, QuarantineLimitError
     from pipeline import validate as stage
 
-    prm = _load(params)
+    prm, _ = _stage(params)
+    P = _paths(prm)
     try:
-        stage.run(Path(prm.paths.raw), Path(prm.paths.validated), Path(prm.paths.reports), prm.demo_data.export_date,
-                  prm.validate)
-    except (FileContractError, stage.QuarantineLimitError, FileNotFoundError) as exc:
+        stage.run(P["raw"], P["validated"], P["reports"], prm.validate)
+    except (FileContractError, QuarantineLimitError, FileNotFoundError) as exc:
         _fail(str(exc))
 
 
 @app.command()
 def featurize(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Build point-in-time feature snapshots and labels."""
+    """Build the feature table: point-in-time snapshots (four tables) or the flat export's columns, with labels."""
     from pipeline import featurize as stage
 
-    prm = _load(params)
-    stage.run(Path(prm.paths.validated), Path(prm.paths.features), prm.demo_data.export_date, prm.featurize)
+    prm, _ = _stage(params)
+    P = _paths(prm)
+    stage.run(P["validated"], P["features"], prm.featurize, seed=prm.train.seed)
 
 
 @app.command()
 def train(params: ParamsOpt = Path("params.yaml")) -> None:
-    """Fit the calibrated conversion model and log it to MLflow."""
+    """Fit the calibrated conversion model and its baselines."""
     from pipeline import train as stage
 
-    prm = _load(params)
-    stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.reports), prm.train,
-              score_params=prm.score)
+    prm, profile = _stage(params)
+    P = _paths(prm)
+    try:
+        stage.run(P["features"] / "features.parquet", P["models"], P["reports"], prm.train, profile.category_shares)
+    except stage.TrainingDataError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def package(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Bundle the model with the gates and decision policy, log it to MLflow and register a version."""
+    from pipeline import package as stage
+
+    prm, profile = _stage(params)
+    P = _paths(prm)
+    configs = {"ingest": prm.ingest, "train": prm.train, "featurize": prm.featurize, "score": prm.score}
+    if profile.name == "demo":
+        configs["demo"] = prm.demo
+    stage.run(P["features"] / "features.parquet", P["models"], P["package"], configs, source=profile.name,
+              experiment=prm.train.experiment, registered_model=prm.train.registered_model,
+              tags={"profile": profile.name, "input": prm.ingest.input, "driver": "dvc"})
 
 
 @app.command()
@@ -84,9 +118,10 @@ def evaluate(params: ParamsOpt = Path("params.yaml")) -> None:
     """Held-out metrics (and the oracle ceiling on demo data)."""
     from pipeline import evaluate as stage
 
-    prm = _load(params)
-    stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.reports),
-              prm.evaluate, prm.featurize.horizon_days, Path(prm.paths.truth), Path(prm.paths.raw))
+    prm, profile = _stage(params)
+    P = _paths(prm)
+    stage.run(P["features"] / "features.parquet", P["models"], P["package"], P["reports"], prm.evaluate,
+              prm.featurize.horizon_days, P["truth"], P["raw"], prm.train, profile.category_shares)
 
 
 @app.command()
@@ -97,30 +132,38 @@ def score(
         help="score new data with a registered model, e.g. models:/leadscore-conversion@champion (needs --input)")] = None,
     input: Annotated[Path | None, typer.Option(  # noqa: A002 - the option's name is the user's word
         "--input", help="with --model: a feature file (Parquet/CSV) or a CRM export folder")] = None,
-    as_of: Annotated[str | None, typer.Option(help="with --input: scoring date (default: demo_data.export_date)")] = None,
+    as_of: Annotated[str | None, typer.Option(help="with --input: scoring date (default: the pipeline's as-of date)")] = None,
     out: Annotated[Path | None, typer.Option(help="with --model: output folder (default: params paths.scored)")] = None,
 ) -> None:
     """Gate, score, decide, rank and hand over the open leads; write sql_leads, CRM files and rep queues."""
+    from features.validation import QuarantineLimitError
     from models.assignment import AssignmentConfigError
+    from models.decision import FeatureSchemaError
     from models.gates import GateConfigError
     from pipeline import score as stage
     from pipeline.export import SchemaError
+    from pipeline.io import read_json
 
-    prm = _load(params)
-    reports = Path(prm.paths.reports)
-    history = reports / "score_history"
+    prm, _ = _stage(params)
+    P = _paths(prm)
+    history = P["reports"] / "score_history"
     if (model is None) != (input is None):
         _fail("--model and --input go together: `leadscore score --model models:/<name>@champion --input <path>`")
     try:
         if model is not None:
+            if as_of is None:
+                manifest = P["validated"] / "ingest.json"
+                as_of = read_json(manifest)["as_of"] if manifest.exists() else None
+            if as_of is None:
+                _fail("--as-of is needed: no pipeline run to take the scoring date from")
             stage.score_with_registered_model(
-                model, input, out or Path(prm.paths.scored), reports, prm.score, as_of or prm.demo_data.export_date,
-                prm.featurize, prm.validate, database_url, history, Path(prm.paths.validated))
+                model, input, out or P["scored"], P["reports"], prm.score, as_of, prm.featurize, prm.validate,
+                database_url, history, P["validated"])
         else:
-            stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.validated),
-                      Path(prm.paths.scored), reports, prm.score, database_url, history, prm.featurize.icp)
-    except (GateConfigError, AssignmentConfigError, SchemaError, stage.FeatureSchemaError, FileNotFoundError,
-            ValueError) as exc:
+            stage.run(P["features"] / "features.parquet", P["models"], P["package"], P["validated"], P["scored"],
+                      P["reports"], prm.score, database_url, history, prm.featurize.icp)
+    except (GateConfigError, AssignmentConfigError, SchemaError, FeatureSchemaError, QuarantineLimitError,
+            FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 
 
@@ -180,12 +223,12 @@ def report(
 
     from pipeline import report as stage
 
-    prm = _load(params)
+    prm, _ = _stage(params)
+    P = _paths(prm)
     p = prm.report if fail_on_drift is None else dataclasses.replace(prm.report, fail_on_drift=fail_on_drift)
     try:
-        stage.run(Path(prm.paths.features) / "features.parquet", Path(prm.paths.models), Path(prm.paths.validated),
-                  Path(prm.paths.scored), Path(prm.paths.reports), p, prm.score, prm.featurize.horizon_days,
-                  prm.evaluate.top_fraction)
+        stage.run(P["features"] / "features.parquet", P["models"], P["package"], P["validated"], P["scored"],
+                  P["reports"], p, prm.score, prm.featurize.horizon_days, prm.evaluate.top_fraction)
     except stage.DriftDetected as exc:
         typer.secho(f"drift: {exc}", fg="yellow", err=True)
         raise typer.Exit(code=3) from None
@@ -201,25 +244,28 @@ def run_export(
     params: ParamsOpt = Path("params.yaml"),
     n_jobs: Annotated[int | None, typer.Option(help="LightGBM threads (default: params train.n_jobs)")] = None,
     track: Annotated[bool, typer.Option(help="log the run to MLflow (env MLFLOW_TRACKING_URI, else WORKDIR/mlflow.db)")] = True,
+    cv_folds: Annotated[int, typer.Option(help="k-fold cross-validated AUC of the same fit (0: none)")] = 5,
 ) -> None:
-    """Validate, featurize, train, evaluate and score one CRM export through a profile, without DVC."""
-    from features.profiles import ProfileError
-    from features.validation import FileContractError
+    """Run the pipeline's stages on one export through a profile in a work folder, without DVC."""
+    from features.validation import FileContractError, QuarantineLimitError
     from models.gates import GateConfigError
-    from pipeline import run as stage
-    from pipeline.readers import InputFileError
+    from pipeline import run as driver
+    from pipeline.sources.profiles import ProfileError
+    from pipeline.sources.readers import InputFileError
+    from pipeline.train import TrainingDataError
 
     prm = _load(params)
     try:
-        stage.run(stage.load_profile(profile), input, workdir, prm, n_jobs=n_jobs, track=track)
-    except (InputFileError, ProfileError, FileContractError, GateConfigError, stage.QuarantineLimitError) as exc:
+        driver.run(driver.load_profile(profile), input, workdir, prm, n_jobs=n_jobs, cv_folds=cv_folds, track=track)
+    except (InputFileError, ProfileError, FileContractError, GateConfigError, QuarantineLimitError,
+            TrainingDataError) as exc:
         _fail(str(exc))
 
 
 @app.command()
 def contract() -> None:
     """Print the input data contract (tables, columns, types, checks, label) as Markdown."""
-    from features.profiles import contract_markdown
+    from pipeline.sources.profiles import contract_markdown
 
     typer.echo(contract_markdown(), nl=False)
 
@@ -238,7 +284,7 @@ def compare(
 
     prm = _load(params)
     try:
-        result = stage.compare(a, b, Path(prm.paths.features) / "features.parquet",
+        result = stage.compare_versions(a, b, Path(prm.paths.features) / "features.parquet",
                                n_boot or prm.promote.n_bootstrap, prm.evaluate.capacity_k)
     except (stage.ModelRefError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

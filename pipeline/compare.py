@@ -32,15 +32,12 @@ def model_uri(ref: str) -> str:
     return f"runs:/{ref}/model"
 
 
-def load_bundle(ref: str):
-    """The LeadScoreModel (models/pyfunc.py) behind a reference."""
-    tracking.configure()
-    import mlflow
-
+def load_classifier(ref: str):
+    """The fitted classifier behind a reference (through the one registry loader, `tracking.load_registered`)."""
     uri = model_uri(ref)
     try:
-        return mlflow.pyfunc.load_model(uri).unwrap_python_model()
-    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the user needs the reference and why
+        return tracking.load_registered(uri)[0]
+    except tracking.ModelLoadError as exc:
         raise ModelRefError(f"cannot load model {ref!r} ({uri}): {exc}") from None
 
 
@@ -75,19 +72,18 @@ class Comparison:
 
 
 def held_out_rows(features_path: Path) -> pd.DataFrame:
-    table = pd.read_parquet(features_path)
-    test = table[table["split"] == "test"].reset_index(drop=True)
+    test = pd.read_parquet(features_path, filters=[("split", "==", "test")]).reset_index(drop=True)
     if test.empty or test["label"].nunique() < 2:
         raise ValueError(f"{features_path}: the held-out (split == 'test') rows need both outcomes to compare models")
     return test
 
 
-def predictions(bundle, rows: pd.DataFrame, ref: str) -> np.ndarray:
-    cols = bundle.feature_columns
+def predictions(model, rows: pd.DataFrame, ref: str) -> np.ndarray:
+    cols = [str(c) for c in model.feature_names_in_]
     missing = [c for c in cols if c not in rows.columns]
     if missing:
         raise ValueError(f"model {ref!r} needs feature column(s) the held-out rows lack: {missing}")
-    return bundle.model.predict_proba(rows[cols])[:, 1]
+    return model.predict_proba(rows[cols])[:, 1]
 
 
 def compare_predictions(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, a: str = "A", b: str = "B",
@@ -107,11 +103,11 @@ def compare_predictions(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, a: str 
     return Comparison(a, b, int(len(y)), int(np.sum(y)), pd.DataFrame(rows), paired)
 
 
-def compare(ref_a: str, ref_b: str, features_path: Path, n_boot: int = 1000, capacity_k: int | None = None) -> Comparison:
+def compare_versions(ref_a: str, ref_b: str, features_path: Path, n_boot: int = 1000, capacity_k: int | None = None) -> Comparison:
     rows = held_out_rows(features_path)
     y = rows["label"].astype(int).to_numpy()
-    p_a = predictions(load_bundle(ref_a), rows, ref_a)
-    p_b = predictions(load_bundle(ref_b), rows, ref_b)
+    p_a = predictions(load_classifier(ref_a), rows, ref_a)
+    p_b = predictions(load_classifier(ref_b), rows, ref_b)
     return compare_predictions(y, p_a, p_b, describe_version(ref_a), describe_version(ref_b), n_boot, capacity_k)
 
 

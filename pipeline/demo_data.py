@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.demo_crm import DemoConfig, generate_demo_crm
 from pipeline.io import write_csv, write_parquet
 from pipeline.params import DemoDataParams
 from pipeline.progress import log
+from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 
 TABLES = ("accounts", "leads", "activities", "opportunities")
 

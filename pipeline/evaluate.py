@@ -9,12 +9,25 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from models.evaluate import TOP_FRACTIONS, classification_metrics, full_report, lift_at, reliability_table
+from features.schema import SNAPSHOTS
+from models.config import TrainConfig
+from models.evaluate import (
+    TOP_FRACTIONS,
+    EvaluateConfig,
+    classification_metrics,
+    full_report,
+    reliability_table,
+)
+from models.leakage import DEFAULT_MAX_AUC, leakage_warnings
+from models.monitoring import gains_table
+from models.sampling import stratified_sample
+from models.training import cross_validate
 from pipeline import tracking
-from pipeline.io import write_atomic, write_csv, write_json
-from pipeline.params import EvaluateParams
+from pipeline.artifacts import load_baselines, load_model
+from pipeline.io import read_json, write_atomic, write_csv, write_json
 from pipeline.progress import log
-from pipeline.train import load_baselines, load_model
+
+LEAKAGE_SAMPLE = 100_000  # labelled rows the single-column leakage check reads at most
 
 PLOTS = ("roc", "pr", "calibration", "gains", "importance")
 
@@ -24,8 +37,8 @@ def oracle_scores(truth_dir: Path, raw_dir: Path, test: pd.DataFrame, horizon_da
     truth_path = Path(truth_dir) / "truth.parquet"
     if not truth_path.exists():
         return None
-    from features.demo_crm import oracle_probability
     from pipeline.io import find_table, read_table
+    from pipeline.sources.demo_crm import oracle_probability
 
     truth = pd.read_parquet(truth_path)
     opps = read_table(find_table(raw_dir, "opportunities"))
@@ -49,17 +62,35 @@ def flat_metrics(report: dict[str, dict[str, float]], prefix: str = "") -> dict[
     return out
 
 
-def run(features_path: Path, models_dir: Path, reports_dir: Path, p: EvaluateParams, horizon_days: int,
-        truth_dir: Path | None = None, raw_dir: Path | None = None) -> dict:
-    table = pd.read_parquet(features_path)
+def leakage_check(table: pd.DataFrame, columns: list[str], seed: int = 0) -> list[dict]:
+    """Model columns that alone predict the label almost perfectly (filled in after the outcome?), on a sample of
+    the labelled rows; each is logged as a warning."""
+    labelled = table[table["split"].isin(["train", "test"])]
+    y = labelled["label"].astype(int).to_numpy()
+    rows = stratified_sample(y, LEAKAGE_SAMPLE, seed=seed)
+    found = leakage_warnings(labelled.iloc[rows][columns], y[rows], DEFAULT_MAX_AUC)
+    for w in found:
+        log("WARNING " + w.message())
+    return [{"column": w.column, "auc": round(w.auc, 4)} for w in found]
+
+
+def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports_dir: Path, p: EvaluateConfig,
+        horizon_days: int, truth_dir: Path | None = None, raw_dir: Path | None = None,
+        train: TrainConfig | None = None, category_shares: bool = False) -> dict:
+    """Held-out metrics of the model and its baselines (bootstrap CIs), the oracle gap on the demo, plots, the
+    leakage check, and with `p.cv_folds` > 1 the cross-validated AUC of the same fit (`train`)."""
+    features_path = Path(features_path)
+    table = pd.read_parquet(features_path, filters=[("split", "in", ["train", "test"])])
+    variant = read_json(features_path.parent / "snapshots.json").get("variant", SNAPSHOTS)
     test = held_out(table)
-    model, info = load_model(models_dir)
+    model, info = load_model(models_dir, package_dir)
     y = test["label"].astype(int).to_numpy()
     p_hat = model.predict_proba(test[list(model.feature_names_in_)])[:, 1]
     fractions = tuple(p.top_fractions) or TOP_FRACTIONS
     report = full_report(y, p_hat, fractions, p.capacity_k, n_boot=p.n_bootstrap)
     metrics = classification_metrics(y, p_hat, p.top_fraction)  # the foundation's keys, kept for readers
     metrics.update(flat_metrics(report))
+    metrics.update({"n_test": int(len(test)), "n_train": int((table["split"] == "train").sum()), "variant": variant})
 
     baselines = load_baselines(models_dir)
     for name, base in baselines.items():
@@ -77,6 +108,13 @@ def run(features_path: Path, models_dir: Path, reports_dir: Path, p: EvaluatePar
             metrics["oracle_roc_auc"] = float(roc_auc_score(y[known], oracle[known]))
             metrics["oracle_gap"] = metrics["oracle_roc_auc"] - metrics["roc_auc"]
             metrics["oracle_coverage"] = float(known.mean())
+    metrics["leakage_warnings"] = leakage_check(table, [str(c) for c in model.feature_names_in_])
+    if p.cv_folds > 1:
+        folds = cross_validate(table, train or TrainConfig(), variant, p.cv_folds, category_shares=category_shares)
+        metrics.update({"cv_roc_auc": float(np.mean(folds)), "cv_roc_auc_std": float(np.std(folds)),
+                        "cv_roc_auc_folds": [round(f, 4) for f in folds]})
+        log(f"{p.cv_folds}-fold CV ROC AUC {metrics['cv_roc_auc']:.4f} ± {metrics['cv_roc_auc_std']:.4f}")
+    del table
     reports_dir = Path(reports_dir)
     write_json(metrics, reports_dir / "metrics.json")
     importance = model.feature_importance() if hasattr(model, "feature_importance") else None
@@ -85,17 +123,9 @@ def run(features_path: Path, models_dir: Path, reports_dir: Path, p: EvaluatePar
         f"PR AUC {metrics['pr_auc']:.4f}, Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f}"
         + (f", oracle AUC {metrics['oracle_roc_auc']:.4f}" if "oracle_roc_auc" in metrics else "")
         + "".join(f"; {n} baseline AUC {metrics[f'baseline_{n}_roc_auc']:.4f}" for n in baselines))
-    log_to_mlflow(info, metrics, [reports_dir / "metrics.json", *curves])
+    if info.get("run_id"):
+        tracking.log_test_metrics(info["run_id"], metrics, [reports_dir / "metrics.json", *curves])
     return metrics
-
-
-def gains_table(y: np.ndarray, p_hat: np.ndarray, n_points: int = 50) -> pd.DataFrame:
-    """Cumulative gains and lift: share of leads contacted (best first) vs share of conversions captured."""
-    rows = []
-    for fraction in np.linspace(1 / n_points, 1.0, n_points):
-        lift, capture = lift_at(y, p_hat, float(fraction))
-        rows.append({"fraction": round(float(fraction), 4), "capture": capture, "lift": lift})
-    return pd.DataFrame(rows)
 
 
 def write_curves(y: np.ndarray, p_hat: np.ndarray, reports_dir: Path, importance: pd.Series | None = None,
@@ -109,7 +139,7 @@ def write_curves(y: np.ndarray, p_hat: np.ndarray, reports_dir: Path, importance
         "roc": pd.DataFrame({"fpr": fpr, "tpr": tpr}),
         "pr": pd.DataFrame({"recall": rec, "precision": prec}),
         "calibration": reliability_table(y, p_hat),
-        "gains": gains_table(y, p_hat),
+        "gains": gains_table(y, p_hat).rename(columns={"share_of_leads": "fraction", "share_of_winners": "capture"}),
     }
     if importance is not None:
         share = importance / importance.sum() if importance.sum() > 0 else importance
@@ -164,21 +194,3 @@ def write_curves(y: np.ndarray, p_hat: np.ndarray, reports_dir: Path, importance
     paths.append(write_atomic(reports_dir / "evaluation.png", lambda tmp: fig.savefig(tmp, format="png", dpi=80)))
     plt.close(fig)
     return paths
-
-
-def log_to_mlflow(info: dict, metrics: dict, artifacts: list[Path]) -> None:
-    """Held-out metrics and plots onto the training run (by id: independent of the active experiment)."""
-    import time
-
-    tracking.configure()
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric
-
-    client = MlflowClient()
-    now = int(time.time() * 1000)
-    batch = [Metric(f"test_{k}", float(v), now, 0) for k, v in metrics.items()
-             if isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)]
-    for i in range(0, len(batch), 500):
-        client.log_batch(info["run_id"], metrics=batch[i:i + 500])
-    for path in artifacts:
-        client.log_artifact(info["run_id"], str(path), artifact_path="evaluation")

@@ -11,45 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.decision import OUTPUT_COLUMNS, SCHEMA_VERSION, SQL_LEADS_SCHEMA  # noqa: F401 - the schema is the score core's
 from pipeline.io import write_atomic, write_csv, write_parquet
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-# The documented schema of `sql_leads` (README "Output schema"). Bump SCHEMA_VERSION on any change a consumer
-# could notice: a column added, removed, renamed or given another meaning. `gate_<name>` stands for one column
-# per configured gate (budget, authority, need, timeline by default).
-SCHEMA_VERSION = 2
-SQL_LEADS_SCHEMA: dict[str, str] = {
-    "lead_id": "text: the CRM's lead id",
-    "account_id": "text: the lead's company",
-    "rank": "integer: 1 = call first (SQLs by expected value, then the call queue, nurture, disqualified)",
-    "status": "text: sql / needs_call / nurture / disqualified",
-    "is_sql": "boolean: status = sql",
-    "score": "integer 0-100: round(100 × p_convert)",
-    "p_convert": "real 0-1: calibrated probability of closing won within the horizon",
-    "expected_value": "real: p_convert × expected_deal_size",
-    "expected_deal_size": "real: median won amount of companies in the same size band (default when too few)",
-    "tier": "text: A / B / C / D by p_convert bounds",
-    "fit_score": "real 0-100: firmographic and persona fit",
-    "engagement_score": "real 0-100: time-decayed engagement",
-    "gate_<name>": "text: pass / fail / unknown, one column per configured gate",
-    "status_reason": "text: the failed gate(s), the gate(s) a call must confirm, or the threshold missed",
-    "assigned_rep": "text or null: the sales rep the SQL is handed to this week",
-    "queue_position": "integer or null: position in that rep's queue (1 = first)",
-    "assignment_reason": "text or null: territory, round-robin, overflow, or why it is not assigned",
-    "call_queue_position": "integer or null: position in the qualification-call queue (within call capacity)",
-    "reasons_for": "text or null: up to three factors raising the score, '; '-separated (handed-over rows only)",
-    "reasons_against": "text or null: up to three factors lowering the score (handed-over rows only)",
-    "change": "text: new_sql / upgraded / downgraded / dropped / unchanged / new_lead since the previous scoring",
-    "territory": "text or null: the territory used for assignment (params score.assignment.territory_column)",
-    "as_of": "timestamp: the date the features describe",
-    "scored_at": "timestamp (UTC): when this scoring ran",
-    "model_version": "text: registered model name/version",
-    "model_run_id": "text: MLflow run that trained the model",
-    "scoring_run_id": "text: id of this scoring run (same on every row of one run)",
-    "schema_version": f"integer: version of this schema ({SCHEMA_VERSION})",
-}
-OUTPUT_COLUMNS = tuple(SQL_LEADS_SCHEMA)
 
 SALESFORCE_FIELDS = {  # our column -> Salesforce field API name (custom fields end in __c)
     "lead_id": "Lead Id", "score": "Lead_Score__c", "tier": "Lead_Tier__c", "status": "SQL_Status__c",

@@ -1,4 +1,8 @@
-"""Stage `featurize`: point-in-time feature snapshots with labels (train / test / score splits)."""
+"""Stage `featurize`: the feature table with labels and a train / test / score split.
+
+Four-table exports get point-in-time snapshots (`features.build.featurize`); a flat export's declared columns
+pass through (`features.build.flat_features`), split by `models.training.flat_split`.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.build import FeatureConfig, Icp, feature_parts, prepare_crm, snapshot_dates
-from features.engagement import EngagementConfig
-from features.schema import TABLE_ORDER
-from pipeline.io import atomic_path, read_tables, write_json
-from pipeline.params import FeaturizeParams
+from features.build import feature_columns, featurize, flat_features
+from features.config import FeaturizeConfig
+from features.schema import FLAT, TABLE_ORDER
+from models.training import flat_split
+from pipeline.io import atomic_path, read_json, read_tables, write_json
 from pipeline.progress import log
 
-
-def feature_config(p: FeaturizeParams) -> FeatureConfig:
-    return FeatureConfig(
-        horizon_days=p.horizon_days,
-        engagement=EngagementConfig(
-            windows_days=tuple(p.windows_days), half_life_days=p.half_life_days, activity_weights=p.activity_weights
-        ),
-        icp=Icp(
-            industries=tuple(p.icp.industries),
-            min_employees=p.icp.min_employees,
-            max_employees=p.icp.max_employees,
-            countries=tuple(p.icp.countries),
-        ),
-    )
+MANIFEST = "ingest.json"
 
 
 def write_parts(parts, target: Path) -> dict[str, dict]:
@@ -48,28 +39,35 @@ def write_parts(parts, target: Path) -> dict[str, dict]:
                     schema = pa.Schema.from_pandas(part, preserve_index=False)
                     writer = pq.ParquetWriter(tmp, schema)
                 writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
-                split = str(part["split"].iloc[0]) if len(part) else "empty"
-                c = counts.setdefault(split, {"rows": 0, "positives": 0})
-                c["rows"] += len(part)
-                c["positives"] += int(part["label"].fillna(0).sum())
-                n_columns = part.shape[1]
+                for split, rows in part.groupby("split", sort=False, observed=True):
+                    c = counts.setdefault(str(split), {"rows": 0, "positives": 0})
+                    c["rows"] += len(rows)
+                    c["positives"] += int(rows["label"].fillna(0).sum())
+                n_features = len(feature_columns(part))
                 del part
         finally:
             if writer is not None:
                 writer.close()
         if writer is None:
             raise ValueError(f"{target}: no snapshot to write")
-    counts["_columns"] = n_columns
+    counts["_features"] = n_features
     return counts
 
 
-def run(validated_dir: Path, out_dir: Path, export_date: str, p: FeaturizeParams) -> dict:
-    tables = read_tables(validated_dir, TABLE_ORDER)
-    config = feature_config(p)
-    crm = prepare_crm(**tables, icp=config.icp)
-    del tables
-    dates = snapshot_dates(pd.Timestamp(export_date), p.horizon_days, p.snapshot_every_days, p.n_train_snapshots)
-    counts = write_parts(feature_parts(crm, dates, config, float32=p.float32), Path(out_dir) / "features.parquet")
+def run(validated_dir: Path, out_dir: Path, p: FeaturizeConfig, seed: int = 42) -> dict:
+    """Write `features.parquet` and `snapshots.json` (rows and positives per split); `seed` draws a flat export's
+    random hold-out (params train.seed)."""
+    validated_dir = Path(validated_dir)
+    manifest = read_json(validated_dir / MANIFEST)
+    as_of = pd.Timestamp(manifest["as_of"])
+    if manifest["variant"] == FLAT:
+        flat = pd.read_parquet(validated_dir / "flat.parquet")
+        table = flat_features(flat, as_of, flat_split(flat, seed))
+        dates = {split: [as_of] for split in ("train", "test", "score")}
+        parts = iter([table])
+    else:
+        dates, parts = featurize(read_tables(validated_dir, TABLE_ORDER), as_of, p)
+    counts = write_parts(parts, Path(out_dir) / "features.parquet")
     summary = {
         split: {
             "as_of": [str(d.date()) for d in dates[split]],
@@ -78,7 +76,8 @@ def run(validated_dir: Path, out_dir: Path, export_date: str, p: FeaturizeParams
         }
         for split in dates
     }
-    summary["n_features"] = int(counts["_columns"] - 5)
+    summary["n_features"] = int(counts["_features"])
+    summary["variant"] = manifest["variant"]
     write_json(summary, Path(out_dir) / "snapshots.json")
     for split, s in summary.items():
         if isinstance(s, dict):

@@ -1,4 +1,8 @@
-"""Typed, frozen views of params.yaml: one dataclass per stage section, unknown keys rejected."""
+"""Typed, frozen views of params.yaml: one dataclass per section, unknown keys rejected.
+
+The sections the library reads are the library's own config dataclasses (`FeaturizeConfig`, `TrainConfig`,
+`ScoreConfig`, ...): one definition per setting, so a default here cannot disagree with the code's.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ from typing import Any
 
 import yaml
 
+from features.config import FeaturizeConfig, ValidateConfig
+from models.config import EvaluateConfig, ScoreConfig, TrainConfig
+from pipeline.sources.demo_crm import DemoConfig
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -20,11 +28,12 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class PathsParams:
-    raw: str = "data/01_raw"
     truth: str = "data/00_truth"
+    raw: str = "data/01_raw"
     validated: str = "data/02_validated"
     features: str = "data/03_features"
     models: str = "data/04_models"
+    package: str = "data/04_package"
     scored: str = "data/05_scored"
     reports: str = "data/06_reports"
 
@@ -34,95 +43,18 @@ class PathsParams:
             self, **{f.name: str(Path(root) / getattr(self, f.name)) for f in dataclasses.fields(self)}
         )
 
-
-@dataclass(frozen=True)
-class DemoDataParams:
-    n_leads: int = 20_000
-    seed: int = 42
-    export_date: str = "2026-10-01"
-    history_days: int = 540
-    activities_per_lead: float = 20.0
-    dirty_share: float = 0.01
+    def outputs(self) -> list[Path]:
+        """Every folder the pipeline writes (and DVC may clear): no input may live inside one."""
+        return [Path(getattr(self, f.name)) for f in dataclasses.fields(self)]
 
 
 @dataclass(frozen=True)
-class ValidateParams:
-    engine: str = "pandas"
-    max_quarantine_share: float = 0.05
+class IngestParams:
+    """Which export enters the pipeline, read through which profile, scored as of when."""
 
-
-@dataclass(frozen=True)
-class IcpParams:
-    industries: tuple[str, ...] = ("Software", "Financial Services", "Healthcare", "Telecommunications")
-    min_employees: int = 200
-    max_employees: int = 10_000
-    countries: tuple[str, ...] = ("US", "GB", "DE", "CA", "AU", "NL", "SE")
-
-
-@dataclass(frozen=True)
-class FeaturizeParams:
-    horizon_days: int = 90
-    snapshot_every_days: int = 30
-    n_train_snapshots: int = 8
-    windows_days: tuple[int, ...] = (7, 30, 90)
-    half_life_days: float = 14.0
-    activity_weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "email_open": 1.0,
-            "email_click": 3.0,
-            "web_visit": 2.0,
-            "content_download": 5.0,
-            "webinar_attended": 8.0,
-            "pricing_page_view": 10.0,
-            "demo_request": 25.0,
-            "trial_signup": 25.0,
-            "meeting": 30.0,
-        }
-    )
-    icp: IcpParams = field(default_factory=IcpParams)
-    float32: bool = True  # training table: numeric features as float32, written snapshot by snapshot (memory)
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    experiment: str = "leadscore-demo"
-    registered_model: str = "leadscore-conversion"
-    seed: int = 42
-    n_jobs: int = 2
-    learning_rate: float = 0.03
-    num_leaves: int = 31
-    min_child_samples: int = 100
-    n_estimators: int = 2000
-    early_stopping_rounds: int = 100
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    reg_lambda: float = 1.0
-    calibration: str = "isotonic"
-    exclude_features: tuple[str, ...] = ()
-    monotone_increasing: tuple[str, ...] = ()  # features the score may never fall with (LightGBM constraints)
-    min_positives: int = 100  # below this many conversions in training: the logistic fallback, reason on the run
-    boost_from_logistic: bool = False  # start the booster from a regularised logistic regression's log-odds
-    logistic_C: float = 0.1  # L2 strength (inverse) of the logistic part, the baseline and the fallback
-    tune: bool = False  # optuna search (extra `tune`) bounded by tune_trials and tune_timeout_seconds
-    tune_trials: int = 30
-    tune_timeout_seconds: int = 600
-    # Size-adaptive fitting (issue 8): at `large_data_rows` fitted rows or more the booster learns at
-    # `large_data_learning_rate` (fewer trees: faster fit and scoring); smaller tables keep `learning_rate`.
-    large_data_rows: int = 500_000
-    large_data_learning_rate: float = 0.1
-    large_data_negative_rate: float = 0.3  # ... and keeps every positive but this share of negatives (weight 1/rate)
-    baseline_max_rows: int = 300_000  # baselines and the blend's logistic part: at most this many rows (stratified)
-    blend_logistic: bool = False  # blend the trees' log-odds with the logistic model's, weight chosen on validation
-    feature_set: str = "all"  # all, or foundation (the foundation issue's features only: an ablation)
-    refit_full: bool = True  # below large_data_rows: refit model and baselines on every training row once chosen
-
-
-@dataclass(frozen=True)
-class EvaluateParams:
-    n_bootstrap: int = 200
-    top_fraction: float = 0.10
-    top_fractions: tuple[float, ...] = (0.05, 0.10, 0.20)  # lift and capture at each of these top shares
-    capacity_k: int = 500  # sales capacity: precision among the K best-scored leads of the held-out period
+    profile: str = "demo"  # demo (generated from `demo:`), salesforce, hubspot, maven_crm, flat, ... or a YAML path
+    input: str = "data/demo"  # the export: a folder (four tables) or a file (flat); the demo profile ignores it
+    as_of: str = "auto"  # the scoring date: auto = the latest timestamp in the data (its day), or YYYY-MM-DD
 
 
 @dataclass(frozen=True)
@@ -133,20 +65,6 @@ class PromoteParams:
     max_ece_increase: float = 0.01  # challenger ECE <= champion ECE + this
     max_p_value: float = 1.0  # paired bootstrap p-value of the AUC gain must be <= this (1.0: not required)
     n_bootstrap: int = 1000
-
-
-@dataclass(frozen=True)
-class ScoreParams:
-    threshold: float = 0.10
-    unknown_policy: str = "call_queue"
-    tiers: dict[str, float] = field(default_factory=lambda: {"A": 0.30, "B": 0.15, "C": 0.05})
-    default_deal_size: float = 20_000.0
-    gates: dict[str, Any] = field(default_factory=dict)
-    sql_rule: str = "threshold"  # or "capacity": the sql_capacity best gate-passing leads are SQLs
-    sql_capacity: int | None = None  # hand-over slots for sql_rule capacity (default: the reps' total capacity)
-    call_capacity: int = 50  # qualification calls per week: the needs_call leads queued (and explained)
-    reasons_top_k: int = 3  # factors for and against per handed-over lead (0 = none)
-    assignment: dict[str, Any] = field(default_factory=dict)  # reps, territories, capacities (models/assignment.py)
 
 
 @dataclass(frozen=True)
@@ -164,14 +82,17 @@ class ReportParams:
 
 @dataclass(frozen=True)
 class Params:
+    """params.yaml: one section per stage. The library sections are the library's own config dataclasses."""
+
     paths: PathsParams = field(default_factory=PathsParams)
-    demo_data: DemoDataParams = field(default_factory=DemoDataParams)
-    validate: ValidateParams = field(default_factory=ValidateParams)
-    featurize: FeaturizeParams = field(default_factory=FeaturizeParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    ingest: IngestParams = field(default_factory=IngestParams)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    featurize: FeaturizeConfig = field(default_factory=FeaturizeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     promote: PromoteParams = field(default_factory=PromoteParams)
-    score: ScoreParams = field(default_factory=ScoreParams)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     report: ReportParams = field(default_factory=ReportParams)
 
 

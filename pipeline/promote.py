@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import tracking
-from pipeline.compare import compare
+from pipeline.compare import compare_versions
 from pipeline.params import PromoteParams
-from pipeline.train import CHALLENGER, CHAMPION
+from pipeline.tracking import CHALLENGER, CHAMPION
 
 
 class PromotionError(RuntimeError):
@@ -23,7 +23,7 @@ class PromotionError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Condition:
+class RuleCheck:
     name: str
     passed: bool
     detail: str
@@ -34,11 +34,11 @@ class Decision:
     promoted: bool
     champion_version: str
     challenger_version: str
-    conditions: tuple[Condition, ...]
+    conditions: tuple[RuleCheck, ...]
     dry_run: bool = False
 
     @property
-    def failed(self) -> list[Condition]:
+    def failed(self) -> list[RuleCheck]:
         return [c for c in self.conditions if not c.passed]
 
     def message(self) -> str:
@@ -52,18 +52,18 @@ class Decision:
         return "\n".join([head] + [f"  [{'pass' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in self.conditions])
 
 
-def evaluate_rule(champion: dict, challenger: dict, p_value: float, rule: PromoteParams) -> tuple[Condition, ...]:
+def evaluate_rule(champion: dict, challenger: dict, p_value: float, rule: PromoteParams) -> tuple[RuleCheck, ...]:
     """The rule's conditions from both versions' held-out metrics ({roc_auc, ece}) and the paired p-value."""
     need_auc = champion["roc_auc"] + rule.min_auc_gain
     max_ece = champion["ece"] + rule.max_ece_increase
     return (
-        Condition("auc_gain", challenger["roc_auc"] >= need_auc,
+        RuleCheck("auc_gain", challenger["roc_auc"] >= need_auc,
                   f"challenger AUC {challenger['roc_auc']:.4f} vs required >= {need_auc:.4f} "
                   f"(champion {champion['roc_auc']:.4f} + {rule.min_auc_gain})"),
-        Condition("ece", challenger["ece"] <= max_ece,
+        RuleCheck("ece", challenger["ece"] <= max_ece,
                   f"challenger ECE {challenger['ece']:.4f} vs allowed <= {max_ece:.4f} "
                   f"(champion {champion['ece']:.4f} + {rule.max_ece_increase})"),
-        Condition("significance", p_value <= rule.max_p_value,
+        RuleCheck("significance", p_value <= rule.max_p_value,
                   f"paired bootstrap p = {p_value:.3g} vs required <= {rule.max_p_value}"),
     )
 
@@ -83,7 +83,7 @@ def promote(registered_model: str, features_path: Path, rule: PromoteParams, dry
                                  + (" (train a new version first)" if alias == CHALLENGER else "")) from None
     if versions[CHAMPION] == versions[CHALLENGER]:
         raise PromotionError(f"{registered_model}: champion and challenger are the same version {versions[CHAMPION]}")
-    result = compare(f"models:/{registered_model}/{versions[CHAMPION]}",
+    result = compare_versions(f"models:/{registered_model}/{versions[CHAMPION]}",
                      f"models:/{registered_model}/{versions[CHALLENGER]}", features_path, n_boot=rule.n_bootstrap)
     by_metric = result.table.set_index("metric")
     champion = {"roc_auc": by_metric.loc["roc_auc", "a"], "ece": by_metric.loc["ece", "a"]}

@@ -18,12 +18,14 @@ import pandas as pd
 from features.build import feature_columns
 from models import backtest as bt
 from models import monitoring as mon
+from models.config import ScoreConfig
+from models.decision import rows_to_score, score_frame
 from models.evaluate import classification_metrics, reliability_table
 from models.gates import GATE_ORDER
-from pipeline.io import find_table, read_table, write_atomic, write_csv, write_json
-from pipeline.params import ReportParams, ScoreParams
+from pipeline.artifacts import load_model
+from pipeline.io import find_table, read_json, read_table, write_atomic, write_csv, write_json
+from pipeline.params import ReportParams
 from pipeline.progress import log
-from pipeline.train import load_model
 
 REPORT_FILE = "report.html"
 METRICS_FILE = "monitoring.json"
@@ -39,8 +41,14 @@ class DriftDetected(RuntimeError):
 # ---------------------------------------------------------------------------------------------- data
 
 
-def won_amounts(rows: pd.DataFrame, opportunities: pd.DataFrame, horizon_days: int) -> pd.Series:
-    """Amount each lead of one as-of snapshot actually won within the label window [as_of, as_of + horizon)."""
+def won_amounts(rows: pd.DataFrame, opportunities: pd.DataFrame | None, horizon_days: int,
+                default_deal_size: float = 0.0) -> pd.Series:
+    """Amount each lead of one as-of snapshot actually won within the label window [as_of, as_of + horizon).
+
+    A flat export has no opportunities: a won lead is worth the default deal size.
+    """
+    if opportunities is None:
+        return rows["label"].fillna(0).astype(float).reset_index(drop=True) * default_deal_size
     as_of = pd.Timestamp(rows["as_of"].iloc[0])
     closed = pd.to_datetime(opportunities["closed_at"])
     won = opportunities[(opportunities["stage"] == "closed_won") & (closed >= as_of)
@@ -50,10 +58,8 @@ def won_amounts(rows: pd.DataFrame, opportunities: pd.DataFrame, horizon_days: i
 
 
 def backtest_frame(table: pd.DataFrame, model, info: dict, accounts: pd.DataFrame, opportunities: pd.DataFrame,
-                   p: ScoreParams, horizon_days: int) -> pd.DataFrame:
+                   p: ScoreConfig, horizon_days: int) -> pd.DataFrame:
     """Replay the score stage on each held-out snapshot (outcomes known) and attach what followed."""
-    from pipeline.score import score_frame
-
     parts = []
     test = table[table["split"] == "test"]
     for as_of, rows in test.groupby("as_of", sort=True):
@@ -61,7 +67,7 @@ def backtest_frame(table: pd.DataFrame, model, info: dict, accounts: pd.DataFram
         scored = score_frame(rows, model, accounts, opportunities, p, info.get("model_version", "?"),
                              info.get("run_id", "?"), pd.Timestamp(as_of))
         outcome = pd.DataFrame({"lead_id": rows["lead_id"], "label": rows["label"].fillna(0).astype(int),
-                                "won_amount": won_amounts(rows, opportunities, horizon_days).to_numpy()})
+                                "won_amount": won_amounts(rows, opportunities, horizon_days, p.default_deal_size).to_numpy()})
         parts.append(scored.merge(outcome, on="lead_id", how="left", validate="one_to_one"))
     if not parts:
         raise ValueError("no held-out (split == 'test') rows in the feature table: nothing to backtest")
@@ -103,7 +109,7 @@ def _load_version(uri: str):
     import mlflow
 
     try:
-        from pipeline.score import load_registered
+        from pipeline.tracking import load_registered
 
         return load_registered(uri)[0]
     except Exception:  # an older version logged with the sklearn flavour only
@@ -519,22 +525,25 @@ Flag <b>drift</b>: PSI ≥ {t.psi_drift} or (KS p &lt; {t.ks_alpha} and KS stati
 # ---------------------------------------------------------------------------------------------- stage
 
 
-def run(features_path: Path, models_dir: Path, validated_dir: Path, scored_dir: Path, reports_dir: Path,
-        p: ReportParams, score_p: ScoreParams, horizon_days: int, top_fraction: float = 0.10) -> dict:
+def run(features_path: Path, models_dir: Path, package_dir: Path | None, validated_dir: Path, scored_dir: Path,
+        reports_dir: Path, p: ReportParams, score_p: ScoreConfig, horizon_days: int, top_fraction: float = 0.10) -> dict:
     """Compute everything, write report.html, monitoring.json, drift.csv and the DVC plot CSVs; return the summary.
 
     Raises DriftDetected after writing everything when `p.fail_on_drift` and some drift was flagged.
     """
     reports_dir = Path(reports_dir)
     table = pd.read_parquet(features_path)
-    model, info = load_model(models_dir)
+    variant = read_json(Path(features_path).parent / "snapshots.json").get("variant", "snapshots")
+    model, info = load_model(models_dir, package_dir)
     model = single_threaded(model)
     cols = list(model.feature_names_in_)
     missing = sorted(set(cols) - set(feature_columns(table)))
     if missing:
         raise ValueError(f"{features_path}: missing feature column(s) the model needs: {missing}")
-    accounts = read_table(find_table(validated_dir, "accounts"))
-    opportunities = read_table(find_table(validated_dir, "opportunities"))
+    accounts = opportunities = None
+    if variant != "flat":
+        accounts = read_table(find_table(validated_dir, "accounts"))
+        opportunities = read_table(find_table(validated_dir, "opportunities"))
     thresholds = mon.DriftThresholds(p.psi_warn, p.psi_drift, p.ks_alpha, p.ks_min_statistic, p.n_bins)
 
     # Model quality on the held-out period.
@@ -561,7 +570,7 @@ def run(features_path: Path, models_dir: Path, validated_dir: Path, scored_dir: 
     by_gate = mon.conversion_by_gate(back, gates)
 
     # The population scored now: the score stage's table when present, else the score split re-scored.
-    now_rows = table[table["split"] == "score"].reset_index(drop=True)
+    now_rows = rows_to_score(table, variant)[0].reset_index(drop=True)
     scored_path = Path(scored_dir) / "sql_leads.parquet"
     if scored_path.exists():
         scored_now = pd.read_parquet(scored_path)

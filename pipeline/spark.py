@@ -3,7 +3,7 @@
 Every feature of a lead depends only on its own account's leads, activities and opportunities (the account
 history and buying-group features look no further), so the CRM is split into account buckets: each bucket
 holds whole accounts and runs the pandas feature code (`features.build`) on its own — no per-feature
-reimplementation, so Spark and pandas cannot drift. Scoring runs `pipeline.score.score_frame` on each
+reimplementation, so Spark and pandas cannot drift. Scoring runs `models.decision.score_frame` on each
 partition (`mapInPandas`) with the saved or registered model; the deal-size medians come from every won deal
 (broadcast), and the final rank over all leads is a Spark sort. Run it with `spark-submit`:
 
@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from features.build import PreparedCrm, build_feature_table, prepare_crm
+from features.build import score_features
+from features.config import FeaturizeConfig
 from features.schema import CONTRACT, TABLE_ORDER
 from models.ranking import STATUS_ORDER
-from pipeline.params import FeaturizeParams, ScoreParams
+from models.config import ScoreConfig
 
 if TYPE_CHECKING:  # pyspark is an optional extra: imported only where it is used
     from pyspark.sql import DataFrame, SparkSession
@@ -46,7 +47,7 @@ def load_scoring_model(model: str | Path):
         import joblib
 
         return joblib.load(path)
-    from pipeline.score import load_registered  # models:/leadscore-conversion/3, runs:/<id>/model ...
+    from pipeline.tracking import load_registered  # models:/leadscore-conversion/3, runs:/<id>/model ...
 
     return load_registered(str(model))[0]
 
@@ -129,17 +130,12 @@ def _split_bucket(frame: pd.DataFrame, columns: dict[str, list[str]]) -> dict[st
     }
 
 
-def featurize_bucket(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, p: FeaturizeParams) -> pd.DataFrame:
+def featurize_bucket(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, p: FeaturizeConfig) -> pd.DataFrame:
     """The pandas featurize of one as-of date on one bucket of whole accounts (what every Spark task runs)."""
-    from pipeline.featurize import feature_config
-
-    config = feature_config(p)
-    crm: PreparedCrm = prepare_crm(**tables, icp=config.icp)
-    table = build_feature_table(crm, {"score": [pd.Timestamp(as_of)]}, config)
-    return table
+    return score_features(tables, pd.Timestamp(as_of), p)
 
 
-def featurize(spark: SparkSession, tables: dict[str, DataFrame], as_of: str | pd.Timestamp, p: FeaturizeParams,
+def featurize(spark: SparkSession, tables: dict[str, DataFrame], as_of: str | pd.Timestamp, p: FeaturizeConfig,
               n_buckets: int = DEFAULT_BUCKETS) -> DataFrame:
     """Features of every open lead as of `as_of`, one row per lead, as a Spark DataFrame."""
     as_of = pd.Timestamp(as_of).normalize()
@@ -173,12 +169,12 @@ def _won_before(tables: dict[str, DataFrame], as_of: pd.Timestamp) -> tuple[pd.D
     return won_pd, _restore_types(accounts.toPandas(), "accounts")
 
 
-def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame], model: Any, p: ScoreParams,
+def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame], model: Any, p: ScoreConfig,
           as_of: str | pd.Timestamp, model_version: str = "", run_id: str = "") -> DataFrame:
     """The `sql_leads` table in Spark: `score_frame` per partition, then one global rank (a Spark sort)."""
 
+    from models.decision import ACCOUNT_COLUMNS, score_frame
     from pipeline.chunked import refuse_global_rule
-    from pipeline.score import ACCOUNT_COLUMNS, score_frame
 
     refuse_global_rule(p)
     as_of = pd.Timestamp(as_of).normalize()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.profiles import ProfileError, parse_profile
+from pipeline.sources.profiles import ProfileError, parse_profile
 from features.validation import SOURCE_ROW
 from pipeline.params import Params
-from pipeline.readers import InputFileError, read_export
+from pipeline.sources.readers import InputFileError, read_export
 from pipeline.run import QuarantineLimitError, load_profile, run, validate_export
 
 # A small, valid Salesforce export: 2 accounts, 4 leads, 4 tasks, 1 event, 2 opportunities.

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from features.build import build_feature_table, feature_columns, prepare_crm, snapshot_dates
-from features.demo_crm import DemoConfig, generate_demo_crm
+from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 from models.conversion import BoosterConfig, ConversionModel
 from pipeline.chunked import score_in_chunks
 from pipeline.featurize import feature_config

@@ -10,7 +10,7 @@ from _synthetic import GATES, feature_table
 from typer.testing import CliRunner
 
 from pipeline import evaluate, train
-from pipeline.compare import ModelRefError, compare, model_uri
+from pipeline.compare import ModelRefError, compare_versions, model_uri
 from pipeline.params import EvaluateParams, PromoteParams, ScoreParams, TrainParams
 from pipeline.promote import PromotionError, evaluate_rule, promote
 
@@ -80,7 +80,7 @@ def test_served_bundle_scores_feature_rows(store):
 
 def test_compare_uses_the_same_rows_and_a_paired_test(store):
     weak, full = store["runs"]["v1_weak"], store["runs"]["v2_full"]
-    result = compare(weak["run_id"], f"models:/{NAME}@challenger", store["features"], n_boot=300)
+    result = compare_versions(weak["run_id"], f"models:/{NAME}@challenger", store["features"], n_boot=300)
     by = result.table.set_index("metric")
     assert result.n_rows == 1500 and result.b.startswith(f"{NAME}/2")
     assert by.loc["roc_auc", "b"] > by.loc["roc_auc", "a"] + 0.02
@@ -89,7 +89,7 @@ def test_compare_uses_the_same_rows_and_a_paired_test(store):
     assert t["auc_diff"] == pytest.approx(by.loc["roc_auc", "b"] - by.loc["roc_auc", "a"])
     assert t["ci_low"] > 0 and t["p_value"] < 0.01
     # The same comparison by version number and by run URI agrees exactly.
-    again = compare(f"models:/{NAME}/1", f"runs:/{full['run_id']}/model", store["features"], n_boot=300)
+    again = compare_versions(f"models:/{NAME}/1", f"runs:/{full['run_id']}/model", store["features"], n_boot=300)
     assert again.paired_auc["auc_diff"] == pytest.approx(t["auc_diff"])
     with pytest.raises(ModelRefError, match="not a run id"):
         model_uri("some/thing")
@@ -163,9 +163,9 @@ def test_evaluate_reports_baselines_cis_and_plots(store):
 
 
 def test_dry_run_says_what_would_happen():
-    from pipeline.promote import Condition, Decision
+    from pipeline.promote import Decision, RuleCheck
 
-    ok = Decision(False, "1", "2", (Condition("auc_gain", True, "x"),), dry_run=True)
+    ok = Decision(False, "1", "2", (RuleCheck("auc_gain", True, "x"),), dry_run=True)
     assert ok.message().startswith("dry run: version 2 passes the rule and would become champion")
-    refused = Decision(False, "1", "2", (Condition("auc_gain", False, "x"),), dry_run=True)
+    refused = Decision(False, "1", "2", (RuleCheck("auc_gain", False, "x"),), dry_run=True)
     assert refused.message().startswith("refused to promote version 2 over champion 1: failed auc_gain")

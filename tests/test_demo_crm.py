@@ -12,7 +12,7 @@ from scipy.special import ndtr
 from sklearn.metrics import roc_auc_score
 
 from features import schema
-from features.demo_crm import (
+from pipeline.sources.demo_crm import (
     DemoConfig,
     DemoCRM,
     generate_demo_crm,
@@ -476,7 +476,7 @@ def test_oracle_window_is_cut_at_the_export() -> None:
 
 @pytest.mark.slow
 def test_oracle_auc_at_default_size() -> None:
-    crm = generate_demo_crm(DemoConfig())
+    crm = generate_demo_crm(DemoConfig(n_leads=20_000, history_days=540))
     as_of = EXPORT - pd.Timedelta(days=90)
     oracle = oracle_probability(crm.truth, crm.opportunities, as_of, 90)
     y = labels(clean(crm, "leads"), clean(crm, "opportunities"), as_of, 90).reindex(oracle.index)

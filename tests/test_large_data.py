@@ -12,7 +12,7 @@ from _synthetic import feature_table
 from conftest import isolated_store
 
 from features.build import build_feature_table, compact_dtypes, feature_parts, prepare_crm, snapshot_dates
-from features.demo_crm import DemoConfig, generate_demo_crm
+from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 from models.sampling import stratified_sample
 from pipeline import train
 from pipeline.export import (

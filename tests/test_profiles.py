@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.profiles import (
+from pipeline.sources.profiles import (
     blank_missing,
     contract_markdown,
     feature_name,
@@ -27,7 +27,7 @@ from models.flat import holdout_split
 from models.leakage import leakage_warnings, single_column_auc
 from pipeline.cli import app
 from pipeline.params import Params, load_params
-from pipeline.readers import read_export, sniff_delimiter
+from pipeline.sources.readers import read_export, sniff_delimiter
 from pipeline.run import PROFILES_DIR, available_profiles, load_profile, read_mapped_tables, run
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.changes import DOWNGRADED, DROPPED, NEW_LEAD, NEW_SQL, UNCHANGED, UPGRADED, change_counts, compare
+from models.changes import DOWNGRADED, DROPPED, NEW_LEAD, NEW_SQL, UNCHANGED, UPGRADED, change_counts, diff_scorings
 from models.gates import FAIL, PASS, UNKNOWN
 from models.ranking import (
     DISQUALIFIED,
@@ -104,13 +104,13 @@ def test_changes_since_the_previous_scoring():
                          ("e", NURTURE, "D", 5), ("h", NURTURE, "D", 6), ("gone", NURTURE, "D", 7)])
     current = _scoring([("a", SQL, "B", 2), ("b", SQL, "A", 1), ("d", NURTURE, "B", 4), ("f", SQL, "A", 3),
                         ("g", NURTURE, "D", 5), ("e", NURTURE, "C", 6), ("h", NURTURE, "D", 7)])
-    changes = compare(previous, current).set_index("lead_id")["change"].to_dict()
+    changes = diff_scorings(previous, current).set_index("lead_id")["change"].to_dict()
     assert changes == {"b": NEW_SQL, "f": NEW_SQL, "c": DROPPED, "a": DOWNGRADED, "d": DOWNGRADED, "e": UPGRADED,
                        "g": NEW_LEAD, "h": UNCHANGED}  # "gone" was not an SQL: leaving is not news
-    counts = change_counts(compare(previous, current))
+    counts = change_counts(diff_scorings(previous, current))
     assert counts == {"new_sql": 2, "upgraded": 1, "downgraded": 2, "dropped": 1, "unchanged": 1, "new_lead": 1}
 
 
 def test_first_scoring_reports_every_sql_as_new():
     current = _scoring([("a", SQL, "A", 1), ("b", NURTURE, "D", 2)])
-    assert compare(None, current)["change"].tolist() == [NEW_SQL, NEW_LEAD]
+    assert diff_scorings(None, current)["change"].tolist() == [NEW_SQL, NEW_LEAD]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.profiles import ProfileError, parse_profile
+from pipeline.sources.profiles import ProfileError, parse_profile
 from pipeline.cli import app
 from pipeline.params import Params
 from pipeline.run import experiment_name, run

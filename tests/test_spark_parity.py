@@ -11,7 +11,7 @@ import pytest
 pyspark = pytest.importorskip("pyspark", reason="pyspark not importable: run `make spark-test` (own venv)")
 
 from features.build import build_feature_table, feature_columns, prepare_crm, snapshot_dates  # noqa: E402
-from features.demo_crm import DemoConfig, generate_demo_crm  # noqa: E402
+from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm  # noqa: E402
 from features.validation import validate_tables  # noqa: E402
 from models.conversion import BoosterConfig, ConversionModel  # noqa: E402
 from pipeline import spark as spark_path  # noqa: E402

@@ -55,12 +55,12 @@ DEPARTMENTS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """How much demo data to generate and over which period."""
+    """How much demo data to generate and over which period: the ``demo:`` section of params.yaml."""
 
-    n_leads: int = 20_000
+    n_leads: int = 66_000  # about 2.5 years of a mid-size B2B funnel: enough old leads to learn late conversions
     seed: int = 42
     export_date: str = "2026-10-01"  # the day the export was taken; nothing happens after it
-    history_days: int = 540  # leads are created in [export - history_days, export - 7 days]
+    history_days: int = 900  # leads are created in [export - history_days, export - 7 days]
     activities_per_lead: float = 20.0  # mean
     dirty_share: float = 0.01  # share of extra dirty rows per table
 

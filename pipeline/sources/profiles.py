@@ -437,20 +437,38 @@ def empty_table(table: str) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series(dtype=dtypes[c.dtype]) for c in CONTRACT[table].columns})
 
 
-def latest_date(tables: Mapping[str, pd.DataFrame], not_after: pd.Timestamp | None = None) -> pd.Timestamp:
-    """The latest contract date across the tables (ignoring dates after ``not_after``, which the validator
-    will quarantine): the export date when a profile says ``auto``."""
-    latest = pd.NaT
-    for name, df in tables.items():
-        for col in CONTRACT[name].columns:
-            if col.dtype == "datetime" and col.name in df:
-                d = pd.to_datetime(df[col.name], errors="coerce", format="ISO8601")
-                m = (d[d <= not_after] if not_after is not None else d).max()
-                if pd.notna(m) and (pd.isna(latest) or m > latest):
-                    latest = m
-    if pd.isna(latest):
-        raise ProfileError("export_date auto: the export holds no valid date")
-    return pd.Timestamp(latest).normalize()
+OUTLIER_DAYS = 7  # a timestamp this long after nearly all others (the 99.9th percentile) is a bad date, not the end
+
+
+def _dates(df: pd.DataFrame, table: str, not_after: pd.Timestamp | None) -> pd.Series:
+    parts = [pd.to_datetime(df[col.name], errors="coerce", format="ISO8601")
+             for col in CONTRACT[table].columns if col.dtype == "datetime" and col.name in df]
+    if not parts:
+        return pd.Series(dtype="datetime64[ns]")
+    d = pd.concat(parts, ignore_index=True).dropna()
+    if getattr(d.dt, "tz", None) is not None:
+        d = d.dt.tz_convert("UTC").dt.tz_localize(None)
+    return d[d <= not_after] if not_after is not None else d
+
+
+def export_as_of(tables: Mapping[str, pd.DataFrame], not_after: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The scoring date an export implies: midnight after its latest timestamp, so that everything the export
+    holds is known before it.
+
+    The activity log runs up to the moment the export was taken, so its latest event decides; an export without
+    activities uses the latest date of any table. Dates after ``not_after`` (today) and isolated late outliers
+    (more than OUTLIER_DAYS after the 99.9th percentile: a typo, not the end of the log) are ignored; the
+    validator quarantines them.
+    """
+    order = ["activities"] + [t for t in TABLE_ORDER if t != "activities"]
+    for names in (order[:1], order[1:]):
+        d = pd.concat([_dates(tables[t], t, not_after) for t in names if t in tables and len(tables[t])],
+                      ignore_index=True) if any(t in tables and len(tables[t]) for t in names) else pd.Series()
+        d = pd.to_datetime(d, errors="coerce").dropna()
+        if len(d):
+            bound = d.quantile(0.999) + pd.Timedelta(days=OUTLIER_DAYS)
+            return pd.Timestamp(d[d <= bound].max()).normalize() + pd.Timedelta(days=1)
+    raise ProfileError("ingest.as_of auto: the export holds no valid date; set ingest.as_of (YYYY-MM-DD)")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -553,7 +571,7 @@ __all__ = [
     "blank_missing",
     "empty_table",
     "feature_name",
-    "latest_date",
+    "export_as_of",
     "map_flat",
     "map_table",
     "map_values",

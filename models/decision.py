@@ -1,0 +1,215 @@
+"""The score stage's core: probability, BANT gates, SQL decision, expected value, tier, rank, hand-over, reasons.
+
+`score_frame` turns the feature rows of one as-of date into the ranked `sql_leads` table; `hand_over` assigns the
+SQLs to reps and queues qualification calls within capacity, explaining exactly those leads. Every driver (the DVC
+stage, `leadscore run`, `score --model`, the chunked scorer, Spark partitions, benchmarks, the report's backtest)
+calls these. `ScoreConfig` is the ``score:`` section of params.yaml. Pure: frames in, frames out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.config import DEFAULT_ICP, Icp
+from features.schema import BANT_CONFIRMED_COLUMNS, FLAT
+from features.subscores import engagement_score, fit_score
+from models.assignment import assign, parse_assignment
+from models.config import ScoreConfig
+from models.gates import evaluate_gates, parse_gates
+from models.ranking import NEEDS_CALL, SQL, DecisionPolicy, assign_tiers, decide, fit_deal_size, rank_leads
+from models.reasons import Phrasebook, top_reasons
+
+
+def phrasebook_for(icp: Icp | None = None) -> Phrasebook:
+    """Plain-word reasons that quote the ideal customer profile's size band."""
+    icp = icp or DEFAULT_ICP
+    return Phrasebook(icp_min_employees=icp.min_employees, icp_max_employees=icp.max_employees)
+
+
+# The documented schema of `sql_leads` (README "Output schema"). Bump SCHEMA_VERSION on any change a consumer
+# could notice: a column added, removed, renamed or given another meaning. `gate_<name>` stands for one column
+# per configured gate (budget, authority, need, timeline by default).
+SCHEMA_VERSION = 2
+SQL_LEADS_SCHEMA: dict[str, str] = {
+    "lead_id": "text: the CRM's lead id",
+    "account_id": "text: the lead's company",
+    "rank": "integer: 1 = call first (SQLs by expected value, then the call queue, nurture, disqualified)",
+    "status": "text: sql / needs_call / nurture / disqualified",
+    "is_sql": "boolean: status = sql",
+    "score": "integer 0-100: round(100 × p_convert)",
+    "p_convert": "real 0-1: calibrated probability of closing won within the horizon",
+    "expected_value": "real: p_convert × expected_deal_size",
+    "expected_deal_size": "real: median won amount of companies in the same size band (default when too few)",
+    "tier": "text: A / B / C / D by p_convert bounds",
+    "fit_score": "real 0-100: firmographic and persona fit",
+    "engagement_score": "real 0-100: time-decayed engagement",
+    "gate_<name>": "text: pass / fail / unknown, one column per configured gate",
+    "status_reason": "text: the failed gate(s), the gate(s) a call must confirm, or the threshold missed",
+    "assigned_rep": "text or null: the sales rep the SQL is handed to this week",
+    "queue_position": "integer or null: position in that rep's queue (1 = first)",
+    "assignment_reason": "text or null: territory, round-robin, overflow, or why it is not assigned",
+    "call_queue_position": "integer or null: position in the qualification-call queue (within call capacity)",
+    "reasons_for": "text or null: up to three factors raising the score, '; '-separated (handed-over rows only)",
+    "reasons_against": "text or null: up to three factors lowering the score (handed-over rows only)",
+    "change": "text: new_sql / upgraded / downgraded / dropped / unchanged / new_lead since the previous scoring",
+    "territory": "text or null: the territory used for assignment (params score.assignment.territory_column)",
+    "as_of": "timestamp: the date the features describe",
+    "scored_at": "timestamp (UTC): when this scoring ran",
+    "model_version": "text: registered model name/version",
+    "model_run_id": "text: MLflow run that trained the model",
+    "scoring_run_id": "text: id of this scoring run (same on every row of one run)",
+    "schema_version": f"integer: version of this schema ({SCHEMA_VERSION})",
+}
+OUTPUT_COLUMNS = tuple(SQL_LEADS_SCHEMA)
+
+
+ACCOUNT_COLUMNS = ("employees", "annual_revenue", "country")
+SUBSCORE_COLUMNS = ("icp_industry", "icp_size", "icp_country", "seniority_level", "engagement_decayed")
+
+
+class FeatureSchemaError(ValueError):
+    """The rows to score do not carry the columns the model was trained on."""
+
+
+def check_feature_schema(columns, model, source: str) -> None:
+    """Refuse rows whose feature columns differ from the model's, naming the missing and unexpected ones."""
+    needed = [str(c) for c in model.feature_names_in_]
+    have = [c for c in columns if c not in ("lead_id", "account_id", "as_of", "split", "label")]
+    missing = [c for c in needed if c not in set(have)]
+    if missing:
+        unexpected = sorted(set(have) - set(needed))
+        extra = f"; columns the model does not know: {unexpected[:20]}" if unexpected else ""
+        raise FeatureSchemaError(f"{source}: feature schema mismatch: missing column(s) the model needs: {missing}{extra}")
+
+
+OPEN_LEADS = "open leads"
+
+
+def rows_to_score(table: pd.DataFrame, variant: str) -> tuple[pd.DataFrame, str]:
+    """The open leads (split ``score``); a flat export without open leads scores its held-out leads instead."""
+    rows = table[table["split"] == "score"] if "split" in table else table
+    if len(rows) == 0 and variant == FLAT and "split" in table:
+        return table[table["split"] == "test"], "held-out leads (no unlabelled rows)"
+    return rows, OPEN_LEADS
+
+
+def with_subscore_inputs(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with every column the fit and engagement sub-scores and the BANT answers read (missing when a
+    flat export does not have it: a missing value is unknown, not "no")."""
+    absent = [c for c in (*SUBSCORE_COLUMNS, *BANT_CONFIRMED_COLUMNS) if c not in rows]
+    return rows.assign(**{c: np.nan for c in absent}) if absent else rows
+
+
+def policy_of(p: ScoreConfig) -> DecisionPolicy:
+    capacity = p.sql_capacity if p.sql_capacity is not None else parse_assignment(p.assignment).capacity
+    return DecisionPolicy(p.threshold, p.unknown_policy, p.tiers, p.sql_rule, capacity)
+
+
+def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None, needed: list[str]) -> pd.DataFrame:
+    """The `needed` columns of the feature rows plus the account columns gates may name (from accounts, else
+    from the log features). Only what the gates read is copied: chunks of a large run stay small."""
+    context = rows.loc[:, [c for c in needed if c in rows]].copy()
+    acc = accounts.drop_duplicates("account_id").set_index("account_id") if accounts is not None and len(accounts) \
+        else None
+    where = None  # each lead's row in `acc`, -1 when unknown: looked up once for all account columns
+    for col in ACCOUNT_COLUMNS:
+        if col in context or col in rows:
+            if col not in context:
+                context[col] = rows[col].to_numpy()
+            continue
+        if acc is not None and col in acc:
+            if where is None:
+                where = acc.index.get_indexer(rows["account_id"])
+            context[col] = acc[col].array.take(where, allow_fill=True).to_numpy()  # = reindex, one lookup
+        elif col == "employees" and "log_employees" in rows:
+            context[col] = np.round(10 ** rows["log_employees"].astype(float))
+        elif col == "annual_revenue" and "log_revenue" in rows:
+            context[col] = 10 ** rows["log_revenue"].astype(float)
+        else:
+            context[col] = np.nan
+    return context
+
+
+def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opportunities: pd.DataFrame | None,
+                p: ScoreConfig, model_version: str, run_id: str, scored_at: pd.Timestamp,
+                scoring_run_id: str = "") -> pd.DataFrame:
+    """The ranked table for feature rows of one as-of date: gates, probability, decision, value, tier, rank.
+
+    `run_id` is the MLflow run that trained the model; `scoring_run_id` identifies this scoring.
+    """
+    rows = with_subscore_inputs(rows.reset_index(drop=True))
+    gates = parse_gates(p.gates, list(dict.fromkeys([*rows.columns, *ACCOUNT_COLUMNS])))
+    context = _context(rows, accounts, list(dict.fromkeys(c for g in gates for c in g.columns())))
+    gate_table = evaluate_gates(context, gates)
+    p_convert = np.asarray(model.predict_proba(rows[[str(c) for c in model.feature_names_in_]])[:, 1], dtype=float)
+
+    as_of = pd.Timestamp(rows["as_of"].iloc[0]) if len(rows) and "as_of" in rows else scored_at
+    if opportunities is not None and accounts is not None and len(opportunities):
+        acc = accounts.drop_duplicates("account_id").set_index("account_id")
+        won = opportunities[(opportunities["stage"] == "closed_won")
+                            & (pd.to_datetime(opportunities["closed_at"]) < as_of)]
+        won_employees = acc["employees"].reindex(won["account_id"]).reset_index(drop=True)
+        deal_model = fit_deal_size(won["amount"].reset_index(drop=True), won_employees, p.default_deal_size)
+    else:
+        deal_model = fit_deal_size(pd.Series(dtype=float), pd.Series(dtype=float), p.default_deal_size)
+    deal_size = deal_model.predict(context["employees"])
+    expected_value = p_convert * deal_size
+    decision = decide(gate_table, p_convert, policy_of(p), priority=expected_value)
+
+    out = pd.DataFrame({"lead_id": rows["lead_id"].astype(str),
+                        "account_id": rows["account_id"].astype(str) if "account_id" in rows else None})
+    out["p_convert"] = p_convert.round(6)
+    out["score"] = np.rint(100 * p_convert).astype(int)
+    out["expected_deal_size"] = deal_size.round(2)
+    out["expected_value"] = expected_value.round(2)
+    out["tier"] = assign_tiers(p_convert, p.tiers)
+    out["fit_score"] = fit_score(rows).to_numpy()
+    out["engagement_score"] = engagement_score(rows).to_numpy()
+    territory = parse_assignment(p.assignment).territory_column
+    out["territory"] = rows[territory].astype("string").to_numpy() if territory in rows else pd.NA
+    out = out.join(gate_table).join(decision)
+    out["rank"] = rank_leads(out["status"], out["expected_value"].to_numpy())
+    out["as_of"] = as_of
+    out["model_version"] = model_version
+    out["model_run_id"] = run_id
+    out["scoring_run_id"] = scoring_run_id
+    out["scored_at"] = scored_at
+    out["schema_version"] = SCHEMA_VERSION
+    ordered = [c for c in OUTPUT_COLUMNS if c in out] + [c for c in out if c not in OUTPUT_COLUMNS]
+    return out[ordered].sort_values("rank").reset_index(drop=True)
+
+
+def hand_over(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig,
+              phrasebook: Phrasebook | None = None) -> pd.DataFrame:
+    """Assign SQLs to reps within capacity, queue calls within capacity, and explain exactly those leads.
+
+    `scored` is ranked (score_frame's output); `rows` are the same leads' feature rows. Reasons come from the
+    model's per-row contributions, computed only for the assigned SQLs and the call-queue leads within capacity.
+    """
+    out = scored.copy()
+    policy = parse_assignment(p.assignment)
+    sql = out.index[out["status"] == SQL]
+    assignment = assign(out.loc[sql, ["lead_id"]].assign(**{policy.territory_column: out.loc[sql, "territory"]}),
+                        policy)
+    out["assigned_rep"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    out["queue_position"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    out["assignment_reason"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    out.loc[sql, ["assigned_rep", "queue_position", "assignment_reason"]] = assignment.to_numpy()
+    calls = out.index[out["status"] == NEEDS_CALL][: p.call_capacity]  # ranked: best expected value first
+    out["call_queue_position"] = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    out.loc[calls, "call_queue_position"] = np.arange(1, len(calls) + 1)
+
+    out["reasons_for"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    out["reasons_against"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    explain = out["assigned_rep"].notna() | out["call_queue_position"].notna()
+    if explain.any() and p.reasons_top_k > 0:
+        ids = out.loc[explain, "lead_id"].to_numpy()
+        features = rows.assign(_id=rows["lead_id"].astype(str)).drop_duplicates("_id").set_index("_id")
+        X = features.loc[ids, [str(c) for c in model.feature_names_in_]]
+        X.index = out.index[explain]
+        reasons = top_reasons(model.contributions(X), X, k=p.reasons_top_k, phrasebook=phrasebook)
+        out.loc[explain, "reasons_for"] = reasons["reasons_for"].to_numpy()
+        out.loc[explain, "reasons_against"] = reasons["reasons_against"].to_numpy()
+    return out
+

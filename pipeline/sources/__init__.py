@@ -1,0 +1,1 @@
+"""Where the data comes from: export readers, profile mapping onto the contract, the demo CRM generator."""
