@@ -56,7 +56,7 @@ def ingest(params: ParamsOpt = Path("params.yaml")) -> None:
     P = _paths(prm)
     try:
         stage.run(profile, Path(prm.ingest.input), P["raw"], P["truth"], prm.demo, prm.ingest.as_of,
-                  outputs=list(P.values()))
+                  outputs=list(P.values()), cv_folds=prm.evaluate.cv_folds)
     except (InputFileError, ProfileError) as exc:
         _fail(str(exc))
 

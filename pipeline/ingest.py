@@ -44,8 +44,10 @@ def check_input_location(input_path: Path, outputs: list[Path]) -> None:
 
 
 def run(profile: Profile, input_path: Path | str, raw_dir: Path, truth_dir: Path, demo: DemoConfig | None = None,
-        as_of: str = "auto", outputs: list[Path] | None = None) -> dict:
-    """Map the export onto the contract in `raw_dir` (+ `ingest.json`); the demo's truth in `truth_dir`."""
+        as_of: str = "auto", outputs: list[Path] | None = None, cv_folds: int = 0) -> dict:
+    """Map the export onto the contract in `raw_dir` (+ `ingest.json`); the demo's truth in `truth_dir`.
+
+    `cv_folds`: the cross-validation evaluation will run (a flat export's labels must support it)."""
     start = time.perf_counter()
     input_path = Path(input_path)
     if profile.name != DEMO:
@@ -53,7 +55,7 @@ def run(profile: Profile, input_path: Path | str, raw_dir: Path, truth_dir: Path
         if not input_path.exists():
             raise ProfileError(f"{input_path}: export not found (ingest.input); profile {profile.name!r} reads "
                                f"{'a file' if profile.kind == 'flat' else 'a folder of CSV/Parquet files'}")
-    data = ingest_export(profile, input_path, demo, as_of)
+    data = ingest_export(profile, input_path, demo, as_of, cv_folds=cv_folds)
     raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)
     # a previous run's tables of another variant must not linger beside this one's
     for stale in raw_dir.glob("*.parquet") if raw_dir.exists() else []:

@@ -590,8 +590,10 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     score_drift = mon.drift_table(pd.DataFrame({"score": p_train}), pd.DataFrame({"score": p_now}), ["score"],
                                   thresholds)
 
-    importance = model.feature_importance()
     sample, contrib = shap_sample(model, test[cols], p.shap_sample, p.seed)
+    # a model without trees (the logistic fallback): the mean absolute contribution ranks the columns instead
+    importance = model.feature_importance() if hasattr(model, "feature_importance") else \
+        contrib.abs().mean().sort_values(ascending=False)
 
     s = {
         "model_version": str(info.get("model_version", "?")),

@@ -62,7 +62,7 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
     features_path = P["features"] / "features.parquet"
 
     manifest = ingest.run(profile, input_path, P["raw"], P["truth"], params.demo, params.ingest.as_of,
-                          outputs=list(P.values()))
+                          outputs=list(P.values()), cv_folds=cv_folds)
     validation = validate.run(P["raw"], P["validated"], P["reports"], params.validate)
     snapshots = featurize.run(P["validated"], P["features"], params.featurize, seed=params.train.seed)
     trained = train.run(features_path, P["models"], P["reports"], params.train, profile.category_shares)

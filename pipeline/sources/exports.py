@@ -122,9 +122,11 @@ def _input_file(input_path: Path, name: str | None) -> Path:
     return input_path
 
 
-def read_flat_export(profile: Profile, input_path: Path) -> tuple[pd.DataFrame, int]:
+def read_flat_export(profile: Profile, input_path: Path, cv_folds: int = 0) -> tuple[pd.DataFrame, int]:
     """A flat export as one table: ``lead_id``, ``label`` (1 / 0, missing for open leads), ``_time`` when the
-    profile declares a time column, then the declared feature columns. Returns (table, rows read)."""
+    profile declares a time column, then the declared feature columns. Returns (table, rows read).
+
+    Refuses, naming the file and the label, labels too few for the hold-out (and `cv_folds`-fold CV)."""
     input_path = Path(input_path)
     path = _input_file(input_path, profile.file)
     raw = read_export(path)
@@ -144,6 +146,13 @@ def read_flat_export(profile: Profile, input_path: Path) -> tuple[pd.DataFrame, 
     if labelled.sum() == 0 or data.y[labelled].nunique() < 2:
         raise ProfileError(f"{path}: column {profile.label.column or profile.label.key!r}: the label needs both "
                            f"outcomes among labelled rows")
+    y = data.y[labelled].astype(int)
+    n_pos, n_neg, need = int(y.sum()), int(len(y) - y.sum()), max(cv_folds, 2)
+    if min(n_pos, n_neg) < need:
+        label = profile.label.column or f"{profile.label.in_file}:{profile.label.key}"
+        needs = f"a hold-out and {cv_folds}-fold cross-validation need" if cv_folds > 1 else "a hold-out needs"
+        raise ProfileError(f"{path}: label {label!r}: {n_pos} converted and {n_neg} not converted among {len(y)} "
+                           f"labelled rows; {needs} at least {need} of each")
     head = {"lead_id": data.ids.astype("string").to_numpy(), "label": data.y.astype("Int8").to_numpy()}
     if data.time is not None:
         head[FLAT_TIME] = data.time.to_numpy()
@@ -186,7 +195,7 @@ def resolve_as_of(as_of: str, profile: Profile, found: pd.Timestamp | None) -> p
 
 
 def ingest_export(profile: Profile, input_path: Path | str, demo: DemoConfig | None = None,
-                  as_of: str = "auto", today: pd.Timestamp | None = None) -> Ingested:
+                  as_of: str = "auto", today: pd.Timestamp | None = None, cv_folds: int = 0) -> Ingested:
     """Read (or, for the demo, generate) an export and map it onto the contract."""
     today = today if today is not None else pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
     if profile.name == DEMO and profile is DEMO_PROFILE:
@@ -196,7 +205,7 @@ def ingest_export(profile: Profile, input_path: Path | str, demo: DemoConfig | N
                         rows_read={n: len(t) for n, t in tables.items()},
                         truth={"truth": crm.truth, "dirty_rows": crm.dirty})
     if variant_of(profile) == FLAT:
-        flat, n_rows = read_flat_export(profile, Path(input_path))
+        flat, n_rows = read_flat_export(profile, Path(input_path), cv_folds)
         found = None
         if FLAT_TIME in flat and pd.api.types.is_datetime64_any_dtype(flat[FLAT_TIME]) and flat[FLAT_TIME].notna().any():
             found = pd.Timestamp(flat[FLAT_TIME].max()).normalize() + pd.Timedelta(days=1)
