@@ -75,7 +75,8 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
     from models.ranking import NEEDS_CALL, SQL, STATUS_ORDER
     from pipeline.export import conform, export_all, write_sql_table  # noqa: F401 - export_all for the small files
     from pipeline.io import atomic_path
-    from pipeline.score import _phrasebook, hand_over, new_scoring_run_id, score_frame
+    from models.decision import phrasebook_for, hand_over, score_frame
+    from pipeline.score import new_scoring_run_id
 
     timings: dict[str, float] = {}
 
@@ -120,7 +121,7 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
     hot = pd.concat(candidates, ignore_index=True)
     hot["rank"] = rank_of.loc[hot["lead_id"].to_numpy()].to_numpy()
     hot = hot.sort_values("rank").reset_index(drop=True)
-    handed = hand_over(hot, pd.concat(candidate_rows, ignore_index=True), model, p, _phrasebook(icp))
+    handed = hand_over(hot, pd.concat(candidate_rows, ignore_index=True), model, p, phrasebook_for(icp))
     handed = handed.set_index("lead_id")
     t = tick("handover_reasons_s", t)
 
@@ -178,7 +179,7 @@ def compile_model(model, cache_dir: Path, n_jobs: int = 2):
 def _inputs():
     from pipeline.io import find_table, read_table
     from pipeline.params import load_params
-    from pipeline.train import load_model
+    from pipeline.artifacts import load_model
 
     prm = load_params(ROOT / "params.yaml")
     models_dir = ROOT / prm.paths.models

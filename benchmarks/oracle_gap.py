@@ -35,16 +35,16 @@ def measure(n_leads: int, history_days: int, seed: int, n_jobs: int) -> dict:
     from pipeline import demo_data, featurize, validate
     from pipeline.evaluate import held_out, oracle_scores
     from pipeline.params import load_params
-    from pipeline.train import VALIDATION_GROUP_SHARE, booster_config, split_train_validation
+    from models.training import VALIDATION_GROUP_SHARE, booster_config, split_train_validation
 
     prm = load_params(ROOT / "params.yaml")
     root = DATA / f"{n_leads}_{history_days}_{seed}"
     raw, truth, valid, feats = root / "01_raw", root / "00_truth", root / "02_validated", root / "03_features"
     start = time.perf_counter()
-    demo_data.run(raw, truth, dataclasses.replace(prm.demo_data, n_leads=n_leads, history_days=history_days,
+    demo_data.run(raw, truth, dataclasses.replace(prm.demo, n_leads=n_leads, history_days=history_days,
                                                   seed=seed))
-    validate.run(raw, valid, root / "06_reports", prm.demo_data.export_date, prm.validate)
-    featurize.run(valid, feats, prm.demo_data.export_date, prm.featurize)
+    validate.run(raw, valid, root / "06_reports", prm.demo.export_date, prm.validate)
+    featurize.run(valid, feats, prm.demo.export_date, prm.featurize)
     table = pd.read_parquet(feats / "features.parquet")
 
     from features.build import feature_columns

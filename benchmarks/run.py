@@ -70,7 +70,7 @@ def _featurize_one_date(validated: Path, out: Path, export_date: str, p) -> dict
 
     from features.build import build_feature_table, prepare_crm
     from features.schema import TABLE_ORDER
-    from pipeline.featurize import feature_config
+    from features.build import feature_config
     from pipeline.io import read_tables, write_parquet
 
     timings = {}
@@ -120,7 +120,7 @@ def _floor(size: int) -> dict:
     """The least any scorer must do: read the feature rows and run the booster's predict_proba on them."""
     import pandas as pd
 
-    from pipeline.train import load_model
+    from pipeline.artifacts import load_model
 
     P = _paths(size)
     model, _ = load_model(P["models"])
@@ -146,22 +146,22 @@ def run_stage(stage: str, size: int) -> dict:
 
         # The benchmark CRMs keep the shape all results so far were measured on (540 days of history), whatever
         # the demo's params say, so that timings stay comparable across runs.
-        counts = demo_data.run(P["raw"], P["truth"], dataclasses.replace(prm.demo_data, n_leads=size,
+        counts = demo_data.run(P["raw"], P["truth"], dataclasses.replace(prm.demo, n_leads=size,
                                                                          history_days=BENCH_HISTORY_DAYS))
         return {"rows": counts}
     if stage == "validate":
         from pipeline import validate
 
-        metrics = validate.run(P["raw"], P["validated"], P["reports"], prm.demo_data.export_date,
+        metrics = validate.run(P["raw"], P["validated"], P["reports"], prm.demo.export_date,
                                dataclasses.replace(prm.validate, engine="pandas"))
         return {"engine": "pandas", "quarantined_share": metrics["quarantined_share"],
                 "rows_in": {k: v["rows_in"] for k, v in metrics.get("counts", {}).items()}}
     if stage == "featurize":
-        return _featurize_one_date(P["validated"], P["features_score"], prm.demo_data.export_date, prm.featurize)
+        return _featurize_one_date(P["validated"], P["features_score"], prm.demo.export_date, prm.featurize)
     if stage == "featurize_train":
         from pipeline import featurize
 
-        summary = featurize.run(P["validated"], P["features_train"], prm.demo_data.export_date, prm.featurize)
+        summary = featurize.run(P["validated"], P["features_train"], prm.demo.export_date, prm.featurize)
         return {"rows": {k: v["rows"] for k, v in summary.items() if isinstance(v, dict)}}
     if stage == "train":
         from pipeline import train
@@ -183,11 +183,11 @@ def run_stage(stage: str, size: int) -> dict:
         from pipeline import validate
 
         t = time.perf_counter()
-        validate.run(P["raw"], P["validated"], P["reports"], prm.demo_data.export_date,
+        validate.run(P["raw"], P["validated"], P["reports"], prm.demo.export_date,
                      dataclasses.replace(prm.validate, engine="pandas"))
         v = time.perf_counter() - t
         t = time.perf_counter()
-        f = _featurize_one_date(P["validated"], P["features_score"], prm.demo_data.export_date, prm.featurize)
+        f = _featurize_one_date(P["validated"], P["features_score"], prm.demo.export_date, prm.featurize)
         fz = time.perf_counter() - t
         t = time.perf_counter()
         s = _score(size, prm)
@@ -338,7 +338,7 @@ def synth_chunks(total: int, source_size: int) -> dict:
 def score_chunks(total: int, source_size: int, batch_rows: int = 250_000) -> dict:
     from pipeline.chunked import score_in_chunks
     from pipeline.io import find_table, read_table
-    from pipeline.train import load_model
+    from pipeline.artifacts import load_model
 
     P = _paths(source_size)
     model, info = load_model(P["models"])

@@ -167,3 +167,12 @@ def bootstrap_ci(y, p, metric=roc_auc_score, n_boot: int = 200, seed: int = 0, a
         return float("nan"), float("nan")
     lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
+
+
+def feature_importance(model, X: pd.DataFrame, n: int = 1_000, seed: int = 0) -> pd.Series:
+    """What drives a model's score, largest first: a tree model's gain importance; for a model without trees (the
+    logistic fallback) the mean absolute log-odds contribution over a sample of at most `n` rows of `X`."""
+    if hasattr(model, "feature_importance"):
+        return model.feature_importance()
+    sample = X.sample(n=min(n, len(X)), random_state=seed) if len(X) else X
+    return model.contributions(sample).abs().mean().sort_values(ascending=False)

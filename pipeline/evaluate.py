@@ -15,6 +15,7 @@ from models.evaluate import (
     TOP_FRACTIONS,
     EvaluateConfig,
     classification_metrics,
+    feature_importance,
     full_report,
     reliability_table,
 )
@@ -117,7 +118,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     del table
     reports_dir = Path(reports_dir)
     write_json(metrics, reports_dir / "metrics.json")
-    importance = model.feature_importance() if hasattr(model, "feature_importance") else None
+    importance = feature_importance(model, test[list(model.feature_names_in_)])
     curves = write_curves(y, p_hat, reports_dir, importance, fractions)
     log(f"held-out AUC {metrics['roc_auc']:.4f} [{metrics['roc_auc_ci_low']:.4f}, {metrics['roc_auc_ci_high']:.4f}], "
         f"PR AUC {metrics['pr_auc']:.4f}, Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f}"

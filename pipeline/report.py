@@ -20,7 +20,7 @@ from models import backtest as bt
 from models import monitoring as mon
 from models.config import ScoreConfig
 from models.decision import rows_to_score, score_frame
-from models.evaluate import classification_metrics, reliability_table
+from models.evaluate import classification_metrics, feature_importance, reliability_table
 from models.gates import GATE_ORDER
 from pipeline.artifacts import load_model
 from pipeline.io import find_table, read_json, read_table, write_atomic, write_csv, write_json
@@ -591,9 +591,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
                                   thresholds)
 
     sample, contrib = shap_sample(model, test[cols], p.shap_sample, p.seed)
-    # a model without trees (the logistic fallback): the mean absolute contribution ranks the columns instead
-    importance = model.feature_importance() if hasattr(model, "feature_importance") else \
-        contrib.abs().mean().sort_values(ascending=False)
+    importance = feature_importance(model, test[cols], p.shap_sample, p.seed)
 
     s = {
         "model_version": str(info.get("model_version", "?")),

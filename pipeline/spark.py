@@ -25,8 +25,8 @@ import pandas as pd
 from features.build import score_features
 from features.config import FeaturizeConfig
 from features.schema import CONTRACT, TABLE_ORDER
-from models.ranking import STATUS_ORDER
 from models.config import ScoreConfig
+from models.ranking import STATUS_ORDER
 
 if TYPE_CHECKING:  # pyspark is an optional extra: imported only where it is used
     from pyspark.sql import DataFrame, SparkSession

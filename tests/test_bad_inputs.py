@@ -17,7 +17,9 @@ from pipeline.sources.profiles import ProfileError, parse_profile
 from features.validation import SOURCE_ROW
 from pipeline.params import Params
 from pipeline.sources.readers import InputFileError, read_export
-from pipeline.run import QuarantineLimitError, load_profile, run, validate_export
+from features.validation import QuarantineLimitError
+from pipeline.sources.exports import load_profile
+from pipeline.run import run, validate_export
 
 # A small, valid Salesforce export: 2 accounts, 4 leads, 4 tasks, 1 event, 2 opportunities.
 BASE = {

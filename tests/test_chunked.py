@@ -9,9 +9,9 @@ from features.build import build_feature_table, feature_columns, prepare_crm, sn
 from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 from models.conversion import BoosterConfig, ConversionModel
 from pipeline.chunked import score_in_chunks
-from pipeline.featurize import feature_config
+from features.build import feature_config
 from pipeline.params import load_params
-from pipeline.score import score_frame
+from models.decision import score_frame
 
 EXPORT = "2026-10-01"
 

@@ -11,16 +11,17 @@ from typer.testing import CliRunner
 
 from pipeline import evaluate, train
 from pipeline.compare import ModelRefError, compare_versions, model_uri
-from pipeline.params import EvaluateParams, PromoteParams, ScoreParams, TrainParams
+from models.config import EvaluateConfig, ScoreConfig, TrainConfig
+from pipeline.params import PromoteParams
 from pipeline.promote import PromotionError, evaluate_rule, promote
 
 pytestmark = pytest.mark.slow  # trains and logs several models
 
 NAME = "leadscore-test"
 WEAK = ("n_high_intent_30d", "n_high_intent_7d")  # the strongest signal, left out of the weaker versions
-TRAIN = TrainParams(experiment="test-compare", registered_model=NAME, n_jobs=1, learning_rate=0.1, n_estimators=150,
+TRAIN = TrainConfig(experiment="test-compare", registered_model=NAME, n_jobs=1, learning_rate=0.1, n_estimators=150,
                     early_stopping_rounds=20, min_child_samples=40, min_positives=50)
-SCORE = ScoreParams(gates=GATES, threshold=0.1)
+SCORE = ScoreConfig(gates=GATES, threshold=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +150,7 @@ def test_small_data_fallback_is_recorded_on_the_run(store):
 def test_evaluate_reports_baselines_cis_and_plots(store):
     root = store["root"]
     metrics = evaluate.run(store["features"], root / "v2_full", root / "reports",
-                           EvaluateParams(n_bootstrap=50, capacity_k=100), horizon_days=90)
+                           EvaluateConfig(n_bootstrap=50, capacity_k=100), horizon_days=90)
     for key in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top5", "capture_top20", "precision_at_100"):
         assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"], key
     assert metrics["baseline_logistic_roc_auc"] > metrics["baseline_points_rule_roc_auc"]

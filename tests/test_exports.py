@@ -367,15 +367,16 @@ def champion(tmp_path_factory):
 
 @pytest.mark.slow
 def test_score_new_data_with_the_champion_agrees_with_the_bundle(champion, tmp_path):
-    from pipeline.params import FeaturizeParams, ScoreParams, ValidateParams
+    from features.config import FeaturizeConfig, ValidateConfig
+    from models.config import ScoreConfig
     from pipeline.score import score_with_registered_model
 
     rows = feature_rows(300, 9)
     rows.to_parquet(tmp_path / "new_leads.parquet")
-    p = ScoreParams(gates={"budget": {"any": [{"column": "noise", "op": ">", "value": 99}]}},  # overridden by the bundle
+    p = ScoreConfig(gates={"budget": {"any": [{"column": "noise", "op": ">", "value": 99}]}},  # overridden by the bundle
                     call_capacity=5, assignment={"mode": "round_robin", "reps": [{"name": "Ana", "capacity": 6}]})
     summary = score_with_registered_model(champion["uri"], tmp_path / "new_leads.parquet", tmp_path / "out",
-                                          tmp_path / "reports", p, "2026-10-01", FeaturizeParams(), ValidateParams(),
+                                          tmp_path / "reports", p, "2026-10-01", FeaturizeConfig(), ValidateConfig(),
                                           history_dir=tmp_path / "reports" / "history")
     table = pd.read_parquet(tmp_path / "out" / "sql_leads.parquet")
     assert len(table) == 300 and summary["n_scored"] == 300
@@ -473,13 +474,16 @@ def test_a_crm_export_folder_is_validated_and_featurized_before_the_schema_check
     import dataclasses
 
     from pipeline import demo_data
-    from pipeline.params import DemoDataParams, FeaturizeParams, ScoreParams, ValidateParams
-    from pipeline.score import FeatureSchemaError, score_with_registered_model
+    from pipeline.sources.demo_crm import DemoConfig
+    from features.config import FeaturizeConfig, ValidateConfig
+    from models.config import ScoreConfig
+    from models.decision import FeatureSchemaError
+    from pipeline.score import score_with_registered_model
 
-    params = dataclasses.replace(DemoDataParams(), n_leads=400, seed=3)
+    params = dataclasses.replace(DemoConfig(), n_leads=400, seed=3)
     demo_data.run(tmp_path / "crm", tmp_path / "truth", params)
     # The featurized CRM has the real feature columns; the test champion was trained on a synthetic 'noise' one.
     with pytest.raises(FeatureSchemaError, match=r"missing column\(s\) the model needs: \['noise'\]"):
         score_with_registered_model(champion["uri"], tmp_path / "crm", tmp_path / "out", tmp_path / "reports",
-                                    ScoreParams(gates=GATES), params.export_date, FeaturizeParams(), ValidateParams())
+                                    ScoreConfig(gates=GATES), params.export_date, FeaturizeConfig(), ValidateConfig())
     assert not (tmp_path / "out").exists()

@@ -132,7 +132,7 @@ def test_the_projects_gate_config_names_only_columns_the_score_stage_has():
 
     from features.build import CATEGORICAL_FEATURES
     from pipeline.params import load_params
-    from pipeline.score import ACCOUNT_COLUMNS
+    from models.decision import ACCOUNT_COLUMNS
 
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml").score
     known = [*CATEGORICAL_FEATURES, *ACCOUNT_COLUMNS, "seniority_level", "form_budget_min", "form_timeline_months",

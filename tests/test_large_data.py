@@ -22,8 +22,10 @@ from pipeline.export import (
     neutralise_formulas,
     write_sql_table,
 )
-from pipeline.featurize import feature_config, write_parts
-from pipeline.params import TrainParams, load_params
+from features.build import feature_config
+from pipeline.featurize import write_parts
+from models.config import TrainConfig
+from pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
@@ -47,7 +49,7 @@ def test_stratified_sample_keeps_small_data_whole_and_bounds_large_data_at_the_b
 
 # ------------------------------------------------------------------------------- the learning-rate policy
 def test_learning_rate_adapts_to_the_number_of_fitted_rows_and_leaves_the_demo_alone():
-    p = TrainParams(learning_rate=0.02, large_data_rows=500_000, large_data_learning_rate=0.1)
+    p = TrainConfig(learning_rate=0.02, large_data_rows=500_000, large_data_learning_rate=0.1)
     assert train.learning_rate_for(499_999, p) == 0.02
     assert train.learning_rate_for(500_000, p) == 0.1
     assert train.booster_config(p, n_rows=1_900_000).learning_rate == 0.1
@@ -257,7 +259,7 @@ def test_weighted_negative_downsampling_keeps_the_mean_probability_at_the_base_r
 
 
 def test_gate_context_looks_accounts_up_once_with_the_values_reindex_gave():
-    from pipeline.score import _context
+    from models.decision import _context
 
     accounts = pd.DataFrame({"account_id": ["a", "b", "c", "a"], "employees": pd.array([10, None, 30, 99], "Int64"),
                              "annual_revenue": [1e6, np.nan, 3e7, 5.0], "country": ["US", None, "DE", "FR"]})

@@ -12,8 +12,8 @@ from models.baselines import LogisticBaseline, PointsRuleScore, rule_points
 from models.conversion import P_CEIL, BoosterConfig, ConversionModel, choose_calibration
 from models.evaluate import expected_calibration_error
 from models.pyfunc import OUTPUT_COLUMNS, LeadScoreModel
-from pipeline.params import ScoreParams, TrainParams
-from pipeline.train import fallback_reason, split_train_validation
+from models.config import ScoreConfig, TrainConfig
+from models.training import fallback_reason, split_train_validation
 
 FAST = BoosterConfig(learning_rate=0.1, n_estimators=150, early_stopping_rounds=20, min_child_samples=40,
                      n_jobs=1, seed=1)
@@ -113,7 +113,7 @@ def test_rule_points_add_fit_engagement_and_confirmed_bant():
 
 
 def test_small_data_falls_back_to_logistic_with_a_plain_reason():
-    p = TrainParams(min_positives=100)
+    p = TrainConfig(min_positives=100)
     assert fallback_reason(150, p) is None
     reason = fallback_reason(42, p)
     assert reason.startswith("only 42 conversions") and "train.min_positives = 100" in reason and "logistic" in reason
@@ -122,7 +122,7 @@ def test_small_data_falls_back_to_logistic_with_a_plain_reason():
 @pytest.mark.slow
 def test_pyfunc_contract_scores_gates_and_status(parts):
     model = _fit(parts)
-    s = ScoreParams(gates=GATES, threshold=0.05)
+    s = ScoreConfig(gates=GATES, threshold=0.05)
     bundle = LeadScoreModel(model, s.gates, s.threshold, s.unknown_policy, s.tiers, categorical=("industry",))
     assert bundle.input_columns == bundle.feature_columns + ["annual_revenue"]
     rows = parts[2].head(50).assign(annual_revenue=np.nan)
@@ -144,10 +144,10 @@ def test_pyfunc_contract_scores_gates_and_status(parts):
 @pytest.mark.slow
 def test_tuning_is_bounded_by_trials_and_returns_a_usable_config(parts):
     pytest.importorskip("optuna")
-    from pipeline.train import tune_config
+    from models.training import tune_config
 
     fit, val, _, cols = parts
-    p = TrainParams(n_jobs=1, n_estimators=60, early_stopping_rounds=10, tune=True, tune_trials=3,
+    p = TrainConfig(n_jobs=1, n_estimators=60, early_stopping_rounds=10, tune=True, tune_trials=3,
                     tune_timeout_seconds=120)
     config, record = tune_config(fit, val, cols, p)
     assert record["tune_trials_run"] == 3 and 0.5 < record["tune_best_val_auc"] <= 1.0

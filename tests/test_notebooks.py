@@ -13,7 +13,8 @@ import pytest
 from conftest import isolated_store
 
 from features.build import feature_columns
-from pipeline import demo_data, featurize, train, validate
+from _stages import run_stages
+
 from pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,15 +28,11 @@ def small_crm(tmp_path_factory):
     mp = isolated_store(tmp)
     base = load_params(ROOT / "params.yaml")
     prm = dataclasses.replace(
-        base, demo_data=dataclasses.replace(base.demo_data, n_leads=2000, seed=5),
+        base, demo=dataclasses.replace(base.demo, n_leads=2000, seed=5),
         train=dataclasses.replace(base.train, n_jobs=1, n_estimators=100, experiment="test-notebooks",
                                   registered_model="test-notebooks"),
     )
-    P = {k: Path(v) for k, v in vars(base.paths.under(tmp)).items()}
-    demo_data.run(P["raw"], P["truth"], prm.demo_data)
-    validate.run(P["raw"], P["validated"], P["reports"], prm.demo_data.export_date, prm.validate)
-    featurize.run(P["validated"], P["features"], prm.demo_data.export_date, prm.featurize)
-    train.run(P["features"] / "features.parquet", P["models"], P["reports"], prm.train, "test")
+    P = run_stages(tmp, prm, upto="package")["paths"]
     # The kernel inherits this environment: the data root, the project (params.yaml), the store and a PATH
     # whose first `python` is this venv's (the kernelspec runs plain `python`).
     mp.setenv("LEADSCORE_ROOT", str(tmp))

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from conftest import isolated_store
 
-from pipeline import demo_data, evaluate, featurize, score, train, validate
+from _stages import run_stages
+
 from pipeline.io import read_json
 from pipeline.params import load_params
 
@@ -21,23 +22,16 @@ def run_pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     mp = isolated_store(tmp)
     params = load_params(ROOT / "params.yaml")
-    paths = params.paths.under(tmp)
     prm = dataclasses.replace(
         params,
-        demo_data=dataclasses.replace(params.demo_data, n_leads=4000, seed=7),
+        demo=dataclasses.replace(params.demo, n_leads=4000, seed=7),
         train=dataclasses.replace(params.train, n_jobs=1, n_estimators=300, experiment="test-pipeline"),
         evaluate=dataclasses.replace(params.evaluate, n_bootstrap=20),
     )
-    P = {k: Path(v) for k, v in vars(paths).items()}
-    out = {"paths": P, "params": prm}
-    out["raw_counts"] = demo_data.run(P["raw"], P["truth"], prm.demo_data)
-    out["validation"] = validate.run(P["raw"], P["validated"], P["reports"], prm.demo_data.export_date, prm.validate)
-    out["snapshots"] = featurize.run(P["validated"], P["features"], prm.demo_data.export_date, prm.featurize)
-    out["train"] = train.run(P["features"] / "features.parquet", P["models"], P["reports"], prm.train, "test")
-    out["evaluate"] = evaluate.run(P["features"] / "features.parquet", P["models"], P["reports"], prm.evaluate,
-                                   prm.featurize.horizon_days, P["truth"], P["raw"])
-    out["score"] = score.run(P["features"] / "features.parquet", P["models"], P["validated"], P["scored"],
-                             P["reports"], prm.score)
+    out = run_stages(tmp, prm, upto="score")
+    out["raw_counts"] = out["ingest"]["rows_read"]
+    out["validation"] = out["validate"]
+    out["snapshots"] = out["featurize"]
     yield out
     mp.undo()
 
@@ -100,7 +94,7 @@ def test_no_sql_fails_a_gate_and_sqls_are_ordered_by_expected_value(run_pipeline
 def test_run_is_tracked_in_mlflow_with_a_registered_version(run_pipeline):
     import mlflow
 
-    info = read_json(run_pipeline["paths"]["models"] / "model_info.json")
+    info = read_json(run_pipeline["paths"]["package"] / "model_info.json")
     run = mlflow.get_run(info["run_id"])
     assert run.data.metrics["test_roc_auc"] == pytest.approx(run_pipeline["evaluate"]["roc_auc"])
     assert "git_commit" in run.data.tags

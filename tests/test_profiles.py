@@ -28,7 +28,8 @@ from models.leakage import leakage_warnings, single_column_auc
 from pipeline.cli import app
 from pipeline.params import Params, load_params
 from pipeline.sources.readers import read_export, sniff_delimiter
-from pipeline.run import PROFILES_DIR, available_profiles, load_profile, read_mapped_tables, run
+from pipeline.sources.exports import PROFILES_DIR, available_profiles, load_profile, read_tables_export
+from pipeline.run import run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARAMS = Path(__file__).parents[1] / "params.yaml"  # the shipped gates and decision policy
@@ -113,7 +114,7 @@ def test_flat_profile_rejects_a_leaky_feature():
 
 @pytest.mark.parametrize(("name", "folder"), [("salesforce", "salesforce"), ("hubspot", "hubspot")])
 def test_fixture_maps_onto_the_contract(name, folder):
-    mapped, rows_read = read_mapped_tables(load_profile(name), FIXTURES / folder)
+    mapped, rows_read = read_tables_export(load_profile(name), FIXTURES / folder)
     assert {t: len(mapped[t]) for t in mapped} == {"accounts": 300, "leads": 1200, "activities": 4812,
                                                   "opportunities": 229}
     assert rows_read["activities"] == 4812
@@ -130,8 +131,8 @@ def test_fixture_maps_onto_the_contract(name, folder):
 
 
 def test_salesforce_and_hubspot_fixtures_hold_the_same_crm():
-    sf, _ = read_mapped_tables(load_profile("salesforce"), FIXTURES / "salesforce")
-    hs, _ = read_mapped_tables(load_profile("hubspot"), FIXTURES / "hubspot")
+    sf, _ = read_tables_export(load_profile("salesforce"), FIXTURES / "salesforce")
+    hs, _ = read_tables_export(load_profile("hubspot"), FIXTURES / "hubspot")
     pd.testing.assert_series_equal(sf["opportunities"]["amount"].astype(float), hs["opportunities"]["amount"].astype(float))
     assert sf["leads"]["lead_source"].tolist() == hs["leads"]["lead_source"].tolist()
     assert sf["leads"]["created_at"].tolist() == hs["leads"]["created_at"].tolist()

@@ -8,8 +8,8 @@ import pytest
 
 from models.conversion import BoosterConfig, ConversionModel
 from models.reasons import Phrasebook, describe, top_reasons
-from pipeline.params import ScoreParams
-from pipeline.score import hand_over, score_frame
+from models.config import ScoreConfig
+from models.decision import hand_over, score_frame
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ def test_reasons_are_computed_only_for_handed_over_and_call_queue_leads(small_mo
     gates = {"budget": {"any": [{"column": "form_budget_min", "op": ">=", "value": 25_000}],
                         "confirmed": "bant_budget_confirmed"},
              "authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 4}]}}
-    p = ScoreParams(gates=gates, threshold=0.3, call_capacity=5,
+    p = ScoreConfig(gates=gates, threshold=0.3, call_capacity=5,
                     assignment={"mode": "round_robin", "reps": [{"name": "Ana", "capacity": 4},
                                                                  {"name": "Ben", "capacity": 3}]})
     # a few leads lack a title: authority unknown -> the qualification-call queue
@@ -151,7 +151,7 @@ def test_reasons_are_computed_only_for_handed_over_and_call_queue_leads(small_mo
 
 def test_no_reasons_when_switched_off(small_model):
     rows = _synthetic(100, 6)
-    p = ScoreParams(gates={"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 1}]}},
+    p = ScoreConfig(gates={"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 1}]}},
                     threshold=0.0, reasons_top_k=0, assignment={"reps": [{"name": "Ana", "capacity": 3}]})
     model = CountingModel(small_model)
     out = hand_over(score_frame(rows, model, None, None, p, "m/1", "r", pd.Timestamp("2026-10-02")), rows, model,
@@ -173,7 +173,7 @@ def test_compiled_trees_give_the_same_probabilities_and_the_same_reasons(small_m
     rows = _synthetic(500, 8)
     assert fast.predict_proba(rows[FEATURES])[:, 1] == pytest.approx(small_model.predict_proba(rows[FEATURES])[:, 1],
                                                                      abs=1e-9)
-    p = ScoreParams(gates={"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 3}]}},
+    p = ScoreConfig(gates={"authority": {"any": [{"column": "seniority_level", "op": ">=", "value": 3}]}},
                     threshold=0.3, assignment={"reps": [{"name": "Ana", "capacity": 5}]})
     a = hand_over(score_frame(rows, fast, None, None, p, "m", "r", pd.Timestamp("2026-10-02")), rows, fast, p)
     b = hand_over(score_frame(rows, small_model, None, None, p, "m", "r", pd.Timestamp("2026-10-02")), rows,
@@ -189,7 +189,7 @@ def test_a_second_scoring_reports_what_changed_since_the_first(small_model, tmp_
     reps = {"mode": "round_robin", "reps": [{"name": "Ana", "capacity": 3}]}
     summaries = []
     for run, threshold in (("first", 0.5), ("second", 0.3)):  # a lower bar makes more SQLs the second time
-        p = ScoreParams(gates=gates, threshold=threshold, assignment=reps, call_capacity=0)
+        p = ScoreConfig(gates=gates, threshold=threshold, assignment=reps, call_capacity=0)
         scored = score_frame(rows, small_model, None, None, p, "m/1", "r", pd.Timestamp(f"2026-10-0{len(summaries) + 2}"),
                              run)
         summaries.append(finish(scored, rows, small_model, p, tmp_path / "out", tmp_path / "reports",

@@ -12,7 +12,9 @@ import yaml
 from conftest import isolated_store
 from typer.testing import CliRunner
 
-from pipeline import demo_data, featurize, report, score, train, validate
+from _stages import run_stages
+
+from pipeline import package, report, score, train
 from pipeline.io import read_json
 from pipeline.params import load_params
 
@@ -28,21 +30,20 @@ def small_run(tmp_path_factory):
     base = load_params(ROOT / "params.yaml")
     prm = dataclasses.replace(
         base,
-        demo_data=dataclasses.replace(base.demo_data, n_leads=3000, seed=11),
+        demo=dataclasses.replace(base.demo, n_leads=3000, seed=11),
         train=dataclasses.replace(base.train, n_jobs=1, n_estimators=150, experiment="test-report",
                                   registered_model="test-report"),
         report=dataclasses.replace(base.report, shap_sample=200),
     )
-    P = {k: Path(v) for k, v in vars(base.paths.under(tmp)).items()}
+    first = run_stages(tmp, dataclasses.replace(prm, train=dataclasses.replace(prm.train, seed=1)), upto="package")
+    P = first["paths"]
     features = P["features"] / "features.parquet"
-    demo_data.run(P["raw"], P["truth"], prm.demo_data)
-    validate.run(P["raw"], P["validated"], P["reports"], prm.demo_data.export_date, prm.validate)
-    featurize.run(P["validated"], P["features"], prm.demo_data.export_date, prm.featurize)
-    train.run(features, P["models"], P["reports"], dataclasses.replace(prm.train, seed=1), "test")
-    train.run(features, P["models"], P["reports"], prm.train, "test")
-    score.run(features, P["models"], P["validated"], P["scored"], P["reports"], prm.score)
-    summary = report.run(features, P["models"], P["validated"], P["scored"], P["reports"], prm.report, prm.score,
-                         prm.featurize.horizon_days)
+    train.run(features, P["models"], P["reports"], prm.train)  # a second registered version
+    package.run(features, P["models"], P["package"], {"train": prm.train, "score": prm.score}, source="test",
+                experiment=prm.train.experiment, registered_model=prm.train.registered_model)
+    score.run(features, P["models"], P["package"], P["validated"], P["scored"], P["reports"], prm.score)
+    summary = report.run(features, P["models"], P["package"], P["validated"], P["scored"], P["reports"], prm.report,
+                         prm.score, prm.featurize.horizon_days)
     yield {"tmp": tmp, "paths": P, "params": prm, "summary": summary, "features": features}
     mp.undo()
 
