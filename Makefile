@@ -35,8 +35,9 @@ test: $(STAMP) ## run the test suite (offline; slow tests included)
 test-fast: $(STAMP) ## run the test suite without slow tests
 	$(PY) -m pytest -q -m "not slow"
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff and the layer contract (import-linter, pyproject.toml [tool.importlinter])
 	$(VENV)/bin/ruff check pipeline features models tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 ui: $(STAMP) ## open the MLflow UI on the project's store (http://127.0.0.1:5000)
 	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000

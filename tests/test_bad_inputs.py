@@ -19,7 +19,9 @@ from pipeline.params import Params
 from pipeline.sources.readers import InputFileError, read_export
 from features.validation import QuarantineLimitError
 from pipeline.sources.exports import load_profile
-from pipeline.run import run, validate_export
+from features.validation import validate_export
+from pipeline.run import run
+from pipeline.sources.exports import ingest_export
 
 # A small, valid Salesforce export: 2 accounts, 4 leads, 4 tasks, 1 event, 2 opportunities.
 BASE = {
@@ -71,8 +73,15 @@ def with_row(name: str, row: str) -> dict[str, str]:
     return {name.replace(".", "_"): BASE[name] + row + "\n"}
 
 
+def validate_folder(folder: Path, params: Params = PERMISSIVE):
+    """(mapped tables, scoring date, validated tables, result): the ingest and validate cores on an export."""
+    data = ingest_export(load_profile("salesforce"), folder)
+    result = validate_export(data.tables, data.as_of, params.validate)
+    return data.tables, data.as_of, list(result.counts), result
+
+
 def validate(tmp_path: Path, **changes):
-    return validate_export(load_profile("salesforce"), export(tmp_path, **changes), PERMISSIVE)
+    return validate_folder(export(tmp_path, **changes))
 
 
 def quarantined(result, table: str) -> list[tuple[int, str]]:
@@ -93,7 +102,7 @@ def assert_counts_add_up(result) -> None:
 def test_base_export_is_fully_valid(tmp_path):
     mapped, export_date, present, result = validate(tmp_path)
     assert {n: c["quarantined"] for n, c in result.counts.items()} == dict.fromkeys(present, 0)
-    assert export_date == pd.Timestamp("2026-03-01")  # latest date in the export
+    assert export_date == pd.Timestamp("2026-03-02")  # midnight after the latest date in the export
     assert len(result.valid["activities"]) == 5  # tasks + events
     # accepted formats: "$12,000,000.00", "1,200", "--None--" as missing
     acc = result.valid["accounts"].set_index("account_id")
@@ -161,7 +170,7 @@ def test_parquet_suffix_with_csv_content(tmp_path):
 def test_folder_expected_for_four_tables(tmp_path):
     folder = export(tmp_path)
     with pytest.raises(InputFileError, match=r"Lead\.csv: a four-table profile needs the export folder"):
-        validate_export(load_profile("salesforce"), folder / "Lead.csv", PERMISSIVE)
+        validate_folder(folder / "Lead.csv")
 
 
 def test_unknown_profile_lists_the_shipped_ones():
@@ -262,5 +271,6 @@ def test_quarantine_over_the_limit_fails_naming_the_worst_checks(tmp_path):
     with pytest.raises(QuarantineLimitError, match=r"23\.5% of rows quarantined, above the limit of 5\.0% "
                        r"\(validate\.max_quarantine_share\)\. Most failed checks: activities\.lead_id: references "
                        r"leads: 4 rows\."):
-        validate_export(load_profile("salesforce"), folder, Params(), workdir)
-    assert len(pd.read_csv(workdir / "quarantine" / "activities.csv")) == 4  # the evidence is kept
+        run(load_profile("salesforce"), folder, workdir, Params(), n_jobs=1, track=False)
+    quarantine = workdir / "data" / "02_validated" / "quarantine" / "activities.csv"
+    assert len(pd.read_csv(quarantine)) == 4  # the evidence is kept

@@ -15,9 +15,9 @@ from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm  # noqa: E40
 from features.validation import validate_tables  # noqa: E402
 from models.conversion import BoosterConfig, ConversionModel  # noqa: E402
 from pipeline import spark as spark_path  # noqa: E402
-from pipeline.featurize import feature_config  # noqa: E402
+from features.build import feature_config  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
-from pipeline.score import score_frame  # noqa: E402
+from models.decision import score_frame  # noqa: E402
 
 pytestmark = pytest.mark.slow
 EXPORT = "2026-10-01"

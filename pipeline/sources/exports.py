@@ -94,7 +94,7 @@ def read_tables_export(profile: Profile, input_dir: Path) -> tuple[dict[str, pd.
     """The contract tables mapped from a four-table export folder; a table the profile does not map is empty."""
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
-        raise InputFileError(f"{input_dir}: profile {profile.name!r} reads a four-table export folder, not a file")
+        raise InputFileError(f"{input_dir}: a four-table profile needs the export folder, not a file")
     mapped, rows_read = {}, {}
     for table in TABLE_ORDER:
         if table not in profile.tables:

@@ -437,7 +437,7 @@ def empty_table(table: str) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series(dtype=dtypes[c.dtype]) for c in CONTRACT[table].columns})
 
 
-OUTLIER_DAYS = 7  # a timestamp this long after nearly all others (the 99.9th percentile) is a bad date, not the end
+SPARSE_DAY_SHARE = 0.05  # a day with fewer timestamps than this share of a typical day ends no export
 
 
 def _dates(df: pd.DataFrame, table: str, not_after: pd.Timestamp | None) -> pd.Series:
@@ -455,20 +455,18 @@ def export_as_of(tables: Mapping[str, pd.DataFrame], not_after: pd.Timestamp | N
     """The scoring date an export implies: midnight after its latest timestamp, so that everything the export
     holds is known before it.
 
-    The activity log runs up to the moment the export was taken, so its latest event decides; an export without
-    activities uses the latest date of any table. Dates after ``not_after`` (today) and isolated late outliers
-    (more than OUTLIER_DAYS after the 99.9th percentile: a typo, not the end of the log) are ignored; the
-    validator quarantines them.
+    Mis-dated rows must not move it: dates after ``not_after`` (today) are ignored, and so are the days at the
+    end of the data with fewer timestamps than SPARSE_DAY_SHARE of a typical (median) day, a scatter of typos
+    rather than the CRM at work. The validator quarantines those rows as dated after the export.
     """
-    order = ["activities"] + [t for t in TABLE_ORDER if t != "activities"]
-    for names in (order[:1], order[1:]):
-        d = pd.concat([_dates(tables[t], t, not_after) for t in names if t in tables and len(tables[t])],
-                      ignore_index=True) if any(t in tables and len(tables[t]) for t in names) else pd.Series()
-        d = pd.to_datetime(d, errors="coerce").dropna()
-        if len(d):
-            bound = d.quantile(0.999) + pd.Timedelta(days=OUTLIER_DAYS)
-            return pd.Timestamp(d[d <= bound].max()).normalize() + pd.Timedelta(days=1)
-    raise ProfileError("ingest.as_of auto: the export holds no valid date; set ingest.as_of (YYYY-MM-DD)")
+    parts = [_dates(df, t, not_after) for t, df in tables.items() if t in CONTRACT and len(df)]
+    d = pd.to_datetime(pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype="datetime64[ns]"))
+    if not len(d):
+        raise ProfileError("ingest.as_of auto: the export holds no valid date; set ingest.as_of (YYYY-MM-DD)")
+    per_day = d.dt.normalize().value_counts().sort_index()
+    floor = max(1.0, SPARSE_DAY_SHARE * float(per_day.median()))
+    busy = per_day[per_day >= floor]
+    return pd.Timestamp(busy.index.max()) + pd.Timedelta(days=1)
 
 
 # --------------------------------------------------------------------------------------------------
