@@ -3,11 +3,17 @@ handed-over rows, write — in chunks, so memory is bounded by the chunk size an
 
     python -m benchmarks.bench_score                    # 1M leads, 100k-row chunks
     python -m benchmarks.bench_score --n 200000 --chunk-rows 50000
+    python -m benchmarks.bench_score --workdir W        # the demo pipeline's outputs under W/data/ instead
 
-Input: the demo's trained model, validated accounts/opportunities and score-split feature rows (`make demo`
-leaves them under data/). The 1M-row feature table is those rows resampled with new lead ids, written once to
-benchmarks/data/bench_score/ and reused. Target: ≤ 30 s on 2 cores. `main()` returns the figures as a dict
-(`benchmarks/run.py` calls it); LightGBM uses the model's own thread count (reported as `lightgbm_threads`).
+Input: the demo's trained model (its packaged version when the package stage ran), validated
+accounts/opportunities and score-split feature rows (`make demo` leaves them under data/). The 1M-row feature
+table is those rows resampled with new lead ids, written once to benchmarks/data/bench_score/ (W/bench_score/
+with --workdir) and reused. Scoring is the shipped code: the chunked scorer `pipeline.chunked.score_in_chunks`
+(gates, predict, decision per chunk through `models.decision.score_frame`; one global rank), then the score
+stage's `models.decision.hand_over` on the SQL / needs-call leads, and the final `sql_leads.parquet` streamed part
+by part (this file's only own glue: the chunked scorer stops at the rank). Target: ≤ 30 s on 2 cores. `main()`
+returns the figures as a dict (`benchmarks/run.py` calls it); LightGBM uses the model's own thread count
+(reported as `lightgbm_threads`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -70,58 +77,83 @@ def make_feature_table(source: Path, target: Path, n: int, chunk_rows: int, seed
 
 def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opportunities: pd.DataFrame, p,
                out_dir: Path, chunk_rows: int, icp=None) -> dict:
-    """The score stage, chunked: per chunk gates + predict + decide; globally rank; hand over; reasons; write."""
-    from features.build import with_categories
-    from models.ranking import NEEDS_CALL, SQL, STATUS_ORDER
-    from pipeline.export import conform, export_all, write_sql_table  # noqa: F401 - export_all for the small files
+    """The score stage, chunked: the shipped chunked scorer (`pipeline.chunked.score_in_chunks`: per chunk gates +
+    predict + decide, then one global rank), then the score stage's hand-over and reasons (`models.decision.hand_over`)
+    for the SQL / needs-call leads, and the ranked `sql_leads.parquet` streamed part by part."""
+    import pipeline.chunked as chunked
+    from models.decision import hand_over, phrasebook_for
+    from models.ranking import NEEDS_CALL, SQL
+    from pipeline.export import conform
     from pipeline.io import atomic_path
-    from models.decision import phrasebook_for, hand_over, score_frame
-    from pipeline.score import new_scoring_run_id
 
     timings: dict[str, float] = {}
 
+    def add(name: str, seconds: float) -> None:
+        timings[name] = round(timings.get(name, 0.0) + seconds, 2)
+
     def tick(name: str, since: float) -> float:
         now = time.perf_counter()
-        timings[name] = round(timings.get(name, 0.0) + now - since, 2)
+        add(name, now - since)
         return now
+
+    def timed(name: str, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                add(name, time.perf_counter() - t0)
+        return wrapper
+
+    def timed_batches(fn):
+        def wrapper(*args, **kwargs):
+            batches = fn(*args, **kwargs)
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    add("read_s", time.perf_counter() - t0)
+                    return
+                add("read_s", time.perf_counter() - t0)
+                yield batch
+        return wrapper
 
     out_dir = Path(out_dir)
     parts_dir = out_dir / "parts"
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
-    run_id = new_scoring_run_id()
-    ids, keys, values, candidates, candidate_rows = [], [], [], [], []
-    n_parts = 0
+    if parts_dir.exists():
+        shutil.rmtree(parts_dir)
+    # The chunked scorer's steps timed where they happen (its module's names, restored afterwards).
+    saved = {name: getattr(chunked, name) for name in ("iter_feature_batches", "score_frame", "write_parquet")}
+    chunked.iter_feature_batches = timed_batches(saved["iter_feature_batches"])
+    chunked.score_frame = timed("gates_predict_decide_s", saved["score_frame"])
+    chunked.write_parquet = timed("write_parts_s", saved["write_parquet"])
     t = time.perf_counter()
-    for batch in pq.ParquetFile(features).iter_batches(batch_size=chunk_rows):
-        frame = with_categories(batch.to_pandas())
-        t = tick("read_s", t)
-        scored = score_frame(frame, model, accounts, opportunities, p, info["model_version"], info["run_id"],
-                             scored_at, run_id)
-        t = tick("gates_predict_decide_s", t)
-        ids.append(scored["lead_id"].to_numpy(dtype=object))
-        keys.append(scored["status"].map(STATUS_ORDER).to_numpy(dtype=np.int8))
-        values.append(scored["expected_value"].to_numpy(dtype=float))
-        hot = scored["status"].isin([SQL, NEEDS_CALL]).to_numpy()
-        candidates.append(scored[hot])
-        candidate_rows.append(frame[frame["lead_id"].isin(scored.loc[hot, "lead_id"])])
-        scored.to_parquet(parts_dir / f"part-{n_parts:05d}.parquet", index=False)
-        n_parts += 1
-        t = tick("write_parts_s", t)
+    try:
+        result = chunked.score_in_chunks([features], model, accounts, opportunities, p, parts_dir,
+                                         batch_rows=chunk_rows, model_version=info["model_version"],
+                                         run_id=info["run_id"])
+    finally:
+        for name, fn in saved.items():
+            setattr(chunked, name, fn)
+    # what score_in_chunks spent beyond reading, scoring and writing its parts: the global rank (rank.parquet)
+    add("rank_s", time.perf_counter() - t - sum(timings.get(k, 0.0) for k in
+                                                 ("read_s", "gates_predict_decide_s", "write_parts_s")))
+    t = time.perf_counter()
+    parts = sorted(parts_dir.glob("part-*.parquet"))
+    rank_of = pd.read_parquet(parts_dir / "rank.parquet").set_index("lead_id")["rank"]
 
-    # Global rank over every lead: status order first, then expected value (descending).
-    lead_ids = np.concatenate(ids)
-    order = np.lexsort((-np.concatenate(values), np.concatenate(keys)))
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(1, len(order) + 1)
-    rank_of = pd.Series(rank, index=pd.Index(lead_ids, dtype=object))
-    t = tick("rank_s", t)
-
-    # Hand-over and reasons: only the SQL / needs-call leads, ranked globally among themselves.
-    hot = pd.concat(candidates, ignore_index=True)
+    # Hand-over and reasons: only the SQL / needs-call leads, ranked globally among themselves, with their features.
+    hot = pd.concat([pd.read_parquet(part, filters=[("status", "in", [SQL, NEEDS_CALL])]) for part in parts],
+                    ignore_index=True)
     hot["rank"] = rank_of.loc[hot["lead_id"].to_numpy()].to_numpy()
     hot = hot.sort_values("rank").reset_index(drop=True)
-    handed = hand_over(hot, pd.concat(candidate_rows, ignore_index=True), model, p, phrasebook_for(icp))
+    hot_ids = set(hot["lead_id"])
+    rows = []
+    for batch in pq.ParquetFile(features).iter_batches(batch_size=chunk_rows):
+        frame = batch.to_pandas()
+        rows.append(frame[frame["lead_id"].astype(str).isin(hot_ids)])
+    handed = hand_over(hot, pd.concat(rows, ignore_index=True), model, p, phrasebook_for(icp))
     handed = handed.set_index("lead_id")
     t = tick("handover_reasons_s", t)
 
@@ -131,8 +163,8 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
     target = out_dir / "sql_leads.parquet"
     writer = None
     with atomic_path(target) as tmp:
-        for k in range(n_parts):
-            part = pd.read_parquet(parts_dir / f"part-{k:05d}.parquet")
+        for path in parts:
+            part = pd.read_parquet(path)
             part["rank"] = rank_of.loc[part["lead_id"].to_numpy()].to_numpy()
             joined = handed[extra].reindex(part["lead_id"].to_numpy())
             for col in extra:
@@ -146,12 +178,11 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
             writer.write_table(table)
         if writer is not None:
             writer.close()
-    for f in parts_dir.glob("part-*.parquet"):
-        f.unlink()
+    shutil.rmtree(parts_dir)
     t = tick("write_sql_leads_s", t)
     n_handed = int(handed["assigned_rep"].notna().sum())
     n_calls = int(handed["call_queue_position"].notna().sum())
-    return {"rows": int(len(lead_ids)), "chunks": n_parts, "n_sql": int((handed["status"] == SQL).sum()),
+    return {"rows": int(result["rows"]), "chunks": int(result["parts"]), "n_sql": int((handed["status"] == SQL).sum()),
             "n_assigned": n_handed, "n_call_queue": n_calls, "n_explained": int(handed["reasons_for"].notna().sum()),
             **timings}
 
@@ -176,27 +207,32 @@ def compile_model(model, cache_dir: Path, n_jobs: int = 2):
     return CompiledConversionModel(model, compiled, n_jobs), round(time.perf_counter() - t, 2), cached
 
 
-def _inputs():
+def _inputs(workdir: Path | None = None):
+    """The demo pipeline's outputs below `workdir` (params.yaml's paths; default this checkout, as `make demo`
+    leaves them): params, model and its info (the packaged version when the package stage ran), the feature
+    table, validated accounts and opportunities."""
+    from pipeline.artifacts import load_model
     from pipeline.io import find_table, read_table
     from pipeline.params import load_params
-    from pipeline.artifacts import load_model
 
     prm = load_params(ROOT / "params.yaml")
-    models_dir = ROOT / prm.paths.models
-    features = ROOT / prm.paths.features / "features.parquet"
-    validated = ROOT / prm.paths.validated
+    paths = prm.paths.under(Path(workdir) if workdir is not None else ROOT)
+    models_dir, package_dir = Path(paths.models), Path(paths.package)
+    features = Path(paths.features) / "features.parquet"
+    validated = Path(paths.validated)
     if not (models_dir / "model.joblib").exists() or not features.exists():
         raise FileNotFoundError(f"{models_dir} or {features} missing: run `make demo` first")
-    model, info = load_model(models_dir)
+    model, info = load_model(models_dir, package_dir)
     accounts = read_table(find_table(validated, "accounts"))
     opportunities = read_table(find_table(validated, "opportunities"))
     return prm, model, info, features, accounts, opportunities
 
 
-def main(n: int = 1_000_000, chunk_rows: int = 100_000, predictor: str = "auto") -> dict:
+def main(n: int = 1_000_000, chunk_rows: int = 100_000, predictor: str = "auto", workdir: Path | None = None) -> dict:
     """Score `n` leads; `predictor` lightgbm (the booster's own predict), compiled (lleaves) or auto (compiled when
-    lleaves is installed: `pip install -e '.[fast]'`)."""
-    prm, model, info, source, accounts, opportunities = _inputs()
+    lleaves is installed: `pip install -e '.[fast]'`). `workdir`: where the demo pipeline ran (default: here)."""
+    prm, model, info, source, accounts, opportunities = _inputs(workdir)
+    work = WORK if workdir is None else Path(workdir) / "bench_score"  # the resampled table and outputs
     threads = int(model.booster_.get_params().get("n_jobs") or 0)
     compile_s, cached = None, None
     if predictor == "auto":
@@ -206,15 +242,15 @@ def main(n: int = 1_000_000, chunk_rows: int = 100_000, predictor: str = "auto")
         except ImportError:
             predictor = "lightgbm"
     if predictor == "compiled":
-        model, compile_s, cached = compile_model(model, WORK / "compiled", n_jobs=threads)
+        model, compile_s, cached = compile_model(model, work / "compiled", n_jobs=threads)
     t = time.perf_counter()
-    features = make_feature_table(source, WORK / f"features_{n}.parquet", n, chunk_rows)
+    features = make_feature_table(source, work / f"features_{n}.parquet", n, chunk_rows)
     prepare_s = round(time.perf_counter() - t, 2)
     rss_before = _peak_rss_mb()
     load_before = os.getloadavg()[0]
     cpu_start = _cpu_seconds()
     start = time.perf_counter()
-    result = score_file(features, model, info, accounts, opportunities, prm.score, WORK / "out", chunk_rows,
+    result = score_file(features, model, info, accounts, opportunities, prm.score, work / "out", chunk_rows,
                         prm.featurize.icp)
     seconds = round(time.perf_counter() - start, 2)
     cpu_s = round(_cpu_seconds() - cpu_start, 2)
@@ -238,8 +274,10 @@ def cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--predictor", choices=("auto", "compiled", "lightgbm"), default="auto")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="the folder the demo pipeline ran in (its data/ per params.yaml; default: this checkout)")
     args = parser.parse_args(argv)
-    print(json.dumps(main(args.n, args.chunk_rows, args.predictor), indent=2))
+    print(json.dumps(main(args.n, args.chunk_rows, args.predictor, args.workdir), indent=2))
 
 
 if __name__ == "__main__":

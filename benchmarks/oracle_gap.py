@@ -3,11 +3,14 @@
     python -m benchmarks.oracle_gap                      # the three configurations of the README (~15 min, 2 cores)
     python -m benchmarks.oracle_gap --configs 20000:540 --seeds 42,7
 
-For each configuration (leads : days of history) and seed: generate the demo CRM, validate, featurize with the
-params' featurize section, then train exactly as the `train` stage does (account-held-out validation, early
-stopping, calibration, refit on every training row) and score the held-out snapshot. Reported: LightGBM before and
-after the refit, the logistic baseline refitted on the same rows, the oracle AUC and the gap. Everything else comes
-from params.yaml. Data under benchmarks/data/oracle_gap/, results in benchmarks/results/oracle_gap.json.
+For each configuration (leads : days of history) and seed, the pipeline's own stages in a folder: `ingest` (the
+demo profile generates the CRM), `validate`, `featurize` and `train` with the params' sections (account-held-out
+validation, early stopping, calibration, refit on every training row), then `evaluate` on the held-out snapshot,
+which reports the model's AUC, the baselines' and the oracle's. The model before its refit is the train stage's
+core (`models.training.fit`) with `train.refit_full` off, scored on the same held-out rows. Reported: LightGBM
+before and after the refit, the logistic baseline refitted on the same rows, the oracle AUC and the gap.
+Everything else comes from params.yaml. Data under benchmarks/data/oracle_gap/, results in
+benchmarks/results/oracle_gap.json.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
@@ -30,46 +32,43 @@ DEFAULT_CONFIGS = ((20_000, 540), (33_000, 900), (66_000, 900))
 
 
 def measure(n_leads: int, history_days: int, seed: int, n_jobs: int) -> dict:
-    from models.baselines import LogisticBaseline
-    from models.conversion import ConversionModel
-    from pipeline import demo_data, featurize, validate
-    from pipeline.evaluate import held_out, oracle_scores
+    from models.training import fit
+    from pipeline import evaluate, featurize, ingest, train, validate
     from pipeline.params import load_params
-    from models.training import VALIDATION_GROUP_SHARE, booster_config, split_train_validation
+    from pipeline.sources.exports import load_profile
 
     prm = load_params(ROOT / "params.yaml")
-    root = DATA / f"{n_leads}_{history_days}_{seed}"
-    raw, truth, valid, feats = root / "01_raw", root / "00_truth", root / "02_validated", root / "03_features"
+    P = {k: Path(v) for k, v in vars(prm.paths.under(DATA / f"{n_leads}_{history_days}_{seed}")).items()}
+    features = P["features"] / "features.parquet"
+    train_cfg = dataclasses.replace(prm.train, n_jobs=n_jobs)
     start = time.perf_counter()
-    demo_data.run(raw, truth, dataclasses.replace(prm.demo, n_leads=n_leads, history_days=history_days,
-                                                  seed=seed))
-    validate.run(raw, valid, root / "06_reports", prm.demo.export_date, prm.validate)
-    featurize.run(valid, feats, prm.demo.export_date, prm.featurize)
-    table = pd.read_parquet(feats / "features.parquet")
+    ingest.run(load_profile("demo"), ROOT / prm.ingest.input, P["raw"], P["truth"],
+               demo=dataclasses.replace(prm.demo, n_leads=n_leads, history_days=history_days, seed=seed),
+               as_of=prm.ingest.as_of, outputs=list(P.values()))
+    validate.run(P["raw"], P["validated"], P["reports"], prm.validate)
+    snapshots = featurize.run(P["validated"], P["features"], prm.featurize, seed=prm.train.seed)
+    trained = train.run(features, P["models"], P["reports"], train_cfg)
+    held = evaluate.run(features, P["models"], None, P["reports"], prm.evaluate, prm.featurize.horizon_days,
+                        P["truth"], P["raw"], train_cfg)
+    if "oracle_roc_auc" not in held:
+        raise RuntimeError(f"{P['truth']}: evaluate found no oracle (the demo's truth is missing)")
 
-    from features.build import feature_columns
-
-    cols = feature_columns(table)
-    fit, val = split_train_validation(table, VALIDATION_GROUP_SHARE, seed=prm.train.seed)
-    train_rows = table[table["split"] == "train"]
-    test = held_out(table)
-    y = test["label"].astype(int).to_numpy()
-    config = booster_config(prm.train, n_rows=len(fit), n_jobs=n_jobs)
-    model = ConversionModel(config, calibration=prm.train.calibration).fit(
-        fit[cols], fit["label"].astype(int), val[cols], val["label"].astype(int))
-    before = roc_auc_score(y, model.predict_proba(test[cols])[:, 1])
-    model.refit(train_rows[cols], train_rows["label"].astype(int))
-    after = roc_auc_score(y, model.predict_proba(test[cols])[:, 1])
-    logistic = LogisticBaseline(C=prm.train.logistic_C).fit(train_rows[cols], train_rows["label"].astype(int))
-    logistic_auc = roc_auc_score(y, logistic.predict_proba(test[cols])[:, 1])
-    oracle = oracle_scores(truth, raw, test, prm.featurize.horizon_days)
-    known = ~np.isnan(oracle)
-    oracle_auc = roc_auc_score(y[known], oracle[known])
-    return {"n_leads": n_leads, "history_days": history_days, "seed": seed, "held_out_rows": int(len(y)),
-            "held_out_conversions": int(y.sum()), "train_rows": int(len(train_rows)), "trees": model.best_iteration_,
-            "lightgbm_roc_auc": before, "lightgbm_refit_roc_auc": after, "logistic_refit_roc_auc": logistic_auc,
-            "oracle_roc_auc": oracle_auc, "oracle_gap": oracle_auc - after, "lightgbm_threads": n_jobs,
-            "seconds": round(time.perf_counter() - start, 1)}
+    if trained.get("n_refit_rows"):  # the shipped model was refitted: the same fit without its refit
+        table = pd.read_parquet(features, filters=[("split", "in", ["train", "test"])])
+        before = fit(table, dataclasses.replace(train_cfg, refit_full=False)).model
+        test = evaluate.held_out(table)
+        del table
+        lightgbm_auc = float(roc_auc_score(test["label"].astype(int),
+                                           before.predict_proba(test[list(before.feature_names_in_)])[:, 1]))
+    else:  # large data: no refit, the shipped model is the one before it
+        lightgbm_auc = held["roc_auc"]
+    return {"n_leads": n_leads, "history_days": history_days, "seed": seed, "held_out_rows": int(held["n_test"]),
+            "held_out_conversions": int(snapshots["test"]["positives"]), "train_rows": int(held["n_train"]),
+            "trees": int(trained["best_iteration"]), "model_kind": trained["model_kind"],
+            "lightgbm_roc_auc": lightgbm_auc, "lightgbm_refit_roc_auc": held["roc_auc"],
+            "logistic_refit_roc_auc": held["baseline_logistic_roc_auc"], "oracle_roc_auc": held["oracle_roc_auc"],
+            "oracle_gap": held["oracle_gap"], "oracle_coverage": held["oracle_coverage"],
+            "lightgbm_threads": n_jobs, "seconds": round(time.perf_counter() - start, 1)}
 
 
 def main(argv: list[str] | None = None) -> None:

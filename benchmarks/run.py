@@ -5,20 +5,24 @@
     python -m benchmarks.run --score-chunked 10000000          # 10M leads scored in chunks (needs the 1M run)
     python -m benchmarks.run --report                          # print the README table from the JSON results
 
-Stages (per size, data under benchmarks/data/<size>/, results in benchmarks/results/bench_<size>.json):
+Stages (per size, data under benchmarks/data/<size>/, results in benchmarks/results/bench_<size>.json); each
+runs the shipped stage function (`pipeline.<stage>.run`) or, where no stage does exactly that work, its core:
 
-  generate         the demo CRM (about 20 activities per lead)
-  validate         contract checks and quarantine (pandas engine)
-  featurize        features of every open lead for ONE as-of date (the export date): what scoring needs
-  featurize_train  the training table (all monthly snapshots + test + score)
-  train            the calibrated LightGBM (train.n_jobs threads), logged to a local MLflow store
-  score            the `score` stage (gates, decision, tiers, rank, exports) on the one-date feature table
+  generate         the `ingest` stage on the demo profile: the demo CRM (about 20 activities per lead)
+  validate         the `validate` stage (pandas engine): contract checks and quarantine
+  featurize        features of every open lead for ONE as-of date (ingest's scoring date): what scoring needs
+                   (`features.build.score_features`, written by the featurize stage's writer)
+  featurize_train  the `featurize` stage: the training table (all monthly snapshots + test + score)
+  train            the `train` stage: the calibrated LightGBM (train.n_jobs threads, or --threads); no MLflow
+  package          the `package` stage: the model bundled, logged and registered in a local MLflow store
+  score            the `score` stage (gates, decision, tiers, rank, hand-over, exports) on the one-date table
   floor            reading the feature table and LightGBM predict_proba alone on the same rows
-  bench_score      benchmarks/bench_score.py main(), when that module exists
+  bench_score      benchmarks/bench_score.py main(), when that module exists (the demo model: `make demo`)
   e2e              validate -> featurize -> score in one process (the path of a scoring run)
 
 Each stage runs in a fresh subprocess; the parent reads that child's peak RSS from os.wait4. CPU is user +
-system time of the child. LightGBM threads are the params' train.n_jobs (2); nothing else is pinned.
+system time of the child. LightGBM threads are the params' train.n_jobs (2) unless --threads; nothing else is
+pinned.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-STAGES = ("generate", "validate", "featurize", "featurize_train", "train", "score", "floor", "bench_score", "e2e")
+STAGES = ("generate", "validate", "featurize", "featurize_train", "train", "package", "score", "floor", "bench_score",
+          "e2e")
 DEFAULT_SIZES = (100_000, 1_000_000)
 BENCH_HISTORY_DAYS = 540  # the generated CRMs span this many days (see the generate stage)
+BENCH_EXPERIMENT = "leadscore-bench"
 TARGETS = {  # 2 cores; seconds and GB
     "validate_featurize_score_s_1m": 90.0, "featurize_s_1m": 60.0, "featurize_peak_gb_1m": 6.0,
     "validate_s_1m": 60.0, "score_over_floor": 3.0, "train_s_1m": 180.0, "peak_gb": 8.0,
@@ -53,10 +59,12 @@ def _model_size(size: int) -> int:
 
 def _paths(size: int) -> dict[str, Path]:
     root = DATA / str(size)
+    model_root = DATA / str(_model_size(size))
     return {"root": root, "raw": root / "01_raw", "truth": root / "00_truth", "validated": root / "02_validated",
             "features_score": root / "03_features" / "features_score.parquet",
-            "features_train": root / "03_features_train", "models": DATA / str(_model_size(size)) / "04_models",
-            "scored": root / "05_scored", "reports": root / "06_reports", "mlflow": root / "mlflow.db"}
+            "features_train": root / "03_features_train", "models": model_root / "04_models",
+            "package": model_root / "04_package", "scored": root / "05_scored", "reports": root / "06_reports",
+            "mlflow": root / "mlflow.db", "mlruns": root / "mlruns"}
 
 
 def _params():
@@ -65,55 +73,83 @@ def _params():
     return load_params(ROOT / "params.yaml")
 
 
-def _featurize_one_date(validated: Path, out: Path, export_date: str, p) -> dict:
+def _threads(prm=None) -> int:
+    """LightGBM threads of training: --threads, else the params' train.n_jobs."""
+    return int(os.environ.get("LEADSCORE_BENCH_THREADS") or (prm or _params()).train.n_jobs)
+
+
+def _package_dir(P: dict[str, Path]) -> Path | None:
+    """The package folder of the scoring model when the package stage ran for it (else a local model version)."""
+    return P["package"] if (P["package"] / "model_info.json").exists() else None
+
+
+class _Timer:
+    """Wraps functions of the shipped modules (by attribute) to add up the seconds spent in each."""
+
+    def __init__(self):
+        self.parts: dict[str, float] = {}
+        self.last: dict[str, object] = {}
+
+    def wrap(self, module, attr: str, name: str) -> None:
+        fn = getattr(module, attr)
+
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                out = fn(*args, **kwargs)
+                self.last[name] = out
+                return out
+            finally:
+                self.parts[name] = round(self.parts.get(name, 0.0) + time.perf_counter() - t, 2)
+
+        setattr(module, attr, wrapper)
+
+
+def _featurize_one_date(validated: Path, out: Path, p) -> dict:
+    """The open leads of ingest's scoring date, featurized by the core (`features.build.score_features`, as
+    `leadscore score --input` does) and written by the featurize stage's writer (no snapshots.json: snapshots)."""
     import pandas as pd
 
-    from features.build import build_feature_table, prepare_crm
+    import features.build as build
     from features.schema import TABLE_ORDER
-    from features.build import feature_config
-    from pipeline.io import read_tables, write_parquet
+    from pipeline.featurize import MANIFEST, write_parts
+    from pipeline.io import read_json, read_tables
 
     timings = {}
     t = time.perf_counter()
     tables = read_tables(validated, TABLE_ORDER)
+    manifest = read_json(Path(validated) / MANIFEST)
     timings["read_s"] = time.perf_counter() - t
-    config = feature_config(p)
+    timer = _Timer()
+    timer.wrap(build, "prepare_crm", "prepare_s")  # score_features -> featurize -> prepare_crm: timed inside
     t = time.perf_counter()
-    crm = prepare_crm(**tables, icp=config.icp)
-    timings["prepare_s"] = time.perf_counter() - t
+    table = build.score_features(tables, pd.Timestamp(manifest["as_of"]), p)
+    total = time.perf_counter() - t
+    n_activities = int(len(timer.last.pop("prepare_s").events.ts_ns))
     del tables
+    timings["prepare_s"] = timer.parts["prepare_s"]
+    timings["snapshot_s"] = total - timer.parts["prepare_s"]
     t = time.perf_counter()
-    table = build_feature_table(crm, {"score": [pd.Timestamp(export_date).normalize()]}, config, float32=p.float32)
-    timings["snapshot_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    write_parquet(table, out)
+    write_parts(iter([table]), out)
     timings["write_s"] = time.perf_counter() - t
-    return {"rows": int(len(table)), "columns": int(table.shape[1]), "activities": int(len(crm.events.ts_ns)),
-            **{k: round(v, 2) for k, v in timings.items()}}
+    return {"rows": int(len(table)), "columns": int(table.shape[1]), "activities": n_activities,
+            "as_of": manifest["as_of"], **{k: round(v, 2) for k, v in timings.items()}}
 
 
 def _score(size: int, prm) -> dict:
-    """The score stage as `leadscore score` runs it, with its parts timed by wrapping the stage's helpers."""
+    """The score stage as `leadscore score` runs it (no score history), its parts timed by wrapping its helpers."""
     import pipeline.score as stage
 
     P = _paths(size)
-    parts: dict[str, float] = {}
-
-    def timed(name, fn):
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                parts[name] = round(parts.get(name, 0.0) + time.perf_counter() - t, 2)
-        return wrapper
-
-    stage.score_frame = timed("score_frame_s", stage.score_frame)
-    stage.export_all = timed("export_s", stage.export_all)
-    stage.load_model = timed("load_model_s", stage.load_model)
-    stage.hand_over = timed("hand_over_s", stage.hand_over)
-    summary = stage.run(P["features_score"], P["models"], P["validated"], P["scored"], P["reports"], prm.score)
-    return {"rows": summary["n_scored"], "n_sql": summary["n_sql"], "model_trained_on": _model_size(size), **parts}
+    timer = _Timer()
+    timer.wrap(stage, "score_frame", "score_frame_s")
+    timer.wrap(stage, "export_all", "export_s")
+    timer.wrap(stage, "load_model", "load_model_s")
+    timer.wrap(stage, "hand_over", "hand_over_s")
+    summary = stage.run(P["features_score"], P["models"], _package_dir(P), P["validated"], P["scored"], P["reports"],
+                        prm.score, icp=prm.featurize.icp)
+    return {"rows": summary["n_scored"], "n_sql": summary["n_sql"], "model_trained_on": _model_size(size),
+            "model_version": summary["model_version"], **timer.parts}
 
 
 def _floor(size: int) -> dict:
@@ -136,39 +172,62 @@ def _floor(size: int) -> dict:
             "model_trained_on": _model_size(size)}
 
 
+def _package(size: int, prm) -> dict:
+    """The package stage into this size's own MLflow store (artifacts beside it, never in the working folder)."""
+    import mlflow
+
+    from pipeline import package, tracking
+
+    P = _paths(size)
+    tracking.configure()
+    if mlflow.get_experiment_by_name(BENCH_EXPERIMENT) is None:
+        mlflow.create_experiment(BENCH_EXPERIMENT, artifact_location=P["mlruns"].resolve().as_uri())
+    train_cfg = dataclasses.replace(prm.train, n_jobs=_threads(prm), experiment=BENCH_EXPERIMENT)
+    info = package.run(P["features_train"] / "features.parquet", P["root"] / "04_models", P["root"] / "04_package",
+                       {"train": train_cfg, "featurize": prm.featurize, "score": prm.score}, source=f"bench-{size}",
+                       experiment=BENCH_EXPERIMENT, registered_model=prm.train.registered_model,
+                       tags={"driver": "benchmarks"})
+    return {k: info.get(k) for k in ("run_id", "model_version", "alias")}
+
+
 def run_stage(stage: str, size: int) -> dict:
     """The work of one stage (called inside the child process). Returns stage-specific details."""
     prm = _params()
     P = _paths(size)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{P['mlflow']}"
+    validate_cfg = dataclasses.replace(prm.validate, engine="pandas")
     if stage == "generate":
-        from pipeline import demo_data
+        from pipeline import ingest
+        from pipeline.sources.exports import load_profile
 
         # The benchmark CRMs keep the shape all results so far were measured on (540 days of history), whatever
         # the demo's params say, so that timings stay comparable across runs.
-        counts = demo_data.run(P["raw"], P["truth"], dataclasses.replace(prm.demo, n_leads=size,
-                                                                         history_days=BENCH_HISTORY_DAYS))
-        return {"rows": counts}
+        demo = dataclasses.replace(prm.demo, n_leads=size, history_days=BENCH_HISTORY_DAYS)
+        manifest = ingest.run(load_profile("demo"), ROOT / prm.ingest.input, P["raw"], P["truth"], demo=demo,
+                              as_of=prm.ingest.as_of)
+        return {"rows": manifest["rows_read"], "as_of": manifest["as_of"]}
     if stage == "validate":
         from pipeline import validate
 
-        metrics = validate.run(P["raw"], P["validated"], P["reports"], prm.demo.export_date,
-                               dataclasses.replace(prm.validate, engine="pandas"))
+        metrics = validate.run(P["raw"], P["validated"], P["reports"], validate_cfg)
         return {"engine": "pandas", "quarantined_share": metrics["quarantined_share"],
                 "rows_in": {k: v["rows_in"] for k, v in metrics.get("counts", {}).items()}}
     if stage == "featurize":
-        return _featurize_one_date(P["validated"], P["features_score"], prm.demo.export_date, prm.featurize)
+        return _featurize_one_date(P["validated"], P["features_score"], prm.featurize)
     if stage == "featurize_train":
         from pipeline import featurize
 
-        summary = featurize.run(P["validated"], P["features_train"], prm.demo.export_date, prm.featurize)
+        summary = featurize.run(P["validated"], P["features_train"], prm.featurize, seed=prm.train.seed)
         return {"rows": {k: v["rows"] for k, v in summary.items() if isinstance(v, dict)}}
     if stage == "train":
         from pipeline import train
 
+        threads = _threads(prm)
         metrics = train.run(P["features_train"] / "features.parquet", P["root"] / "04_models", P["reports"],
-                            dataclasses.replace(prm.train, experiment="leadscore-bench"), source_tag=f"bench-{size}")
-        return {"lightgbm_threads": prm.train.n_jobs, **metrics}
+                            dataclasses.replace(prm.train, n_jobs=threads))
+        return {"lightgbm_threads": threads, **metrics}
+    if stage == "package":
+        return _package(size, prm)
     if stage == "score":
         return _score(size, prm)
     if stage == "floor":
@@ -178,16 +237,16 @@ def run_stage(stage: str, size: int) -> dict:
             from benchmarks import bench_score
         except ImportError:
             return {"skipped": "benchmarks/bench_score.py not present"}
-        return bench_score.main(n=size)
+        workdir = os.environ.get("LEADSCORE_BENCH_DEMO_WORKDIR")
+        return bench_score.main(n=size, workdir=Path(workdir) if workdir else None)
     if stage == "e2e":
         from pipeline import validate
 
         t = time.perf_counter()
-        validate.run(P["raw"], P["validated"], P["reports"], prm.demo.export_date,
-                     dataclasses.replace(prm.validate, engine="pandas"))
+        validate.run(P["raw"], P["validated"], P["reports"], validate_cfg)
         v = time.perf_counter() - t
         t = time.perf_counter()
-        f = _featurize_one_date(P["validated"], P["features_score"], prm.demo.export_date, prm.featurize)
+        f = _featurize_one_date(P["validated"], P["features_score"], prm.featurize)
         fz = time.perf_counter() - t
         t = time.perf_counter()
         s = _score(size, prm)
@@ -256,7 +315,7 @@ def machine() -> dict:
     return {"nproc": os.cpu_count(), "affinity_cpus": len(os.sched_getaffinity(0)), "cpu": cpu,
             "ram_gb": round(mem_kb / 1024**2, 1), "python": platform.python_version(),
             "pandas": pandas.__version__, "lightgbm": lightgbm.__version__,
-            "lightgbm_threads": _params().train.n_jobs, "load_avg_at_start": os.getloadavg()}
+            "lightgbm_threads": _threads(), "load_avg_at_start": os.getloadavg()}
 
 
 def summarise(stages: dict[str, dict]) -> dict:
@@ -336,12 +395,12 @@ def synth_chunks(total: int, source_size: int) -> dict:
 
 
 def score_chunks(total: int, source_size: int, batch_rows: int = 250_000) -> dict:
+    from pipeline.artifacts import load_model
     from pipeline.chunked import score_in_chunks
     from pipeline.io import find_table, read_table
-    from pipeline.artifacts import load_model
 
     P = _paths(source_size)
-    model, info = load_model(P["models"])
+    model, info = load_model(P["models"], _package_dir(P))
     accounts = read_table(find_table(P["validated"], "accounts"))
     opportunities = read_table(find_table(P["validated"], "opportunities"))
     parts = sorted((_chunk_dir(total) / "features").glob("part-*.parquet"))
@@ -405,6 +464,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--chunk-source", type=int, default=1_000_000, help="size whose one-date table is copied")
     ap.add_argument("--model-from", type=int, default=None,
                     help="score and floor with the model trained at this size (e.g. 100000) instead of each size's own")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="LightGBM threads of the train stage (default: the params' train.n_jobs)")
+    ap.add_argument("--demo-workdir", type=Path, default=None,
+                    help="bench_score: the folder holding the demo pipeline's data/ (default: this checkout)")
     ap.add_argument("--report", action="store_true", help="print the README table and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -415,6 +478,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.model_from:
         os.environ["LEADSCORE_BENCH_MODEL_FROM"] = str(args.model_from)
+    if args.threads:
+        os.environ["LEADSCORE_BENCH_THREADS"] = str(args.threads)
+    if args.demo_workdir:
+        os.environ["LEADSCORE_BENCH_DEMO_WORKDIR"] = str(args.demo_workdir.resolve())
     if args.report:
         print(report())
         return

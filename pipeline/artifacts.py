@@ -7,12 +7,19 @@ from typing import Any
 
 import joblib
 
+from features.schema import SNAPSHOTS
 from pipeline.io import read_json, write_atomic, write_json
 
 MODEL_FILE = "model.joblib"
 BASELINES_FILE = "baselines.joblib"
 TRAIN_METRICS = "train_metrics.json"
 MODEL_INFO = "model_info.json"  # in the package folder: MLflow run, registered version, model URI
+
+
+def features_variant(features_path: Path) -> str:
+    """The pipeline variant a feature table was built for (`snapshots.json` beside it; snapshots without one)."""
+    path = Path(features_path).parent / "snapshots.json"
+    return read_json(path).get("variant", SNAPSHOTS) if path.exists() else SNAPSHOTS
 
 
 def save_model(models_dir: Path, model: Any, baselines: dict[str, Any], metrics: dict[str, Any]) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.schema import SNAPSHOTS
 from models.config import TrainConfig
 from models.evaluate import (
     TOP_FRACTIONS,
@@ -24,8 +23,8 @@ from models.monitoring import gains_table
 from models.sampling import stratified_sample
 from models.training import cross_validate
 from pipeline import tracking
-from pipeline.artifacts import load_baselines, load_model
-from pipeline.io import read_json, write_atomic, write_csv, write_json
+from pipeline.artifacts import features_variant, load_baselines, load_model
+from pipeline.io import write_atomic, write_csv, write_json
 from pipeline.progress import log
 
 LEAKAGE_SAMPLE = 100_000  # labelled rows the single-column leakage check reads at most
@@ -82,7 +81,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     leakage check, and with `p.cv_folds` > 1 the cross-validated AUC of the same fit (`train`)."""
     features_path = Path(features_path)
     table = pd.read_parquet(features_path, filters=[("split", "in", ["train", "test"])])
-    variant = read_json(features_path.parent / "snapshots.json").get("variant", SNAPSHOTS)
+    variant = features_variant(features_path)
     test = held_out(table)
     model, info = load_model(models_dir, package_dir)
     y = test["label"].astype(int).to_numpy()

@@ -18,8 +18,7 @@ import pandas as pd
 from models.pyfunc import LeadScoreModel
 from models.training import categorical_columns
 from pipeline import tracking
-from pipeline.artifacts import load_model, load_train_metrics, write_model_info
-from pipeline.io import read_json
+from pipeline.artifacts import features_variant, load_model, load_train_metrics, write_model_info
 from pipeline.progress import log
 
 
@@ -64,8 +63,7 @@ def run(features_path: Path, models_dir: Path, out_dir: Path, configs: dict[str,
     metrics = load_train_metrics(models_dir)
     example_rows = pd.read_parquet(features_path, filters=[("split", "==", "train")]).head(200)
     served, example = bundle(model, example_rows, configs["score"])
-    snapshots = read_json(features_path.parent / "snapshots.json")
-    run_tags = {"source": source, "stage": "train", "variant": snapshots.get("variant", "snapshots"),
+    run_tags = {"source": source, "stage": "train", "variant": features_variant(features_path),
                 "features_path": str(features_path), "data_version": data_version(features_path),
                 "model_kind": str(metrics.get("model_kind", type(model).__name__)), **(tags or {})}
     if metrics.get("fallback_reason"):

@@ -22,8 +22,8 @@ from models.config import ScoreConfig
 from models.decision import rows_to_score, score_frame
 from models.evaluate import classification_metrics, feature_importance, reliability_table
 from models.gates import GATE_ORDER
-from pipeline.artifacts import load_model
-from pipeline.io import find_table, read_json, read_table, write_atomic, write_csv, write_json
+from pipeline.artifacts import features_variant, load_model
+from pipeline.io import find_table, read_table, write_atomic, write_csv, write_json
 from pipeline.params import ReportParams
 from pipeline.progress import log
 
@@ -533,7 +533,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     """
     reports_dir = Path(reports_dir)
     table = pd.read_parquet(features_path)
-    variant = read_json(Path(features_path).parent / "snapshots.json").get("variant", "snapshots")
+    variant = features_variant(features_path)
     model, info = load_model(models_dir, package_dir)
     model = single_threaded(model)
     cols = list(model.feature_names_in_)

@@ -25,9 +25,9 @@ from models.decision import (
 )
 from models.reasons import Phrasebook
 from pipeline import tracking
-from pipeline.artifacts import load_model
+from pipeline.artifacts import features_variant, load_model
 from pipeline.export import export_all
-from pipeline.io import find_table, read_json, read_table, write_json, write_parquet
+from pipeline.io import find_table, read_table, write_json, write_parquet
 from pipeline.progress import log
 
 HISTORY_COLUMNS = ("lead_id", "status", "tier", "rank", "scoring_run_id", "scored_at")
@@ -83,7 +83,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         reports_dir: Path, p: ScoreConfig, database_url: str | None = None, history_dir: Path | None = None,
         icp: Icp | None = None) -> dict:
     features_path = Path(features_path)
-    variant = read_json(features_path.parent / "snapshots.json").get("variant", "snapshots")
+    variant = features_variant(features_path)
     table = pd.read_parquet(features_path, filters=[("split", "in", ["score", "test"])] if variant == FLAT
                             else [("split", "==", "score")])
     rows, what = rows_to_score(table, variant)

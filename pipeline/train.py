@@ -13,8 +13,8 @@ import pandas as pd
 
 from models.config import TrainConfig
 from models.training import fit
-from pipeline.artifacts import save_model
-from pipeline.io import read_json, write_json
+from pipeline.artifacts import features_variant, save_model
+from pipeline.io import write_json
 from pipeline.progress import log
 
 
@@ -36,7 +36,7 @@ def check_outcomes(table: pd.DataFrame, source: Path) -> None:
 def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainConfig, category_shares: bool = False) -> dict:
     """Fit on `features.parquet`'s training rows; write the model, baselines and `train_metrics.json`."""
     features_path = Path(features_path)
-    variant = read_json(features_path.parent / "snapshots.json").get("variant", "snapshots")
+    variant = features_variant(features_path)
     # Only what training reads: the score rows are another stage's business (and at scale most of the memory).
     check_outcomes(pd.read_parquet(features_path, columns=["split", "label"]), features_path)
     table = pd.read_parquet(features_path, filters=[("split", "==", "train")])

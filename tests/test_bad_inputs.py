@@ -13,15 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.sources.profiles import ProfileError, parse_profile
-from features.validation import SOURCE_ROW
+from features.validation import SOURCE_ROW, QuarantineLimitError, validate_export
 from pipeline.params import Params
-from pipeline.sources.readers import InputFileError, read_export
-from features.validation import QuarantineLimitError
-from pipeline.sources.exports import load_profile
-from features.validation import validate_export
 from pipeline.run import run
-from pipeline.sources.exports import ingest_export
+from pipeline.sources.exports import ingest_export, load_profile
+from pipeline.sources.profiles import ProfileError, parse_profile
+from pipeline.sources.readers import InputFileError, read_export
 
 # A small, valid Salesforce export: 2 accounts, 4 leads, 4 tasks, 1 event, 2 opportunities.
 BASE = {

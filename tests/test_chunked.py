@@ -5,13 +5,12 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from features.build import build_feature_table, feature_columns, prepare_crm, snapshot_dates
-from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
+from features.build import build_feature_table, feature_columns, feature_config, prepare_crm, snapshot_dates
 from models.conversion import BoosterConfig, ConversionModel
-from pipeline.chunked import score_in_chunks
-from features.build import feature_config
-from pipeline.params import load_params
 from models.decision import score_frame
+from pipeline.chunked import score_in_chunks
+from pipeline.params import load_params
+from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 
 EXPORT = "2026-10-01"
 

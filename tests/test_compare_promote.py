@@ -9,9 +9,9 @@ import yaml
 from _synthetic import GATES, feature_table
 from typer.testing import CliRunner
 
-from pipeline import evaluate, train
-from pipeline.compare import ModelRefError, compare_versions, model_uri
 from models.config import EvaluateConfig, ScoreConfig, TrainConfig
+from pipeline import evaluate, package, train
+from pipeline.compare import ModelRefError, compare_versions, model_uri
 from pipeline.params import PromoteParams
 from pipeline.promote import PromotionError, evaluate_rule, promote
 
@@ -22,6 +22,14 @@ WEAK = ("n_high_intent_30d", "n_high_intent_7d")  # the strongest signal, left o
 TRAIN = TrainConfig(experiment="test-compare", registered_model=NAME, n_jobs=1, learning_rate=0.1, n_estimators=150,
                     early_stopping_rounds=20, min_child_samples=40, min_positives=50)
 SCORE = ScoreConfig(gates=GATES, threshold=0.1)
+
+
+def train_and_package(features, folder, reports, config: TrainConfig) -> dict:
+    """The train stage, then the package stage logging and registering the model (model_info.json in `folder`)."""
+    metrics = train.run(features, folder, reports, config)
+    package.run(features, folder, folder, {"train": config, "score": SCORE}, source="test",
+                experiment=config.experiment, registered_model=config.registered_model)
+    return metrics
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +46,7 @@ def store(tmp_path_factory):
         }))
         runs = {}
         for label, excluded in (("v1_weak", WEAK), ("v2_full", ())):
-            metrics = train.run(features, root / label, root / "reports", dataclasses.replace(TRAIN, exclude_features=excluded),
-                                "test", score_params=SCORE)
+            metrics = train_and_package(features, root / label, root / "reports", dataclasses.replace(TRAIN, exclude_features=excluded))
             runs[label] = json.loads((root / label / "model_info.json").read_text()) | {"metrics": metrics}
         yield {"root": root, "features": features, "runs": runs}
 
@@ -124,8 +131,7 @@ def test_promote_refuses_then_promotes_then_refuses_a_weaker_challenger(store):
         promote(NAME, store["features"], PromoteParams())
 
     # A third, weaker version becomes challenger; promoting it is refused with exit code 2, naming the condition.
-    train.run(store["features"], root / "v3", root / "reports", dataclasses.replace(TRAIN, exclude_features=WEAK),
-              "test", score_params=SCORE)
+    train_and_package(store["features"], root / "v3", root / "reports", dataclasses.replace(TRAIN, exclude_features=WEAK))
     assert _aliases() == {"champion": "2", "challenger": "3"}
     result = CliRunner().invoke(__import__("pipeline.cli", fromlist=["app"]).app,
                                 ["promote", "--params", str(root / "params.yaml")])
@@ -139,7 +145,7 @@ def test_small_data_fallback_is_recorded_on_the_run(store):
 
     root = store["root"]
     p = dataclasses.replace(TRAIN, min_positives=10**6, registered_model="leadscore-small", experiment="test-small")
-    metrics = train.run(store["features"], root / "small", root / "reports", p, "test", score_params=SCORE)
+    metrics = train_and_package(store["features"], root / "small", root / "reports", p)
     assert metrics["model_kind"] == "logistic_fallback" and metrics["best_iteration"] == 0
     info = json.loads((root / "small" / "model_info.json").read_text())
     tags = MlflowClient().get_run(info["run_id"]).data.tags
@@ -149,7 +155,7 @@ def test_small_data_fallback_is_recorded_on_the_run(store):
 
 def test_evaluate_reports_baselines_cis_and_plots(store):
     root = store["root"]
-    metrics = evaluate.run(store["features"], root / "v2_full", root / "reports",
+    metrics = evaluate.run(store["features"], root / "v2_full", root / "v2_full", root / "reports",
                            EvaluateConfig(n_bootstrap=50, capacity_k=100), horizon_days=90)
     for key in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top5", "capture_top20", "precision_at_100"):
         assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"], key

@@ -20,7 +20,7 @@ from pipeline.sources.demo_crm import (
     simulate_outcomes,
 )
 
-CONFIG = DemoConfig(n_leads=3000, seed=7)
+CONFIG = DemoConfig(n_leads=3000, seed=7, history_days=540)
 EXPORT = pd.Timestamp(CONFIG.export_date)
 TABLES = ("accounts", "leads", "activities", "opportunities")
 

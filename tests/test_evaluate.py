@@ -10,7 +10,6 @@ from models.evaluate import (
     paired_auc_test,
     precision_at_k,
 )
-from pipeline.evaluate import gains_table
 
 Y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
 P = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
@@ -54,12 +53,6 @@ def test_paired_auc_test_detects_a_better_score_and_not_an_identical_one():
     assert paired_auc_test(y, signal, weak, n_boot=200)["auc_diff"] == pytest.approx(-better["auc_diff"])
     with pytest.raises(ValueError, match="same rows"):
         paired_auc_test(y, weak[:-1], signal)
-
-
-def test_gains_rise_to_all_conversions():
-    g = gains_table(Y, P, n_points=10)
-    assert g["capture"].iloc[-1] == 1.0 and (np.diff(g["capture"]) >= 0).all()
-    assert g.loc[g["fraction"] == 0.3, "capture"].item() == pytest.approx(2 / 3)
 
 
 def test_fast_auc_equals_sklearn_with_ties():

@@ -75,8 +75,8 @@ def test_schema_is_enforced_and_versioned_on_every_row(tmp_path):
     assert list(out.columns) == [c for col in OUTPUT_COLUMNS for c in (gates if col == "gate_<name>" else [col])]
 
 
-def test_readme_documents_every_column_of_the_current_schema_version():
-    readme = (ROOT / "README.md").read_text()
+def test_docs_document_every_column_of_the_current_schema_version():
+    readme = (ROOT / "docs" / "outputs.md").read_text()
     assert f"schema version {SCHEMA_VERSION}" in readme
     undocumented = [c for c in OUTPUT_COLUMNS if f"`{c}`" not in readme]
     assert undocumented == []
@@ -473,12 +473,12 @@ def test_served_model_answers_json_rows_and_rejects_malformed_json(champion, tmp
 def test_a_crm_export_folder_is_validated_and_featurized_before_the_schema_check(champion, tmp_path):
     import dataclasses
 
-    from pipeline import demo_data
-    from pipeline.sources.demo_crm import DemoConfig
     from features.config import FeaturizeConfig, ValidateConfig
     from models.config import ScoreConfig
     from models.decision import FeatureSchemaError
+    from pipeline import demo_data
     from pipeline.score import score_with_registered_model
+    from pipeline.sources.demo_crm import DemoConfig
 
     params = dataclasses.replace(DemoConfig(), n_leads=400, seed=3)
     demo_data.run(tmp_path / "crm", tmp_path / "truth", params)

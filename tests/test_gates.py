@@ -131,8 +131,8 @@ def test_the_projects_gate_config_names_only_columns_the_score_stage_has():
     from pathlib import Path
 
     from features.build import CATEGORICAL_FEATURES
-    from pipeline.params import load_params
     from models.decision import ACCOUNT_COLUMNS
+    from pipeline.params import load_params
 
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml").score
     known = [*CATEGORICAL_FEATURES, *ACCOUNT_COLUMNS, "seniority_level", "form_budget_min", "form_timeline_months",

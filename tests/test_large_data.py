@@ -11,8 +11,16 @@ import pytest
 from _synthetic import feature_table
 from conftest import isolated_store
 
-from features.build import build_feature_table, compact_dtypes, feature_parts, prepare_crm, snapshot_dates
-from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
+from features.build import (
+    build_feature_table,
+    compact_dtypes,
+    feature_config,
+    feature_parts,
+    prepare_crm,
+    snapshot_dates,
+)
+from models import training
+from models.config import TrainConfig
 from models.sampling import stratified_sample
 from pipeline import train
 from pipeline.export import (
@@ -22,10 +30,9 @@ from pipeline.export import (
     neutralise_formulas,
     write_sql_table,
 )
-from features.build import feature_config
 from pipeline.featurize import write_parts
-from models.config import TrainConfig
 from pipeline.params import load_params
+from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.yaml")
@@ -50,14 +57,14 @@ def test_stratified_sample_keeps_small_data_whole_and_bounds_large_data_at_the_b
 # ------------------------------------------------------------------------------- the learning-rate policy
 def test_learning_rate_adapts_to_the_number_of_fitted_rows_and_leaves_the_demo_alone():
     p = TrainConfig(learning_rate=0.02, large_data_rows=500_000, large_data_learning_rate=0.1)
-    assert train.learning_rate_for(499_999, p) == 0.02
-    assert train.learning_rate_for(500_000, p) == 0.1
-    assert train.booster_config(p, n_rows=1_900_000).learning_rate == 0.1
-    assert train.booster_config(p).learning_rate == 0.02
-    assert train.booster_config(p, n_rows=1_900_000, learning_rate=0.05).learning_rate == 0.05  # tuning overrides
+    assert training.learning_rate_for(499_999, p) == 0.02
+    assert training.learning_rate_for(500_000, p) == 0.1
+    assert training.booster_config(p, n_rows=1_900_000).learning_rate == 0.1
+    assert training.booster_config(p).learning_rate == 0.02
+    assert training.booster_config(p, n_rows=1_900_000, learning_rate=0.05).learning_rate == 0.05  # tuning overrides
     # the demo's ~40k fitted rows and the 100k benchmark's ~190k stay at the rate the demo was tuned with
     assert PARAMS.train.large_data_rows > 200_000
-    assert train.learning_rate_for(200_000, PARAMS.train) == PARAMS.train.learning_rate
+    assert training.learning_rate_for(200_000, PARAMS.train) == PARAMS.train.learning_rate
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +83,10 @@ def test_train_uses_the_large_data_rate_and_a_bounded_baseline_sample_from_the_t
     table.to_parquet(features, index=False)
     base = dataclasses.replace(PARAMS.train, n_jobs=1, n_estimators=150, experiment="test-large", min_positives=10,
                                registered_model="test-large")
-    small = train.run(features, store / "small", store / "reports", base, "test")
+    small = train.run(features, store / "small", store / "reports", base)
     assert small["learning_rate"] == base.learning_rate and small["n_baseline_rows"] == small["n_train"]
     large = train.run(features, store / "large", store / "reports",
-                      dataclasses.replace(base, large_data_rows=1_000, baseline_max_rows=2_000), "test")
+                      dataclasses.replace(base, large_data_rows=1_000, baseline_max_rows=2_000))
     assert large["learning_rate"] == base.large_data_learning_rate
     assert large["n_baseline_rows"] == 2_000 and large["n_train"] > 2_000
     assert large["best_iteration"] < small["best_iteration"]  # the faster rate needs fewer trees
@@ -121,7 +128,7 @@ def test_streamed_training_table_is_the_stacked_table_in_float32(crm, tmp_path):
     counts = write_parts(feature_parts(prepared, dates, config, float32=True), tmp_path / "features.parquet")
     streamed = pd.read_parquet(tmp_path / "features.parquet")
     assert list(streamed.columns) == list(wide.columns) and len(streamed) == len(wide)
-    assert {k: v["rows"] for k, v in counts.items() if k != "_columns"} == wide["split"].value_counts().to_dict()
+    assert {k: v["rows"] for k, v in counts.items() if k != "_features"} == wide["split"].value_counts().to_dict()
     assert counts["train"]["positives"] == int(wide.loc[wide["split"] == "train", "label"].sum())
     numeric = [c for c in wide if wide[c].dtype.kind in "fi" and c != "label"]
     assert numeric and all(streamed[c].dtype == np.float32 for c in numeric)

@@ -9,10 +9,10 @@ from _synthetic import GATES, feature_table
 
 from features.build import feature_columns
 from models.baselines import LogisticBaseline, PointsRuleScore, rule_points
+from models.config import ScoreConfig, TrainConfig
 from models.conversion import P_CEIL, BoosterConfig, ConversionModel, choose_calibration
 from models.evaluate import expected_calibration_error
 from models.pyfunc import OUTPUT_COLUMNS, LeadScoreModel
-from models.config import ScoreConfig, TrainConfig
 from models.training import fallback_reason, split_train_validation
 
 FAST = BoosterConfig(learning_rate=0.1, n_estimators=150, early_stopping_rounds=20, min_child_samples=40,

@@ -10,11 +10,10 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from _stages import run_stages
 from conftest import isolated_store
 
 from features.build import feature_columns
-from _stages import run_stages
-
 from pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import isolated_store
-
 from _stages import run_stages
+from conftest import isolated_store
 
 from pipeline.io import read_json
 from pipeline.params import load_params

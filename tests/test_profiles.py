@@ -11,6 +11,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from features.schema import CONTRACT
+from models.flat import holdout_split
+from models.leakage import leakage_warnings, single_column_auc
+from pipeline.cli import app
+from pipeline.params import Params, load_params
+from pipeline.run import run
+from pipeline.sources.exports import PROFILES_DIR, available_profiles, load_profile, read_tables_export
 from pipeline.sources.profiles import (
     blank_missing,
     contract_markdown,
@@ -22,14 +29,7 @@ from pipeline.sources.profiles import (
     parse_numbers,
     parse_profile,
 )
-from features.schema import CONTRACT
-from models.flat import holdout_split
-from models.leakage import leakage_warnings, single_column_auc
-from pipeline.cli import app
-from pipeline.params import Params, load_params
 from pipeline.sources.readers import read_export, sniff_delimiter
-from pipeline.sources.exports import PROFILES_DIR, available_profiles, load_profile, read_tables_export
-from pipeline.run import run
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARAMS = Path(__file__).parents[1] / "params.yaml"  # the shipped gates and decision policy
@@ -161,8 +161,8 @@ def test_contract_markdown_documents_every_column_and_the_label():
 
 
 def test_readme_carries_the_generated_contract():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert contract_markdown() in readme, "README contract is stale: paste the output of `leadscore contract`"
+    doc = (Path(__file__).parents[1] / "docs" / "contract.md").read_text()
+    assert contract_markdown() in doc, "docs/contract.md is stale: paste the output of `leadscore contract`"
 
 
 def test_contract_command_prints_the_markdown():
@@ -267,7 +267,7 @@ def test_flat_run_warns_about_a_leaky_column(tmp_path):
     metrics = run(profile, flat_export(tmp_path, leaky=True), tmp_path / "work", Params(), n_jobs=1, track=False)
     assert [w["column"] for w in metrics["leakage_warnings"]] == ["sales_notes"]
     assert metrics["cv_roc_auc"] > 0.99
-    csv = (tmp_path / "work" / "sql_leads.csv").read_text()
+    csv = (tmp_path / "work" / "data" / "05_scored" / "sql_leads.csv").read_text()
     assert "'=HYPERLINK(" in csv and "\n=HYPERLINK" not in csv and ",=HYPERLINK" not in csv
 
 

@@ -4,7 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.changes import DOWNGRADED, DROPPED, NEW_LEAD, NEW_SQL, UNCHANGED, UPGRADED, change_counts, diff_scorings
+from models.changes import (
+    DOWNGRADED,
+    DROPPED,
+    NEW_LEAD,
+    NEW_SQL,
+    UNCHANGED,
+    UPGRADED,
+    change_counts,
+    diff_scorings,
+)
 from models.gates import FAIL, PASS, UNKNOWN
 from models.ranking import (
     DISQUALIFIED,

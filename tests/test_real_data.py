@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from pipeline.params import load_params
-from pipeline.sources.exports import load_profile
 from pipeline.run import run
+from pipeline.sources.exports import load_profile
 
 REAL = Path(__file__).parents[2] / "shared/data/real"
 PARAMS = Path(__file__).parents[1] / "params.yaml"

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.conversion import BoosterConfig, ConversionModel
-from models.reasons import Phrasebook, describe, top_reasons
 from models.config import ScoreConfig
+from models.conversion import BoosterConfig, ConversionModel
 from models.decision import hand_over, score_frame
+from models.reasons import Phrasebook, describe, top_reasons
 
 
 @pytest.mark.parametrize(

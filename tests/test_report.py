@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _stages import run_stages
 from conftest import isolated_store
 from typer.testing import CliRunner
-
-from _stages import run_stages
 
 from pipeline import package, report, score, train
 from pipeline.io import read_json

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.sources.profiles import ProfileError, parse_profile
 from pipeline.cli import app
 from pipeline.params import Params
 from pipeline.run import experiment_name, run
+from pipeline.sources.profiles import ProfileError, parse_profile
 
 PROFILE = {"name": "tiny", "kind": "flat", "id": "Lead ID", "label": {"column": "Converted", "positive": ["1"]},
            "numeric": ["Visits"], "categorical": ["Source"], "missing": ["Select"],
@@ -62,7 +62,7 @@ def test_thirty_rows_with_enough_of_each_fall_back_to_the_logistic_model(tmp_pat
     assert metrics["model_kind"] == "logistic_fallback"
     assert metrics["fallback_reason"].startswith("only 8 conversions in the training rows (train.min_positives = 100)")
     assert len(metrics["cv_roc_auc_folds"]) == 5 and metrics["n_train"] + metrics["n_test"] == 30
-    assert type(joblib.load(tmp_path / "work" / "model.joblib")).__name__ == "LogisticBaseline"
+    assert type(joblib.load(tmp_path / "work" / "data" / "04_models" / "model.joblib")).__name__ == "LogisticBaseline"
 
 
 def test_enough_conversions_fit_the_blend(tmp_path):
@@ -97,7 +97,7 @@ def test_run_logs_an_experiment_per_profile_to_the_store_in_the_environment(tmp_
     served = mlflow.pyfunc.load_model(info["model_uri"])
     rows = pd.DataFrame({"visits": [0.0, 9.0], "source": ["Google", "Referral"]})
     out = served.predict(rows)
-    model = joblib.load(workdir / "model.joblib")
+    model = joblib.load(workdir / "data" / "04_models" / "model.joblib")
     np.testing.assert_allclose(out["p_convert"], model.predict_proba(rows)[:, 1], rtol=1e-6)
     assert out["p_convert"].iloc[1] > out["p_convert"].iloc[0]
 
@@ -117,6 +117,6 @@ def test_run_without_a_store_in_the_environment_tracks_inside_the_work_folder(tm
     assert logged.data.tags["model_kind"] == "BlendedModel" and "blend_weight_trees" in logged.data.params
     rows = pd.DataFrame({"visits": [1.0, 4.0, None], "source": ["Google", "Referral", None]})
     served = mlflow.pyfunc.load_model(info["model_uri"]).predict(rows)
-    model = joblib.load(workdir / "model.joblib")
+    model = joblib.load(workdir / "data" / "04_models" / "model.joblib")
     np.testing.assert_allclose(served["p_convert"], model.predict_proba(rows)[:, 1], rtol=1e-6)
     assert (workdir / "mlruns").is_dir() and not (tmp_path / "mlruns").exists()  # artifacts beside the store

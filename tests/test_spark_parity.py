@@ -10,14 +10,19 @@ import pytest
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark not importable: run `make spark-test` (own venv)")
 
-from features.build import build_feature_table, feature_columns, prepare_crm, snapshot_dates  # noqa: E402
-from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm  # noqa: E402
+from features.build import (  # noqa: E402
+    build_feature_table,
+    feature_columns,
+    feature_config,  # noqa: E402
+    prepare_crm,
+    snapshot_dates,
+)
 from features.validation import validate_tables  # noqa: E402
 from models.conversion import BoosterConfig, ConversionModel  # noqa: E402
-from pipeline import spark as spark_path  # noqa: E402
-from features.build import feature_config  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
 from models.decision import score_frame  # noqa: E402
+from pipeline import spark as spark_path  # noqa: E402
+from pipeline.params import load_params  # noqa: E402
+from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm  # noqa: E402
 
 pytestmark = pytest.mark.slow
 EXPORT = "2026-10-01"
