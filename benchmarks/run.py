@@ -106,19 +106,20 @@ class _Timer:
 
 
 def _featurize_one_date(validated: Path, out: Path, p) -> dict:
-    """The open leads of ingest's scoring date, featurized by the core (`features.build.score_features`, as
-    `leadscore score --input` does) and written by the featurize stage's writer (no snapshots.json: snapshots)."""
+    """The open leads of ingest's scoring date (`ingest.json`, copied by validate) featurized by the core,
+    `features.build.score_features`, as `leadscore score --input` does; written for the score stage (a feature
+    file without snapshots.json is a snapshot table). Not `pipeline.featurize`: its import of the training code
+    (LightGBM, scikit-learn) would be timed as featurizing."""
     import pandas as pd
 
     import features.build as build
     from features.schema import TABLE_ORDER
-    from pipeline.featurize import MANIFEST, write_parts
-    from pipeline.io import read_json, read_tables
+    from pipeline.io import read_json, read_tables, write_parquet
 
     timings = {}
     t = time.perf_counter()
     tables = read_tables(validated, TABLE_ORDER)
-    manifest = read_json(Path(validated) / MANIFEST)
+    manifest = read_json(Path(validated) / "ingest.json")
     timings["read_s"] = time.perf_counter() - t
     timer = _Timer()
     timer.wrap(build, "prepare_crm", "prepare_s")  # score_features -> featurize -> prepare_crm: timed inside
@@ -130,7 +131,7 @@ def _featurize_one_date(validated: Path, out: Path, p) -> dict:
     timings["prepare_s"] = timer.parts["prepare_s"]
     timings["snapshot_s"] = total - timer.parts["prepare_s"]
     t = time.perf_counter()
-    write_parts(iter([table]), out)
+    write_parquet(table, out)
     timings["write_s"] = time.perf_counter() - t
     return {"rows": int(len(table)), "columns": int(table.shape[1]), "activities": n_activities,
             "as_of": manifest["as_of"], **{k: round(v, 2) for k, v in timings.items()}}

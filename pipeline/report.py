@@ -159,15 +159,21 @@ def _percent():
     return PercentFormatter(xmax=1.0, decimals=None)  # as many decimals as the tick spacing needs
 
 
+def _curve(y, p, p_prev, curve, summary: str, x_y):
+    """A figure with the current model's curve and, when given, the previous version's on the same rows."""
+    fig, ax = _figure()
+    for scores, name, color, lw in ((p, "current", INK, 2), (p_prev, "previous", WARM, 1.5)):
+        if scores is not None:
+            a, b, _ = curve(y, scores)
+            xs, ys = x_y(a, b)
+            ax.plot(xs, ys, color=color, lw=lw, label=f"{name} ({summary(y, scores)})")
+    return fig, ax
+
+
 def plot_roc(y, p, p_prev=None) -> str:
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = _figure()
-    fpr, tpr, _ = roc_curve(y, p)
-    ax.plot(fpr, tpr, color=INK, lw=2, label=f"current (AUC {roc_auc_score(y, p):.3f})")
-    if p_prev is not None:
-        f0, t0, _ = roc_curve(y, p_prev)
-        ax.plot(f0, t0, color=WARM, lw=1.5, label=f"previous (AUC {roc_auc_score(y, p_prev):.3f})")
+    fig, ax = _curve(y, p, p_prev, roc_curve, lambda t, s: f"AUC {roc_auc_score(t, s):.3f}", lambda f, t: (f, t))
     ax.plot([0, 1], [0, 1], "--", color=MUTED, lw=1)
     ax.set(title="ROC — held-out period", xlabel="false positive rate", ylabel="true positive rate")
     ax.legend(loc="lower right", frameon=False)
@@ -177,12 +183,8 @@ def plot_roc(y, p, p_prev=None) -> str:
 def plot_pr(y, p, p_prev=None) -> str:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    fig, ax = _figure()
-    prec, rec, _ = precision_recall_curve(y, p)
-    ax.plot(rec, prec, color=INK, lw=2, label=f"current (AP {average_precision_score(y, p):.3f})")
-    if p_prev is not None:
-        p0, r0, _ = precision_recall_curve(y, p_prev)
-        ax.plot(r0, p0, color=WARM, lw=1.5, label=f"previous (AP {average_precision_score(y, p_prev):.3f})")
+    fig, ax = _curve(y, p, p_prev, precision_recall_curve,
+                     lambda t, s: f"AP {average_precision_score(t, s):.3f}", lambda prec, rec: (rec, prec))
     ax.axhline(np.mean(y), ls="--", color=MUTED, lw=1, label=f"base rate {np.mean(y):.3f}")
     ax.set(title="Precision-recall", xlabel="recall", ylabel="precision", ylim=(0, 1.02))
     ax.legend(loc="upper right", frameon=False)

@@ -74,15 +74,20 @@ def model_signature(example, output):
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-def _loggable_params(sections: dict[str, object]) -> dict[str, str]:
-    """`section.field` -> value (as text, cut to MLflow's limit) for every field of every given config."""
+def loggable_params(sections: dict[str, object]) -> dict[str, str]:
+    """`section.field` -> value (as text, cut to MLflow's limit) for every field of every given config; a nested
+    config's fields as `section.field.sub` (featurize.icp.industries)."""
     import dataclasses
 
     out = {}
     for name, config in sections.items():
-        fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} \
+            if dataclasses.is_dataclass(config) else dict(config)
         for key, value in fields.items():
-            out[f"{name}.{key}"] = str(value)[:6000]
+            if dataclasses.is_dataclass(value):
+                out.update(loggable_params({f"{name}.{key}": value}))
+            else:
+                out[f"{name}.{key}"] = str(value)[:6000]
     return out
 
 
@@ -104,7 +109,7 @@ def log_model_run(bundle, example, metrics: dict, configs: dict[str, object], ta
     signature = model_signature(example, bundle.score(example))
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags({"git_commit": git_commit(Path(__file__).parent), **tags})
-        mlflow.log_params(_loggable_params(configs))
+        mlflow.log_params(loggable_params(configs))
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()
                             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)})
         for name, payload in (artifacts or {}).items():

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.schema import CONTRACT
-from models.flat import holdout_split
+from models.training import holdout_split
 from models.leakage import leakage_warnings, single_column_auc
 from pipeline.cli import app
 from pipeline.params import Params, load_params
