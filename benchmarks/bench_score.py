@@ -81,20 +81,13 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
     predict + decide, then one global rank), then the score stage's hand-over and reasons (`models.decision.hand_over`)
     for the SQL / needs-call leads, and the ranked `sql_leads.parquet` streamed part by part."""
     import pipeline.chunked as chunked
-    from models.decision import hand_over, phrasebook_for
-    from models.ranking import NEEDS_CALL, SQL
-    from pipeline.export import conform
-    from pipeline.io import atomic_path
+    from models.decision import phrasebook_for
+    from models.ranking import SQL
 
     timings: dict[str, float] = {}
 
     def add(name: str, seconds: float) -> None:
         timings[name] = round(timings.get(name, 0.0) + seconds, 2)
-
-    def tick(name: str, since: float) -> float:
-        now = time.perf_counter()
-        add(name, now - since)
-        return now
 
     def timed(name: str, fn):
         def wrapper(*args, **kwargs):
@@ -139,47 +132,11 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
     # what score_in_chunks spent beyond reading, scoring and writing its parts: the global rank (rank.parquet)
     add("rank_s", time.perf_counter() - t - sum(timings.get(k, 0.0) for k in
                                                  ("read_s", "gates_predict_decide_s", "write_parts_s")))
+    handed = chunked.hand_over_chunks(parts_dir, [features], model, p, out_dir / "sql_leads.parquet", chunk_rows,
+                                      phrasebook_for(icp), timings)
     t = time.perf_counter()
-    parts = sorted(parts_dir.glob("part-*.parquet"))
-    rank_of = pd.read_parquet(parts_dir / "rank.parquet").set_index("lead_id")["rank"]
-
-    # Hand-over and reasons: only the SQL / needs-call leads, ranked globally among themselves, with their features.
-    hot = pd.concat([pd.read_parquet(part, filters=[("status", "in", [SQL, NEEDS_CALL])]) for part in parts],
-                    ignore_index=True)
-    hot["rank"] = rank_of.loc[hot["lead_id"].to_numpy()].to_numpy()
-    hot = hot.sort_values("rank").reset_index(drop=True)
-    hot_ids = set(hot["lead_id"])
-    rows = []
-    for batch in pq.ParquetFile(features).iter_batches(batch_size=chunk_rows):
-        frame = batch.to_pandas()
-        rows.append(frame[frame["lead_id"].astype(str).isin(hot_ids)])
-    handed = hand_over(hot, pd.concat(rows, ignore_index=True), model, p, phrasebook_for(icp))
-    handed = handed.set_index("lead_id")
-    t = tick("handover_reasons_s", t)
-
-    # Final table: each part gets its global rank and the hand-over columns, streamed into one Parquet file.
-    extra = ["assigned_rep", "queue_position", "assignment_reason", "call_queue_position", "reasons_for",
-             "reasons_against"]
-    target = out_dir / "sql_leads.parquet"
-    writer = None
-    with atomic_path(target) as tmp:
-        for path in parts:
-            part = pd.read_parquet(path)
-            part["rank"] = rank_of.loc[part["lead_id"].to_numpy()].to_numpy()
-            joined = handed[extra].reindex(part["lead_id"].to_numpy())
-            for col in extra:
-                part[col] = joined[col].to_numpy()
-                part[col] = part[col].astype(handed[col].dtype)
-            part["change"] = "new_lead"  # a benchmark has no previous scoring
-            part.loc[part["status"] == SQL, "change"] = "new_sql"
-            table = pa.Table.from_pandas(conform(part.sort_values("rank")), preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
-        if writer is not None:
-            writer.close()
     shutil.rmtree(parts_dir)
-    t = tick("write_sql_leads_s", t)
+    add("write_sql_leads_s", time.perf_counter() - t)
     n_handed = int(handed["assigned_rep"].notna().sum())
     n_calls = int(handed["call_queue_position"].notna().sum())
     return {"rows": int(result["rows"]), "chunks": int(result["parts"]), "n_sql": int((handed["status"] == SQL).sum()),

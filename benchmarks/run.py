@@ -11,7 +11,7 @@ runs the shipped stage function (`pipeline.<stage>.run`) or, where no stage does
   generate         the `ingest` stage on the demo profile: the demo CRM (about 20 activities per lead)
   validate         the `validate` stage (pandas engine): contract checks and quarantine
   featurize        features of every open lead for ONE as-of date (ingest's scoring date): what scoring needs
-                   (`features.build.score_features`, written by the featurize stage's writer)
+                   (the core `features.build.score_features`, as `leadscore score --input` builds them)
   featurize_train  the `featurize` stage: the training table (all monthly snapshots + test + score)
   train            the `train` stage: the calibrated LightGBM (train.n_jobs threads, or --threads); no MLflow
   package          the `package` stage: the model bundled, logged and registered in a local MLflow store
@@ -76,6 +76,12 @@ def _params():
 def _threads(prm=None) -> int:
     """LightGBM threads of training: --threads, else the params' train.n_jobs."""
     return int(os.environ.get("LEADSCORE_BENCH_THREADS") or (prm or _params()).train.n_jobs)
+
+
+def _demo(prm, size: int):
+    """The demo generator's settings for `size` leads. The benchmark CRMs keep the shape all results so far were
+    measured on (540 days of history), whatever the demo's params say, so that timings stay comparable."""
+    return dataclasses.replace(prm.demo, n_leads=size, history_days=BENCH_HISTORY_DAYS)
 
 
 def _package_dir(P: dict[str, Path]) -> Path | None:
@@ -185,7 +191,8 @@ def _package(size: int, prm) -> dict:
         mlflow.create_experiment(BENCH_EXPERIMENT, artifact_location=P["mlruns"].resolve().as_uri())
     train_cfg = dataclasses.replace(prm.train, n_jobs=_threads(prm), experiment=BENCH_EXPERIMENT)
     info = package.run(P["features_train"] / "features.parquet", P["root"] / "04_models", P["root"] / "04_package",
-                       {"train": train_cfg, "featurize": prm.featurize, "score": prm.score}, source=f"bench-{size}",
+                       {"ingest": prm.ingest, "demo": _demo(prm, size), "train": train_cfg, "featurize": prm.featurize,
+                        "score": prm.score}, source=f"bench-{size}",
                        experiment=BENCH_EXPERIMENT, registered_model=prm.train.registered_model,
                        tags={"driver": "benchmarks"})
     return {k: info.get(k) for k in ("run_id", "model_version", "alias")}
@@ -201,11 +208,8 @@ def run_stage(stage: str, size: int) -> dict:
         from pipeline import ingest
         from pipeline.sources.exports import load_profile
 
-        # The benchmark CRMs keep the shape all results so far were measured on (540 days of history), whatever
-        # the demo's params say, so that timings stay comparable across runs.
-        demo = dataclasses.replace(prm.demo, n_leads=size, history_days=BENCH_HISTORY_DAYS)
-        manifest = ingest.run(load_profile("demo"), ROOT / prm.ingest.input, P["raw"], P["truth"], demo=demo,
-                              as_of=prm.ingest.as_of)
+        manifest = ingest.run(load_profile("demo"), ROOT / prm.ingest.input, P["raw"], P["truth"],
+                              demo=_demo(prm, size), as_of=prm.ingest.as_of)
         return {"rows": manifest["rows_read"], "as_of": manifest["as_of"]}
     if stage == "validate":
         from pipeline import validate

@@ -152,23 +152,6 @@ def paired_auc_test(y, p_a, p_b, n_boot: int = 1000, seed: int = 0, alpha: float
             "ci_low": float(lo), "ci_high": float(hi), "p_value": p_value, "n_boot": int(len(diffs))}
 
 
-def bootstrap_ci(y, p, metric=roc_auc_score, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile bootstrap interval of `metric(y, p)`; resamples lacking a class are skipped."""
-    y = np.asarray(y)
-    p = np.asarray(p)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        if y[idx].min() == y[idx].max():
-            continue
-        values.append(metric(y[idx], p[idx]))
-    if not values:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
 def feature_importance(model, X: pd.DataFrame, n: int = 1_000, seed: int = 0) -> pd.Series:
     """What drives a model's score, largest first: a tree model's gain importance; for a model without trees (the
     logistic fallback) the mean absolute log-odds contribution over a sample of at most `n` rows of `X`."""

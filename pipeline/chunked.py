@@ -74,3 +74,55 @@ def score_in_chunks(
         pq.write_table(table, tmp)
     return {"rows": n_rows, "parts": n_parts, "batch_rows": batch_rows,
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+HAND_OVER_COLUMNS = ("assigned_rep", "queue_position", "assignment_reason", "call_queue_position", "reasons_for",
+                     "reasons_against")
+
+
+def hand_over_chunks(parts_dir: Path, feature_paths: list[Path], model, p: ScoreConfig, target: Path,
+                     batch_rows: int = 250_000, phrasebook=None, timings: dict | None = None) -> pd.DataFrame:
+    """The score stage's hand-over on `score_in_chunks`' output: the SQL and needs-call leads (few) ranked globally
+    get reps, call-queue places and reasons (`models.decision.hand_over`, their feature rows read batch by batch);
+    then every part, with its global rank and the hand-over columns, is streamed into one ranked `target` Parquet
+    file. Returns the handed-over rows; `timings` (optional) receives handover_reasons_s and write_sql_leads_s."""
+    from models.decision import hand_over
+    from models.ranking import NEEDS_CALL, SQL
+    from pipeline.export import conform
+
+    timings = timings if timings is not None else {}
+    start = time.perf_counter()
+    parts = sorted(Path(parts_dir).glob("part-*.parquet"))
+    rank_of = pd.read_parquet(Path(parts_dir) / "rank.parquet").set_index("lead_id")["rank"]
+    hot = pd.concat([pd.read_parquet(part, filters=[("status", "in", [SQL, NEEDS_CALL])]) for part in parts],
+                    ignore_index=True)
+    hot["rank"] = rank_of.loc[hot["lead_id"].to_numpy()].to_numpy()
+    hot = hot.sort_values("rank").reset_index(drop=True)
+    hot_ids = set(hot["lead_id"])
+    rows = [frame[frame["lead_id"].astype(str).isin(hot_ids)]
+            for frame in iter_feature_batches(list(feature_paths), batch_rows)]
+    handed = hand_over(hot, pd.concat(rows, ignore_index=True), model, p, phrasebook).set_index("lead_id")
+    timings["handover_reasons_s"] = round(time.perf_counter() - start, 2)
+
+    start = time.perf_counter()
+    writer = None
+    with atomic_path(target) as tmp:
+        try:
+            for path in parts:
+                part = pd.read_parquet(path)
+                part["rank"] = rank_of.loc[part["lead_id"].to_numpy()].to_numpy()
+                joined = handed[list(HAND_OVER_COLUMNS)].reindex(part["lead_id"].to_numpy())
+                for col in HAND_OVER_COLUMNS:
+                    part[col] = joined[col].to_numpy()
+                    part[col] = part[col].astype(handed[col].dtype)
+                part["change"] = "new_lead"  # no previous scoring to compare with
+                part.loc[part["status"] == SQL, "change"] = "new_sql"
+                table = pa.Table.from_pandas(conform(part.sort_values("rank")), preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+    timings["write_sql_leads_s"] = round(time.perf_counter() - start, 2)
+    return handed.reset_index()

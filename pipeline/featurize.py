@@ -13,7 +13,7 @@ import pandas as pd
 from features.build import feature_columns, featurize, flat_features
 from features.config import FeaturizeConfig
 from features.schema import FLAT, TABLE_ORDER
-from models.training import flat_split
+from features.split import flat_split
 from pipeline.io import atomic_path, read_json, read_tables, write_json
 from pipeline.progress import log
 

@@ -52,7 +52,8 @@ def bundle(model, rows: pd.DataFrame, score) -> tuple[LeadScoreModel, pd.DataFra
 
 
 def run(features_path: Path, models_dir: Path, out_dir: Path, configs: dict[str, Any], source: str,
-        experiment: str, registered_model: str | None, tags: dict[str, str] | None = None) -> dict:
+        experiment: str, registered_model: str | None, tags: dict[str, str] | None = None,
+        artifact_location: str | None = None) -> dict:
     """Bundle, log and register the model in `models_dir`; write `model_info.json` to `out_dir`.
 
     `configs` are the params sections that made the model and its decisions (logged as ``section.field``);
@@ -70,7 +71,7 @@ def run(features_path: Path, models_dir: Path, out_dir: Path, configs: dict[str,
         run_tags["fallback_reason"] = metrics["fallback_reason"]
     info = tracking.log_model_run(served, example, metrics, configs, run_tags, experiment=experiment,
                                   run_name=f"train-{source}", registered_model=registered_model,
-                                  artifacts={"train_metrics.json": metrics})
+                                  artifacts={"train_metrics.json": metrics}, artifact_location=artifact_location)
     write_model_info(out_dir, info)
     log(f"logged run {info['run_id']} to experiment {experiment!r}"
         + (f"; registered {info['model_version']} as {info['alias']}" if info.get("alias") else ""))

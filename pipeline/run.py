@@ -35,14 +35,6 @@ def experiment_name(profile: Profile) -> str:
     return f"leadscore-run-{profile.name}"
 
 
-def _own_experiment(name: str, workdir: Path) -> None:
-    """Create the experiment with its artifacts beside the work folder's store (never in the caller's cwd)."""
-    import mlflow
-
-    if mlflow.get_experiment_by_name(name) is None:
-        mlflow.create_experiment(name, artifact_location=(Path(workdir) / "mlruns").resolve().as_uri())
-
-
 def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_jobs: int | None = None,
         cv_folds: int = CV_FOLDS, track: bool = True) -> dict[str, Any]:
     """Run one export through the profile; returns the summary written to ``workdir/metrics.json``.
@@ -71,16 +63,14 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
         env_uri = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(workdir)
         try:
-            from pipeline import tracking
-
-            tracking.configure()
-            if env_uri is None:
-                _own_experiment(experiment_name(profile), workdir)
+            # artifacts beside the work folder's own store (never in the caller's cwd)
+            location = (workdir / "mlruns").resolve().as_uri() if env_uri is None else None
             info = package.run(features_path, P["models"], P["package"],
                                {"ingest": {"profile": profile.name, "input": str(input_path)}, "train": params.train,
                                 "featurize": params.featurize, "score": params.score},
                                source=profile.name, experiment=experiment_name(profile), registered_model=None,
-                               tags={"profile": profile.name, "input": str(input_path), "driver": "run"})
+                               tags={"profile": profile.name, "input": str(input_path), "driver": "run"},
+                               artifact_location=location)
             held = evaluate.run(features_path, P["models"], P["package"], P["reports"], params.evaluate,
                                 params.featurize.horizon_days, P["truth"], P["raw"], params.train,
                                 profile.category_shares)

@@ -93,11 +93,12 @@ def loggable_params(sections: dict[str, object]) -> dict[str, str]:
 
 def log_model_run(bundle, example, metrics: dict, configs: dict[str, object], tags: dict[str, str], *,
                   experiment: str, run_name: str, registered_model: str | None = None,
-                  artifacts: dict[str, dict] | None = None) -> dict:
+                  artifacts: dict[str, dict] | None = None, artifact_location: str | None = None) -> dict:
     """The one MLflow logging of a trained model: a run in `experiment` with `tags`, every field of `configs` as
     params (``train.*``, ``featurize.*``, ``score.*``, ...), the numeric `metrics`, JSON `artifacts`, and the served
     pyfunc `bundle` (registered as `registered_model` when given: the first version becomes ``@champion``, later
-    ones ``@challenger`` until `leadscore promote` moves the alias). Returns what `model_info.json` records.
+    ones ``@challenger`` until `leadscore promote` moves the alias). A new experiment keeps its artifacts at
+    `artifact_location` when given (else the store's default). Returns what `model_info.json` records.
     """
     import math
 
@@ -105,6 +106,8 @@ def log_model_run(bundle, example, metrics: dict, configs: dict[str, object], ta
     import mlflow
     from mlflow import MlflowClient
 
+    if artifact_location and mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=artifact_location)
     mlflow.set_experiment(experiment)
     signature = model_signature(example, bundle.score(example))
     with mlflow.start_run(run_name=run_name) as run:

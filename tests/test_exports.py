@@ -476,12 +476,13 @@ def test_a_crm_export_folder_is_validated_and_featurized_before_the_schema_check
     from features.config import FeaturizeConfig, ValidateConfig
     from models.config import ScoreConfig
     from models.decision import FeatureSchemaError
-    from pipeline import demo_data
+    from pipeline import ingest
     from pipeline.score import score_with_registered_model
     from pipeline.sources.demo_crm import DemoConfig
+    from pipeline.sources.exports import load_profile
 
     params = dataclasses.replace(DemoConfig(), n_leads=400, seed=3)
-    demo_data.run(tmp_path / "crm", tmp_path / "truth", params)
+    ingest.run(load_profile("demo"), tmp_path, tmp_path / "crm", tmp_path / "truth", params)  # the contract tables
     # The featurized CRM has the real feature columns; the test champion was trained on a synthetic 'noise' one.
     with pytest.raises(FeatureSchemaError, match=r"missing column\(s\) the model needs: \['noise'\]"):
         score_with_registered_model(champion["uri"], tmp_path / "crm", tmp_path / "out", tmp_path / "reports",

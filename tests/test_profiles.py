@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from features.schema import CONTRACT
-from models.training import holdout_split
 from models.leakage import leakage_warnings, single_column_auc
+from models.training import holdout_split
 from pipeline.cli import app
 from pipeline.params import Params, load_params
 from pipeline.run import run
