@@ -7,7 +7,8 @@ Input: a table of feature rows, one per lead, as the `featurize` stage writes th
     such as ``annual_revenue``); numbers as numbers (ints are accepted where doubles are declared),
     categoricals (industry, region, department, lead_source, form_use_case) as plain strings, missing as null;
   * optionally ``lead_id`` (echoed back); other extra columns are ignored.
-  A missing required column is refused with a ValueError naming the columns.
+  A missing model feature is refused with a ValueError naming the columns; a column only a gate reads may be
+  absent, and that gate's answer is then unknown.
 Output: a table with one row per input row, in input order, with the columns of ``OUTPUT_COLUMNS``:
   lead_id (only when given), p_convert (calibrated probability of closed-won within the horizon, 0-1),
   score (round(100 * p_convert), 0-100), tier (A/B/C/D by params score.tiers), gate_<name> for each gate in
@@ -78,13 +79,17 @@ class LeadScoreModel(PythonModel):
         return self.score(pd.DataFrame(model_input))
 
     def score(self, rows: pd.DataFrame) -> pd.DataFrame:
+        features = set(self.feature_columns)
+        # A column only a gate reads may be absent: its answer is unknown (a missing answer is not a "no").
+        absent = [c for c in self.input_columns if c not in rows.columns and c not in features]
+        if absent:
+            rows = rows.assign(**{c: np.nan for c in absent})
         missing = [c for c in self.input_columns if c not in rows.columns]
         if missing:
             raise ValueError(f"input is missing required column(s) {missing}; "
                              f"the model needs {len(self.input_columns)} columns (see LeadScoreModel.input_columns)")
         rows = rows.reset_index(drop=True)
         frame = rows.loc[:, self.input_columns].copy()
-        features = set(self.feature_columns)
         for col in frame.columns:  # numeric model features sent as text (CSV, JSON) become numbers
             textual = frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col].dtype)
             if col in features and col not in self.categorical and textual:

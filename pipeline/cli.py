@@ -132,7 +132,8 @@ def score(
         help="score new data with a registered model, e.g. models:/leadscore-conversion@champion (needs --input)")] = None,
     input: Annotated[Path | None, typer.Option(  # noqa: A002 - the option's name is the user's word
         "--input", help="with --model: a feature file (Parquet/CSV) or a CRM export folder")] = None,
-    as_of: Annotated[str | None, typer.Option(help="with --input: scoring date (default: the pipeline's as-of date)")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        help="with --input: scoring date (default: midnight after the export's latest timestamp)")] = None,
     out: Annotated[Path | None, typer.Option(help="with --model: output folder (default: params paths.scored)")] = None,
 ) -> None:
     """Gate, score, decide, rank and hand over the open leads; write sql_leads, CRM files and rep queues."""
@@ -142,8 +143,6 @@ def score(
     from models.gates import GateConfigError
     from pipeline import score as stage
     from pipeline.export import SchemaError
-    from pipeline.io import read_json
-
     prm, _ = _stage(params)
     P = _paths(prm)
     history = P["reports"] / "score_history"
@@ -151,11 +150,6 @@ def score(
         _fail("--model and --input go together: `leadscore score --model models:/<name>@champion --input <path>`")
     try:
         if model is not None:
-            if as_of is None:
-                manifest = P["validated"] / "ingest.json"
-                as_of = read_json(manifest)["as_of"] if manifest.exists() else None
-            if as_of is None:
-                _fail("--as-of is needed: no pipeline run to take the scoring date from")
             stage.score_with_registered_model(
                 model, input, out or P["scored"], P["reports"], prm.score, as_of, prm.featurize, prm.validate,
                 database_url, history, P["validated"])

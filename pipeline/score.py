@@ -103,19 +103,23 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
 
 
 # ------------------------------------------------------------------------------------ scoring new data
-def read_input(input_path: Path, as_of: str, featurize_params: FeaturizeConfig,
+def read_input(input_path: Path, as_of: str | None, featurize_params: FeaturizeConfig,
                validate_params: ValidateConfig) -> tuple[pd.DataFrame, dict]:
-    """Feature rows from a feature file (Parquet/CSV), or from a CRM export folder (validated, then featurized)."""
+    """Feature rows from a feature file (Parquet/CSV), or from a CRM export folder in the contract's tables
+    (validated, then featurized as of `as_of`, by default the date the export implies)."""
     input_path = Path(input_path)
     if input_path.is_dir():
         from features.schema import TABLE_ORDER
         from features.validation import check_quarantine_limit, validate_export
         from pipeline.io import read_tables
+        from pipeline.sources.profiles import export_as_of
 
-        result = validate_export(read_tables(input_path, TABLE_ORDER), pd.Timestamp(as_of), validate_params)
+        tables = read_tables(input_path, TABLE_ORDER)
+        date = pd.Timestamp(as_of) if as_of else export_as_of(tables, not_after=pd.Timestamp.now())
+        result = validate_export(tables, date, validate_params)
         check_quarantine_limit(result, validate_params)
         tables = result.valid
-        rows = score_features(tables, pd.Timestamp(as_of), featurize_params)  # as the featurize stage stores them
+        rows = score_features(tables, date, featurize_params)  # as the featurize stage stores them
         return rows, {"accounts": tables["accounts"], "opportunities": tables["opportunities"]}
     if not input_path.exists():
         raise FileNotFoundError(f"{input_path}: input not found (a feature file or a CRM export folder)")
@@ -125,12 +129,12 @@ def read_input(input_path: Path, as_of: str, featurize_params: FeaturizeConfig,
     if "lead_id" not in rows:
         raise FeatureSchemaError(f"{input_path}: feature schema mismatch: missing column(s) ['lead_id']")
     if "as_of" not in rows:
-        rows = rows.assign(as_of=pd.Timestamp(as_of))
+        rows = rows.assign(as_of=pd.Timestamp(as_of) if as_of else pd.Timestamp.now().normalize())
     return with_categories(rows), {}
 
 
 def score_with_registered_model(model_uri: str, input_path: Path, out_dir: Path, reports_dir: Path, p: ScoreConfig,
-                                as_of: str, featurize_params, validate_params, database_url: str | None = None,
+                                as_of: str | None, featurize_params, validate_params, database_url: str | None = None,
                                 history_dir: Path | None = None, validated_dir: Path | None = None) -> dict:
     """`leadscore score --model models:/<name>@champion --input ...`: score new data with a registered model."""
     import dataclasses

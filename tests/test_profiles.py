@@ -257,7 +257,7 @@ def test_flat_run_writes_metrics_and_a_scored_table(tmp_path):
         assert on_disk[key] == metrics[key]
     assert metrics["n_train"] + metrics["n_test"] == 550 and metrics["split"] == "stratified random"
     assert len(metrics["cv_roc_auc_folds"]) == 5 and 0.65 < metrics["cv_roc_auc"] < 0.95
-    scored = pd.read_parquet(workdir / "sql_leads.parquet")
+    scored = pd.read_parquet(workdir / "data" / "05_scored" / "sql_leads.parquet")
     assert len(scored) == 50 and scored["lead_id"].str.startswith("X").sum() == 49  # the open leads
     assert scored["p_convert"].between(0, 1).all() and (scored["rank"].sort_values().to_numpy() == np.arange(1, 51)).all()
 
@@ -294,7 +294,7 @@ def test_four_table_fixture_runs_end_to_end(tmp_path, name):
     params = dataclasses.replace(shipped, train=dataclasses.replace(shipped.train, n_jobs=1))
     workdir = tmp_path / "work"
     metrics = run(load_profile(name), FIXTURES / name, workdir, params, n_jobs=1, track=False)
-    assert metrics["split"] == "time" and metrics["export_date"] == "2026-09-30"
+    assert metrics["split"] == "time" and metrics["as_of"] == "2026-10-01"  # midnight after the last activity
     # a quarter of the accounts validate (none of their rows fitted on), as in the `train` stage
     assert metrics["n_test"] > 500 and metrics["n_train"] > 1500 and 0 < metrics["n_validation"] < metrics["n_train"]
     # under 100 conversions in the training rows: the regularised logistic fallback, and the reason
@@ -305,10 +305,11 @@ def test_four_table_fixture_runs_end_to_end(tmp_path, name):
     assert metrics["leakage_warnings"] == []
     counts = metrics["validation"]["counts"]
     assert all(c["rows_in"] == c["valid"] + c["quarantined"] for c in counts.values())
-    scored = pd.read_parquet(workdir / "sql_leads.parquet")
+    scored = pd.read_parquet(workdir / "data" / "05_scored" / "sql_leads.parquet")
     assert len(scored) == metrics["n_scored"] > 900
     assert set(scored["status"]) <= {"sql", "needs_call", "nurture", "disqualified"}
-    assert (workdir / "quarantine" / "leads.csv").exists() and (workdir / "validation.json").exists()
+    assert (workdir / "data" / "02_validated" / "quarantine" / "leads.csv").exists()
+    assert (workdir / "data" / "06_reports" / "validation.json").exists()
     assert PROFILES_DIR.joinpath(f"{name}.yaml").exists()
 
 

@@ -61,7 +61,7 @@ def test_real_flat_set_reaches_its_measured_floor(tmp_path, name):
     assert metrics["leakage_warnings"] == []  # the leaky columns are gone
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert {"roc_auc", "pr_auc", "cv_roc_auc", "brier", "n_train", "n_test"} <= set(written)
-    scored = pd.read_parquet(tmp_path / "sql_leads.parquet")
+    scored = pd.read_parquet(tmp_path / "data" / "05_scored" / "sql_leads.parquet")
     assert len(scored) == metrics["n_scored"] == metrics["n_test"]  # no open leads: the held-out leads are scored
 
 
@@ -83,9 +83,9 @@ def test_maven_crm_runs_through_the_contract(tmp_path):
     assert counts["accounts"] == {"rows_in": 85, "valid": 85, "quarantined": 0}
     assert counts["leads"]["rows_in"] == 8800
     assert all(c["rows_in"] == c["valid"] + c["quarantined"] for c in counts.values())
-    quarantine = pd.read_csv(tmp_path / "quarantine" / "leads.csv")
+    quarantine = pd.read_csv(tmp_path / "data" / "02_validated" / "quarantine" / "leads.csv")
     # pipeline rows without an account yet (1,425 in the source) are quarantined for it, never dropped silently
     assert (quarantine["reason"].str.contains("account_id: not null")).sum() == 1425
-    assert metrics["export_date"] == "2017-12-31" and metrics["split"] == "time"
-    scored = pd.read_parquet(tmp_path / "sql_leads.parquet")
+    assert metrics["as_of"] == "2018-01-01" and metrics["split"] == "time"  # midnight after the last close
+    scored = pd.read_parquet(tmp_path / "data" / "05_scored" / "sql_leads.parquet")
     assert len(scored) == metrics["n_scored"] > 0 and scored["p_convert"].between(0, 1).all()

@@ -107,7 +107,7 @@ def test_injected_drift_is_flagged_and_fails_when_asked(small_run, tmp_path):
     reports = tmp_path / "reports"
     p = dataclasses.replace(prm.report, fail_on_drift=True, psi_drift=0.25, ks_min_statistic=0.5, shap_sample=50)
     with pytest.raises(report.DriftDetected, match="engagement_decayed"):
-        report.run(drifted, P["models"], P["validated"], tmp_path / "no_scored", reports, p, prm.score,
+        report.run(drifted, P["models"], P["package"], P["validated"], tmp_path / "no_scored", reports, p, prm.score,
                    prm.featurize.horizon_days)
     drift = pd.read_csv(reports / "drift.csv").set_index("feature")
     assert drift.loc["engagement_decayed", "flag"] == "drift"

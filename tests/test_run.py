@@ -90,7 +90,7 @@ def test_run_logs_an_experiment_per_profile_to_the_store_in_the_environment(tmp_
 
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     logged = mlflow.get_run(info["run_id"])
-    assert logged.data.metrics["cv_roc_auc"] == pytest.approx(metrics["cv_roc_auc"])
+    assert logged.data.metrics["test_cv_roc_auc"] == pytest.approx(metrics["cv_roc_auc"])  # evaluate adds it
     assert logged.data.params["train.min_positives"] == "100" and logged.data.params["train.min_child_samples"] == "10"
     assert logged.data.tags["model_kind"] == "logistic_fallback"
     assert logged.data.tags["fallback_reason"] == metrics["fallback_reason"]
@@ -114,7 +114,7 @@ def test_run_without_a_store_in_the_environment_tracks_inside_the_work_folder(tm
     assert info["tracking_uri"] == f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
     mlflow.set_tracking_uri(info["tracking_uri"])
     logged = mlflow.get_run(info["run_id"])
-    assert logged.data.tags["model_kind"] == "BlendedModel" and "blend_weight_trees" in logged.data.params
+    assert logged.data.tags["model_kind"] == "BlendedModel" and "blend_weight_trees" in logged.data.metrics
     rows = pd.DataFrame({"visits": [1.0, 4.0, None], "source": ["Google", "Referral", None]})
     served = mlflow.pyfunc.load_model(info["model_uri"]).predict(rows)
     model = joblib.load(workdir / "data" / "04_models" / "model.joblib")
