@@ -57,7 +57,7 @@ $(SPARK_STAMP): pyproject.toml
 	@touch $(SPARK_STAMP)
 
 spark-test: $(SPARK_STAMP) ## the Spark parity test in local[2] (own venv .venv-spark: PySpark 4 wants pandas < 3; needs Java 17)
-	$(SPARK_VENV)/bin/python -m pytest -q tests/test_spark_parity.py
+	$(SPARK_VENV)/bin/python -m pytest -q tests/pipeline/test_spark_parity.py
 
 clean: ## remove generated data (keeps .venv and mlflow.db)
 	rm -rf data/0*

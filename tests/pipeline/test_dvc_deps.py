@@ -21,7 +21,7 @@ import yaml
 
 grimp = pytest.importorskip("grimp", reason="grimp comes with import-linter (dev extra: pip install -e '.[dev]')")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "features", "models")
 CLI = "pipeline.cli"
 ALWAYS = ("pipeline.params",)

@@ -30,7 +30,7 @@ from pipeline.export import (
     write_sql_table,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def scored_table(n: int = 12, run: str = "run-1", seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Job-title parsing: every reference title in tests/data/titles.csv, plus the vectorised contract."""
+"""Job-title parsing: every reference title in tests/fixtures/titles.csv, plus the vectorised contract."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from features.titles import DEPARTMENTS, SENIORITY_LEVELS, UNKNOWN, parse_title, parse_titles
 
-TABLE = Path(__file__).parent / "data" / "titles.csv"
+TABLE = Path(__file__).parents[1] / "fixtures" / "titles.csv"
 
 
 def _load_table() -> list[tuple[str, str, str]]:

@@ -25,13 +25,13 @@ from pipeline.params import load_params
 from pipeline.run import run
 from pipeline.sources.exports import load_profile
 
-REAL = Path(__file__).parents[2] / "shared/data/real"
-PARAMS = Path(__file__).parents[1] / "params.yaml"
+REAL = Path(__file__).parents[3] / "shared/data/real"
+PARAMS = Path(__file__).parents[2] / "params.yaml"
 
 pytestmark = [
     pytest.mark.realdata,
     pytest.mark.slow,
-    pytest.mark.skipif(not REAL.is_dir(), reason=f"real data folder {REAL} is absent (see tests/test_real_data.py)"),
+    pytest.mark.skipif(not REAL.is_dir(), reason=f"real data folder {REAL} is absent (see tests/data/test_real_data.py)"),
 ]
 
 CASES = {

@@ -134,7 +134,7 @@ def test_the_projects_gate_config_names_only_columns_the_score_stage_has():
     from models.decision import ACCOUNT_COLUMNS
     from pipeline.params import load_params
 
-    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml").score
+    p = load_params(Path(__file__).resolve().parents[2] / "params.yaml").score
     known = [*CATEGORICAL_FEATURES, *ACCOUNT_COLUMNS, "seniority_level", "form_budget_min", "form_timeline_months",
              "n_high_intent_7d", "n_high_intent_30d", "bant_budget_confirmed", "bant_authority_confirmed",
              "bant_need_confirmed", "bant_timeline_confirmed"]

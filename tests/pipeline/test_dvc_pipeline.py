@@ -29,7 +29,7 @@ from features.schema import FLAT, SNAPSHOTS
 
 pytestmark = pytest.mark.slow  # eight stages in subprocesses, several times (a few minutes)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["ingest", "validate", "featurize", "train", "package", "evaluate", "score", "report"]
 # what the stages read: the pipeline definition, the code (hashed as deps), the default export folder, fixtures
 COPY = ["dvc.yaml", "params.yaml", "pipeline", "features", "models", ".gitignore", ".dvcignore", "data/README.md",

@@ -34,7 +34,7 @@ from pipeline.featurize import write_parts
 from pipeline.params import load_params
 from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = load_params(ROOT / "params.yaml")
 
 

@@ -84,6 +84,6 @@ def test_the_projects_params_assignment_config_is_valid():
 
     from pipeline.params import load_params
 
-    p = load_params(Path(__file__).resolve().parents[1] / "params.yaml").score
+    p = load_params(Path(__file__).resolve().parents[2] / "params.yaml").score
     policy = parse_assignment(p.assignment)
     assert policy.mode == "territory" and policy.capacity == sum(r["capacity"] for r in p.assignment["reps"])

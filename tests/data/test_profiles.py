@@ -31,8 +31,8 @@ from pipeline.sources.profiles import (
 )
 from pipeline.sources.readers import read_export, sniff_delimiter
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PARAMS = Path(__file__).parents[1] / "params.yaml"  # the shipped gates and decision policy
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+PARAMS = Path(__file__).parents[2] / "params.yaml"  # the shipped gates and decision policy
 
 
 @pytest.mark.parametrize(("text", "decimal", "expected"), [
@@ -161,7 +161,7 @@ def test_contract_markdown_documents_every_column_and_the_label():
 
 
 def test_readme_carries_the_generated_contract():
-    doc = (Path(__file__).parents[1] / "docs" / "contract.md").read_text()
+    doc = (Path(__file__).parents[2] / "docs" / "contract.md").read_text()
     assert contract_markdown() in doc, "docs/contract.md is stale: paste the output of `leadscore contract`"
 
 

@@ -13,7 +13,7 @@ from conftest import isolated_store
 from pipeline.io import read_json
 from pipeline.params import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

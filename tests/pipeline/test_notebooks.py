@@ -16,7 +16,7 @@ from conftest import isolated_store
 from features.build import feature_columns
 from pipeline.params import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 pytestmark = pytest.mark.slow
 

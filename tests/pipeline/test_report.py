@@ -17,7 +17,7 @@ from pipeline import package, report, score, train
 from pipeline.io import read_json
 from pipeline.params import load_params
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

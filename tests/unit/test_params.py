@@ -8,7 +8,7 @@ import yaml
 
 from pipeline.params import ParamsError, load_params, params_from_dict
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_project_params_load_and_are_frozen():

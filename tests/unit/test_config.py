@@ -29,7 +29,7 @@ from pipeline.cli import app
 from pipeline.params import Params, load_params
 from pipeline.sources.profiles import parse_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Reached(Exception):
