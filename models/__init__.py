@@ -1,0 +1,1 @@
+"""Pure modelling code: fits, decisions, evaluation and monitoring. Never imports `pipeline`."""
