@@ -13,8 +13,9 @@ pyspark = pytest.importorskip("pyspark", reason="pyspark not importable: run `ma
 from features.build import (  # noqa: E402
     build_feature_table,
     feature_columns,
-    feature_config,  # noqa: E402
+    feature_config,
     prepare_crm,
+    score_features,
     snapshot_dates,
 )
 from features.validation import validate_tables  # noqa: E402
@@ -49,7 +50,7 @@ def world(tmp_path_factory):
     fit, val = train[train["split"] == "train"], train[train["split"] == "test"]
     model.fit(fit[cols], fit["label"].astype(int), val[cols], val["label"].astype(int))
 
-    features = build_feature_table(prepared, {"score": [pd.Timestamp(EXPORT)]}, config)
+    features = score_features(valid, pd.Timestamp(EXPORT), prm.featurize)  # the open leads, as every driver stores them
     scored = score_frame(features, model, valid["accounts"], valid["opportunities"], prm.score, "v1", "run",
                          pd.Timestamp("2026-10-02"))
     return {"root": root, "prm": prm, "model": model, "features": features, "scored": scored}
