@@ -137,8 +137,12 @@ def test_pyfunc_contract_scores_gates_and_status(parts):
     assert (rows["seniority_level"].to_numpy()[junior] < 4).all()
     sql = out["status"].eq("sql")
     assert (out.loc[sql, "p_convert"] >= 0.05).all() and out["is_sql"].equals(sql)
-    with pytest.raises(ValueError, match=r"missing required column\(s\) \['annual_revenue'\]"):
-        bundle.score(rows.drop(columns="annual_revenue"))
+    # a column only a gate reads may be absent: that answer is unknown, exactly as if it were sent empty
+    without = bundle.score(rows.drop(columns="annual_revenue"))
+    pd.testing.assert_frame_equal(without, bundle.score(rows))
+    # a model feature may not be absent
+    with pytest.raises(ValueError, match=r"missing required column\(s\) \['seniority_level'\]"):
+        bundle.score(rows.drop(columns="seniority_level"))
 
 
 @pytest.mark.slow
