@@ -27,14 +27,21 @@ def holdout_split(y: np.ndarray, time: np.ndarray | pd.Series | None = None, tes
     return np.sort(train), np.sort(test)
 
 
+TIME_HOLDOUT, RANDOM_HOLDOUT = "time", "stratified random"
+
+
+def has_time(flat: pd.DataFrame) -> bool:
+    """Whether a flat table's hold-out is by time (the profile declared a time column and it has values)."""
+    return FLAT_TIME in flat and bool(flat[FLAT_TIME].notna().any())
+
+
 def flat_split(flat: pd.DataFrame, seed: int = 42) -> np.ndarray:
     """Per row of a flat table: ``score`` for open (unlabelled) leads; the labelled rows split into ``train`` and
     a ``test`` hold-out (the latest fifth by time when the export has time, else a stratified random fifth)."""
     labelled = flat["label"].notna().to_numpy()
     split = np.full(len(flat), "score", dtype=object)
     y = flat.loc[labelled, "label"].astype(int).to_numpy()
-    t = flat.loc[labelled, FLAT_TIME].reset_index(drop=True) if FLAT_TIME in flat and flat[FLAT_TIME].notna().any() \
-        else None
+    t = flat.loc[labelled, FLAT_TIME].reset_index(drop=True) if has_time(flat) else None
     train_idx, test_idx = holdout_split(y, t, seed=seed)
     positions = np.flatnonzero(labelled)
     split[positions[train_idx]] = "train"

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from models.config import ScoreConfig
 from models.decision import score_frame
 from models.ranking import STATUS_ORDER
-from pipeline.io import atomic_path, write_parquet
+from pipeline.io import atomic_path, iter_split_batches, write_parquet
 
 
 def refuse_global_rule(p: ScoreConfig) -> None:
@@ -30,14 +30,7 @@ def refuse_global_rule(p: ScoreConfig) -> None:
 
 def iter_feature_batches(paths: list[Path], batch_rows: int):
     """DataFrames of at most `batch_rows` score rows, read batch by batch (categoricals restored)."""
-    for path in paths:
-        pf = pq.ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=batch_rows):
-            frame = batch.to_pandas()
-            if "split" in frame:
-                frame = frame[frame["split"] == "score"]
-            if len(frame):
-                yield frame
+    yield from iter_split_batches(paths, batch_rows, "score")
 
 
 def score_in_chunks(

@@ -13,7 +13,7 @@ import pandas as pd
 from features.build import feature_columns, featurize, flat_features
 from features.config import FeaturizeConfig
 from features.schema import FLAT, TABLE_ORDER
-from features.split import flat_split
+from features.split import RANDOM_HOLDOUT, TIME_HOLDOUT, flat_split, has_time
 from pipeline.io import atomic_path, read_json, read_tables, write_json
 from pipeline.progress import log
 
@@ -63,9 +63,11 @@ def run(validated_dir: Path, out_dir: Path, p: FeaturizeConfig, seed: int = 42) 
     if manifest["variant"] == FLAT:
         flat = pd.read_parquet(validated_dir / "flat.parquet")
         table = flat_features(flat, as_of, flat_split(flat, seed))
+        holdout = TIME_HOLDOUT if has_time(flat) else RANDOM_HOLDOUT
         dates = {split: [as_of] for split in ("train", "test", "score")}
         parts = iter([table])
     else:
+        holdout = TIME_HOLDOUT  # the test snapshot follows the training ones
         dates, parts = featurize(read_tables(validated_dir, TABLE_ORDER), as_of, p)
     counts = write_parts(parts, Path(out_dir) / "features.parquet")
     summary = {
@@ -78,6 +80,7 @@ def run(validated_dir: Path, out_dir: Path, p: FeaturizeConfig, seed: int = 42) 
     }
     summary["n_features"] = int(counts["_features"])
     summary["variant"] = manifest["variant"]
+    summary["holdout"] = holdout
     write_json(summary, Path(out_dir) / "snapshots.json")
     for split, s in summary.items():
         if isinstance(s, dict):

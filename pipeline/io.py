@@ -67,6 +67,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
 
 
+def iter_split_batches(paths: list[Path], batch_rows: int, split: str | None = None) -> Iterator[pd.DataFrame]:
+    """A feature table's rows of one `split` (all rows when None or without a split column) as DataFrames of at
+    most `batch_rows` rows, read batch by batch, never the whole file (categoricals restored)."""
+    import pyarrow.parquet as pq
+
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+            frame = batch.to_pandas()
+            if split is not None and "split" in frame:
+                frame = frame[frame["split"] == split]
+            if len(frame):
+                yield frame
+
+
 def read_json(path: Path | str) -> Any:
     return json.loads(Path(path).read_text())
 

@@ -19,7 +19,10 @@ from models.pyfunc import LeadScoreModel
 from models.training import categorical_columns
 from pipeline import tracking
 from pipeline.artifacts import features_variant, load_model, load_train_metrics, write_model_info
+from pipeline.io import iter_split_batches
 from pipeline.progress import log
+
+EXAMPLE_ROWS = 200  # training rows the input example is chosen from (the five best filled)
 
 
 def data_version(features_path: Path, lock_path: Path = Path("dvc.lock")) -> str:
@@ -39,11 +42,22 @@ def data_version(features_path: Path, lock_path: Path = Path("dvc.lock")) -> str
     return f"md5:{digest.hexdigest()}"
 
 
+def first_rows(features_path: Path, split: str, n: int) -> pd.DataFrame:
+    """The first `n` rows of a split, read batch by batch: never the whole (million-row) training table."""
+    parts, have = [], 0
+    for frame in iter_split_batches([features_path], n, split):
+        parts.append(frame)
+        have += len(frame)
+        if have >= n:
+            break
+    return pd.concat(parts, ignore_index=True).head(n)
+
+
 def bundle(model, rows: pd.DataFrame, score) -> tuple[LeadScoreModel, pd.DataFrame]:
     """(the served pyfunc, an input example of five well-filled rows) for a model and its policy `score`."""
     served = LeadScoreModel(model, score.gates, score.threshold, score.unknown_policy, score.tiers,
                             categorical=categorical_columns(rows))
-    rows = rows.head(200)
+    rows = rows.head(EXAMPLE_ROWS)
     for col in served.input_columns:  # gate columns that are not features (annual_revenue): unknown in the example
         if col not in rows.columns:
             rows = rows.assign(**{col: np.nan})
@@ -62,7 +76,7 @@ def run(features_path: Path, models_dir: Path, out_dir: Path, configs: dict[str,
     features_path = Path(features_path)
     model, _ = load_model(models_dir)
     metrics = load_train_metrics(models_dir)
-    example_rows = pd.read_parquet(features_path, filters=[("split", "==", "train")]).head(200)
+    example_rows = first_rows(features_path, "train", EXAMPLE_ROWS)
     served, example = bundle(model, example_rows, configs["score"])
     run_tags = {"source": source, "stage": "train", "variant": features_variant(features_path),
                 "features_path": str(features_path), "data_version": data_version(features_path),

@@ -91,7 +91,7 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
         **{k: held[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "cv_roc_auc", "cv_roc_auc_std",
                                 "cv_roc_auc_folds", "leakage_warnings") if k in held},
         "base_rate_test": held["base_rate"],
-        "split": "time" if variant != "flat" or _flat_has_time(P["validated"]) else "stratified random",
+        "split": snapshots["holdout"],
         "as_of": manifest["as_of"],
         "n_train": int(held["n_train"]), "n_test": int(held["n_test"]),
         "n_features": int(snapshots["n_features"]),
@@ -115,11 +115,3 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
         f"wrote {workdir / 'metrics.json'}")
     return metrics
 
-
-def _flat_has_time(validated_dir: Path) -> bool:
-    import pyarrow.parquet as pq
-
-    from features.build import FLAT_TIME
-
-    path = Path(validated_dir) / "flat.parquet"
-    return path.exists() and FLAT_TIME in pq.ParquetFile(path).schema_arrow.names
