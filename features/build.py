@@ -3,6 +3,10 @@
 Semantics (documented in the README):
 - a lead appears in the snapshot of date T when it was created before T and had no opportunity closed
   before T (already won or lost leads are not scored again);
+- a lead already with sales at T (an opportunity open at T; in the scoring snapshot also what the export says
+  now: converted, or a working CRM status) is not an SQL candidate: its rows carry ``with_sales``, and labelled
+  ones get the split ``with_sales`` instead of train / test, so the model is fitted and judged on the leads the
+  decision is for (`decision_population`);
 - features see only what was known before T: activities, calls and opportunities strictly before T;
 - the label is 1 when one of the lead's opportunities closed won in [T, T + horizon).
 """
@@ -21,8 +25,8 @@ from features.schema import (
     BANT_CONFIRMED_COLUMNS,
     BUDGET_BANDS,
     FLAT_TIME,
-    INDUSTRIES,
-    LEAD_SOURCES,
+    INDUSTRY_VALUES,
+    LEAD_SOURCE_VALUES,
     TIMELINE_ANSWERS,
     USE_CASES,
 )
@@ -40,12 +44,14 @@ REGIONS: dict[str, str] = {
 }
 REGION_NAMES = tuple(sorted(set(REGIONS.values())) + ["Other"])
 
-META_COLUMNS = ("lead_id", "account_id", "as_of", "split", "label", FLAT_TIME)
+META_COLUMNS = ("lead_id", "account_id", "as_of", "split", "label", FLAT_TIME, "with_sales")
+WITH_SALES = "with_sales"  # the split of labelled rows of leads already with sales (not the decision's population)
 CATEGORICAL_FEATURES: dict[str, tuple[str, ...]] = {
-    "industry": INDUSTRIES,
+    # picklists with their catch-all "Other" (validation keeps unknown values as it), so it is a category too
+    "industry": INDUSTRY_VALUES,
     "region": REGION_NAMES,
     "department": tuple(DEPARTMENTS) + ("unknown",),
-    "lead_source": LEAD_SOURCES,
+    "lead_source": LEAD_SOURCE_VALUES,
     "form_use_case": USE_CASES,
 }
 
@@ -89,6 +95,8 @@ def prepare_crm(
     static["call_date"] = pd.to_datetime(leads["call_date"]) if "call_date" in leads else pd.NaT
     for col in BANT_CONFIRMED_COLUMNS:
         static[col] = _bool_as_float(leads[col]) if col in leads else np.nan
+    # export-time CRM state: only the scoring snapshot (as of the export) may read it
+    static["with_sales_now"] = _bool_as_float(leads["with_sales"]) == 1 if "with_sales" in leads else False
     static["account_code"] = pd.factorize(static["account_id"])[0]
 
     lead_index = pd.Index(static["lead_id"])
@@ -159,7 +167,8 @@ def snapshot(crm: PreparedCrm, as_of: pd.Timestamp, config: FeatureConfig, with_
     eligible = (leads["created_at"].to_numpy() < as_of.to_datetime64()) & ~done
 
     eng = engagement_features(crm.events, as_of, config.engagement)
-    frame = leads.drop(columns=["created_at", "call_date", *BANT_CONFIRMED_COLUMNS, "account_code"]).copy()
+    frame = leads.drop(columns=["created_at", "call_date", *BANT_CONFIRMED_COLUMNS, "account_code",
+                                "with_sales_now"]).copy()
     frame.insert(2, "as_of", as_of)
     frame["lead_age_days"] = (as_of - leads["created_at"]).dt.total_seconds().to_numpy() / 86_400
     frame["company_age"] = as_of.year - frame.pop("founded_year")
@@ -176,6 +185,12 @@ def snapshot(crm: PreparedCrm, as_of: pd.Timestamp, config: FeatureConfig, with_
     np.fmax.at(opp_age, opened["lead_code"].to_numpy(), (as_of - opened["created_at"]).dt.total_seconds().to_numpy() / 86_400)
     frame["has_open_opportunity"] = (~np.isnan(opp_age)).astype(float)
     frame["days_since_opportunity_created"] = opp_age
+    # Already with sales: an opportunity open at `as_of`; for the scoring snapshot (no label: as of the export)
+    # also the CRM's own word now (converted, a working status). Never a feature: it decides the population.
+    with_sales = ~np.isnan(opp_age)
+    if not with_label:
+        with_sales = with_sales | leads["with_sales_now"].to_numpy(dtype=bool)
+    frame["with_sales"] = with_sales
 
     # Account history: earlier outcomes of the same company, closed before the as-of date.
     acc_code = leads["account_code"].to_numpy()
@@ -224,6 +239,8 @@ def feature_parts(crm: PreparedCrm, dates: dict[str, list[pd.Timestamp]], config
         for as_of in as_ofs:
             part = snapshot(crm, as_of, config, with_label=split != "score")
             part.insert(3, "split", split)
+            if split != "score":
+                part.loc[part["with_sales"].to_numpy(dtype=bool), "split"] = WITH_SALES
             part = with_categories(part)
             yield compact_dtypes(part) if float32 else part
 
@@ -264,6 +281,13 @@ def with_categories(table: pd.DataFrame) -> pd.DataFrame:
             table[col] = pd.Categorical(table[col].astype("object"), categories=list(cats))
     table["split"] = table["split"].astype("string") if "split" in table else table.get("split")
     return table
+
+
+def decision_population(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows the SQL decision is for: leads not already with sales (`with_sales` false or absent)."""
+    if "with_sales" not in table:
+        return table
+    return table[~table["with_sales"].fillna(False).to_numpy(dtype=bool)]
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:

@@ -26,6 +26,16 @@ ACTIVITY_TYPES: tuple[str, ...] = (
 )
 HIGH_INTENT_ACTIVITIES: tuple[str, ...] = ("pricing_page_view", "demo_request", "trial_signup", "meeting")
 
+# Picklists fit real CRMs: a value outside a picklist's known values is kept as the list's catch-all value and
+# counted (validation.json, the report), never quarantined; a profile's `values` map labels before that. The
+# catch-all is spelled like its list: "Other" in the Title Case lists (industries, lead sources, use cases, as
+# USE_CASES and the regions already have it), "other" among the snake_case activity types. Opportunity stage has
+# no catch-all: it decides the label, so an unknown stage is still quarantined; the budget and timeline answers
+# neither: they are parsed into numbers, and an answer that cannot be is quarantined like any unparseable value.
+OTHER = "Other"
+OTHER_ACTIVITY = "other"
+ACTIVITY_TYPE_VALUES: tuple[str, ...] = (*ACTIVITY_TYPES, OTHER_ACTIVITY)  # what the contract accepts
+
 OPPORTUNITY_STAGES: tuple[str, ...] = ("closed_won", "closed_lost", "open")
 
 INDUSTRIES: tuple[str, ...] = (
@@ -42,6 +52,7 @@ INDUSTRIES: tuple[str, ...] = (
     "Energy",
     "Professional Services",
 )
+INDUSTRY_VALUES: tuple[str, ...] = (*INDUSTRIES, OTHER)  # the known industries and the catch-all
 
 LEAD_SOURCES: tuple[str, ...] = (
     "Organic Search",
@@ -55,6 +66,7 @@ LEAD_SOURCES: tuple[str, ...] = (
     "Social",
     "Direct",
 )
+LEAD_SOURCE_VALUES: tuple[str, ...] = (*LEAD_SOURCES, OTHER)
 
 # Form answers as a web form offers them; the lower bound of a budget band is used as a number.
 BUDGET_BANDS: dict[str, float] = {
@@ -78,7 +90,7 @@ USE_CASES: tuple[str, ...] = (
     "Forecasting",
     "Customer support",
     "Data integration",
-    "Other",
+    OTHER,  # also the catch-all of the picklist
 )
 
 BANT_CONFIRMED_COLUMNS: tuple[str, ...] = (
@@ -87,6 +99,16 @@ BANT_CONFIRMED_COLUMNS: tuple[str, ...] = (
     "bant_need_confirmed",
     "bant_timeline_confirmed",
 )
+
+# Contact fields of a lead: carried to the hand-over files (queues, CRM import files), never features.
+CONTACT_COLUMNS: dict[str, str] = {
+    "first_name": "First name.",
+    "last_name": "Last name.",
+    "email": "Email address.",
+    "phone": "Phone number (kept as text: leading zeros and + stay).",
+}
+# Export-time CRM state of a lead: known only at the export date, so only the scoring snapshot may read it.
+EXPORT_STATE_COLUMNS: tuple[str, ...] = ("owner_id", "crm_status", "is_converted", "with_sales")
 
 # Dates before this year are treated as absurd (typing errors such as 1900-01-01 placeholders).
 MIN_PLAUSIBLE_YEAR = 1990
@@ -104,6 +126,9 @@ class Column:
     min_value: float | None = None
     max_value: float | None = None
     allowed: tuple[str, ...] | None = None
+    # picklists: the value (one of ``allowed``) a value outside ``allowed`` is kept as, instead of quarantining
+    # the row; None: a value outside ``allowed`` is quarantined ("<col>: in allowed set")
+    other: str | None = None
     unique: bool = False
     references: str | None = None  # "table.column" this value must exist in
     not_in_future: bool = False  # datetime columns: no later than the export date
@@ -142,7 +167,8 @@ ACCOUNTS = Table(
     columns=(
         Column("account_id", "string", "Unique account identifier.", unique=True),
         Column("company_name", "string", "Company name.", required=False, nullable=True),
-        Column("industry", "string", "Industry, one of the known industries.", nullable=True, allowed=INDUSTRIES),
+        Column("industry", "string", "Industry, one of the known industries.", nullable=True,
+               allowed=INDUSTRY_VALUES, other=OTHER),
         Column("employees", "int", "Employee count.", nullable=True, min_value=1, max_value=5_000_000),
         Column(
             "annual_revenue", "float", "Annual revenue in USD.", nullable=True, min_value=0, max_value=1e13
@@ -161,7 +187,7 @@ LEADS = Table(
         Column("account_id", "string", "The lead's company.", references="accounts.account_id"),
         Column("created_at", "datetime", "When the lead entered the CRM.", not_in_future=True),
         Column("job_title", "string", "Job title as typed (free text).", nullable=True),
-        Column("lead_source", "string", "Marketing source.", nullable=True, allowed=LEAD_SOURCES),
+        Column("lead_source", "string", "Marketing source.", nullable=True, allowed=LEAD_SOURCE_VALUES, other=OTHER),
         Column(
             "form_budget", "string", "Budget band from the web form.", required=False, nullable=True,
             allowed=tuple(BUDGET_BANDS),
@@ -170,7 +196,10 @@ LEADS = Table(
             "form_timeline", "string", "Purchase timeline from the web form.", required=False, nullable=True,
             allowed=tuple(TIMELINE_ANSWERS),
         ),
-        Column("form_use_case", "string", "Use case from the web form.", required=False, nullable=True),
+        Column(
+            "form_use_case", "string", "Use case from the web form.", required=False, nullable=True,
+            allowed=USE_CASES, other=OTHER,
+        ),
         Column(
             "call_date", "datetime", "Date of the qualification call, if one happened.", required=False,
             nullable=True, not_in_future=True,
@@ -182,6 +211,20 @@ LEADS = Table(
             )
             for name in BANT_CONFIRMED_COLUMNS
         ),
+        # Who the lead is and where it stands in the CRM, as the export shows it (the state at export time):
+        # never a feature; the hand-over files carry the contact fields, the status decides the population.
+        *(
+            Column(name, "string", text, required=False, nullable=True)
+            for name, text in CONTACT_COLUMNS.items()
+        ),
+        Column("owner_id", "string", "The CRM user who owns the lead now (a queue or a marketing user before "
+               "the hand-over).", required=False, nullable=True),
+        Column("crm_status", "string", "The lead's status in the CRM (after the profile's value map).",
+               required=False, nullable=True),
+        Column("is_converted", "bool", "The CRM marks the lead converted (to a contact / opportunity).",
+               required=False, nullable=True),
+        Column("with_sales", "bool", "Sales already works the lead: converted, or a status the profile declares "
+               "as working (`working_statuses`); set at ingest, or mapped directly.", required=False, nullable=True),
     ),
     ordered_dates=(("call_date", "created_at"),),
 )
@@ -194,7 +237,7 @@ ACTIVITIES = Table(
         Column("activity_id", "string", "Unique event identifier.", unique=True),
         Column("lead_id", "string", "The lead that engaged.", references="leads.lead_id"),
         Column("occurred_at", "datetime", "When the event happened.", not_in_future=True),
-        Column("activity_type", "string", "Kind of event.", allowed=ACTIVITY_TYPES),
+        Column("activity_type", "string", "Kind of event.", allowed=ACTIVITY_TYPE_VALUES, other=OTHER_ACTIVITY),
     ),
 )
 

@@ -30,12 +30,13 @@ def phrasebook_for(icp: Icp | None = None) -> Phrasebook:
 # The documented schema of `sql_leads` (README "Output schema"). Bump SCHEMA_VERSION on any change a consumer
 # could notice: a column added, removed, renamed or given another meaning. `gate_<name>` stands for one column
 # per configured gate (budget, authority, need, timeline by default).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: status with_sales
 SQL_LEADS_SCHEMA: dict[str, str] = {
     "lead_id": "text: the CRM's lead id",
     "account_id": "text: the lead's company",
     "rank": "integer: 1 = call first (SQLs by expected value, then the call queue, nurture, disqualified)",
-    "status": "text: sql / needs_call / nurture / disqualified",
+    "status": "text: sql / needs_call / nurture / disqualified / with_sales (sales already works the lead: never "
+              "an SQL, never queued, ranked last)",
     "is_sql": "boolean: status = sql",
     "score": "integer 0-100: round(100 × p_convert)",
     "p_convert": "real 0-1: calibrated probability of closing won within the horizon",
@@ -84,13 +85,18 @@ def check_feature_schema(columns, model, source: str) -> None:
 
 
 OPEN_LEADS = "open leads"
+# What a flat export without open leads scores instead: its held-out leads, whose outcomes are known (won customers
+# among them), so the table is a replay of the hold-out to look at, not leads to hand over. Callers warn with it.
+HELD_OUT_REPLAY = ("held-out leads (a replay: the export has no open leads, every label is positive or negative; "
+                   "their outcomes are known, so these are not leads to hand over)")
 
 
 def rows_to_score(table: pd.DataFrame, variant: str) -> tuple[pd.DataFrame, str]:
-    """The open leads (split ``score``); a flat export without open leads scores its held-out leads instead."""
+    """(rows, what they are): the open leads (split ``score``: a flat export's declared open label values), and
+    ``OPEN_LEADS``; a flat export without any open lead gives its held-out leads instead, and ``HELD_OUT_REPLAY``."""
     rows = table[table["split"] == "score"] if "split" in table else table
     if len(rows) == 0 and variant == FLAT and "split" in table:
-        return table[table["split"] == "test"], "held-out leads (no unlabelled rows)"
+        return table[table["split"] == "test"], HELD_OUT_REPLAY
     return rows, OPEN_LEADS
 
 
@@ -155,7 +161,8 @@ def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opport
         deal_model = fit_deal_size(pd.Series(dtype=float), pd.Series(dtype=float), p.default_deal_size)
     deal_size = deal_model.predict(context["employees"])
     expected_value = p_convert * deal_size
-    decision = decide(gate_table, p_convert, policy_of(p), priority=expected_value)
+    with_sales = rows["with_sales"].fillna(False).to_numpy(dtype=bool) if "with_sales" in rows else None
+    decision = decide(gate_table, p_convert, policy_of(p), priority=expected_value, with_sales=with_sales)
 
     out = pd.DataFrame({"lead_id": rows["lead_id"].astype(str),
                         "account_id": rows["account_id"].astype(str) if "account_id" in rows else None})

@@ -11,8 +11,10 @@ import pandas as pd
 from models.gates import FAIL, UNKNOWN
 
 SQL, NEEDS_CALL, NURTURE, DISQUALIFIED = "sql", "needs_call", "nurture", "disqualified"
-# Order in the ranked table: hand-over first, then the call queue, then the rest.
-STATUS_ORDER = {SQL: 0, NEEDS_CALL: 1, NURTURE: 2, DISQUALIFIED: 3}
+WITH_SALES = "with_sales"  # sales already works the lead (open opportunity, converted, working status): no decision
+# Order in the ranked table: hand-over first, then the call queue, then the rest; leads with sales listed apart.
+STATUS_ORDER = {SQL: 0, NEEDS_CALL: 1, NURTURE: 2, DISQUALIFIED: 3, WITH_SALES: 4}
+WITH_SALES_REASON = "already with sales (an open opportunity, converted, or a working CRM status)"
 SIZE_BANDS = np.array([0, 10, 50, 200, 1_000, 5_000, 20_000, np.inf])
 
 
@@ -87,11 +89,13 @@ def _joined_names(mask: np.ndarray, names: list[str], prefix: str) -> np.ndarray
 
 
 def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
-           priority: np.ndarray | None = None) -> pd.DataFrame:
-    """Status and reason per lead. A lead failing any gate is never an SQL.
+           priority: np.ndarray | None = None, with_sales: np.ndarray | None = None) -> pd.DataFrame:
+    """Status and reason per lead. A lead failing any gate is never an SQL; a lead already `with_sales` is
+    never an SQL nor queued for a call (status ``with_sales``), whatever its gates and probability.
 
     `priority` (expected value) orders the gate-passing leads when `policy.sql_rule` is "capacity".
     """
+    taken = np.zeros(len(p_convert), dtype=bool) if with_sales is None else np.asarray(with_sales, dtype=bool)
     gate_names = [c.removeprefix("gate_") for c in gates.columns]
     values = gates.to_numpy(dtype=object)
     failed = values == FAIL
@@ -103,7 +107,7 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
     any_unknown = unknown.any(axis=1)
     p_convert = np.asarray(p_convert, dtype=float)
     above = p_convert >= policy.threshold
-    qualified = ~any_failed & ~any_unknown
+    qualified = ~any_failed & ~any_unknown & ~taken
     if policy.sql_rule == "capacity":
         key = np.asarray(priority if priority is not None else p_convert, dtype=float)
         candidates = np.flatnonzero(qualified)
@@ -116,6 +120,7 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
     status = np.where(
         any_failed, DISQUALIFIED, np.where(is_sql, SQL, np.where(any_unknown & above, NEEDS_CALL, NURTURE))
     ).astype(object)
+    status[taken] = WITH_SALES
     reasons = np.full(len(status), "all gates pass and p_convert clears the threshold", dtype=object)
     if policy.sql_rule == "capacity":
         reasons[:] = f"all gates pass and within the hand-over capacity of {policy.capacity}"
@@ -132,12 +137,14 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
             text = np.where(qualified[nurture], f"all gates pass but beyond the hand-over capacity of {policy.capacity}",
                             text)
         reasons[nurture] = text
+    reasons[taken] = WITH_SALES_REASON
     return pd.DataFrame({"status": status.astype(str), "status_reason": reasons, "is_sql": status == SQL},
                         index=gates.index)
 
 
 def rank_leads(status: pd.Series, expected_value: np.ndarray) -> np.ndarray:
-    """1-based rank: status order first (SQL, needs call, nurture, disqualified), then expected value, descending."""
+    """1-based rank: status order first (SQL, needs call, nurture, disqualified, with sales), then expected value,
+    descending."""
     order_key = status.map(STATUS_ORDER).to_numpy()
     order = np.lexsort((-np.asarray(expected_value, dtype=float), order_key))
     rank = np.empty(len(order), dtype=np.int64)

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from features.build import WITH_SALES
 from models.config import TrainConfig
 from models.evaluate import (
     TOP_FRACTIONS,
     EvaluateConfig,
+    calibration_warning,
     classification_metrics,
     feature_importance,
     full_report,
@@ -49,7 +51,36 @@ def oracle_scores(truth_dir: Path, raw_dir: Path, test: pd.DataFrame, horizon_da
 
 
 def held_out(table: pd.DataFrame) -> pd.DataFrame:
+    """The held-out rows of the decision population (leads not already with sales)."""
     return table[table["split"] == "test"].reset_index(drop=True)
+
+
+def held_out_all_leads(table: pd.DataFrame) -> pd.DataFrame:
+    """Every held-out lead, those already with sales included (the old all-leads figure, shown beside)."""
+    test = table[table["split"] == "test"]
+    if not len(test):
+        return test
+    same_date = (table["split"] == WITH_SALES) & (table["as_of"] == test["as_of"].iloc[0])
+    return pd.concat([test, table[same_date]], ignore_index=True)
+
+
+def all_leads_metrics(table: pd.DataFrame, model, truth_dir: Path | None, raw_dir: Path | None,
+                      horizon_days: int) -> dict:
+    """AUC (and the demo's oracle AUC and gap) on every held-out lead, those already with sales included."""
+    rows = held_out_all_leads(table)
+    y = rows["label"].astype(int).to_numpy()
+    if len(rows) == 0 or len(np.unique(y)) < 2:
+        return {}
+    p_all = model.predict_proba(rows[list(model.feature_names_in_)])[:, 1]
+    out = {"all_leads_roc_auc": float(roc_auc_score(y, p_all)), "all_leads_n_test": int(len(rows)),
+           "n_test_with_sales": int((rows["split"] == WITH_SALES).sum())}
+    if truth_dir is not None:
+        oracle = oracle_scores(truth_dir, raw_dir, rows, horizon_days)
+        if oracle is not None:
+            known = ~np.isnan(oracle)
+            out["all_leads_oracle_roc_auc"] = float(roc_auc_score(y[known], oracle[known]))
+            out["all_leads_oracle_gap"] = out["all_leads_oracle_roc_auc"] - out["all_leads_roc_auc"]
+    return out
 
 
 def flat_metrics(report: dict[str, dict[str, float]], prefix: str = "") -> dict[str, float]:
@@ -80,7 +111,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     """Held-out metrics of the model and its baselines (bootstrap CIs), the oracle gap on the demo, plots, the
     leakage check, and with `p.cv_folds` > 1 the cross-validated AUC of the same fit (`train`)."""
     features_path = Path(features_path)
-    table = pd.read_parquet(features_path, filters=[("split", "in", ["train", "test"])])
+    table = pd.read_parquet(features_path, filters=[("split", "in", ["train", "test", WITH_SALES])])
     variant = features_variant(features_path)
     test = held_out(table)
     model, info = load_model(models_dir, package_dir)
@@ -91,6 +122,10 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     metrics = classification_metrics(y, p_hat, p.top_fraction)  # the foundation's keys, kept for readers
     metrics.update(flat_metrics(report))
     metrics.update({"n_test": int(len(test)), "n_train": int((table["split"] == "train").sum()), "variant": variant})
+    calibration = calibration_warning(metrics["ece"], len(test), (metrics["ece_ci_low"], metrics["ece_ci_high"]))
+    metrics["warnings"] = [calibration] if calibration else []  # read by the CLI (evaluate, run) and the report
+    if calibration:
+        log("WARNING " + calibration)
 
     baselines = load_baselines(models_dir)
     for name, base in baselines.items():
@@ -108,6 +143,8 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
             metrics["oracle_roc_auc"] = float(roc_auc_score(y[known], oracle[known]))
             metrics["oracle_gap"] = metrics["oracle_roc_auc"] - metrics["roc_auc"]
             metrics["oracle_coverage"] = float(known.mean())
+    metrics.update(all_leads_metrics(table, model, truth_dir, raw_dir, horizon_days))
+    table = table[table["split"] != WITH_SALES]
     metrics["leakage_warnings"] = leakage_check(table, [str(c) for c in model.feature_names_in_])
     if p.cv_folds > 1:
         folds = cross_validate(table, train or TrainConfig(), variant, p.cv_folds, category_shares=category_shares)
@@ -122,7 +159,9 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     log(f"held-out AUC {metrics['roc_auc']:.4f} [{metrics['roc_auc_ci_low']:.4f}, {metrics['roc_auc_ci_high']:.4f}], "
         f"PR AUC {metrics['pr_auc']:.4f}, Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f}"
         + (f", oracle AUC {metrics['oracle_roc_auc']:.4f}" if "oracle_roc_auc" in metrics else "")
-        + "".join(f"; {n} baseline AUC {metrics[f'baseline_{n}_roc_auc']:.4f}" for n in baselines))
+        + "".join(f"; {n} baseline AUC {metrics[f'baseline_{n}_roc_auc']:.4f}" for n in baselines)
+        + (f"; on all leads (with sales included) AUC {metrics['all_leads_roc_auc']:.4f}"
+           if "all_leads_roc_auc" in metrics else ""))
     if info.get("run_id"):
         tracking.log_test_metrics(info["run_id"], metrics, [reports_dir / "metrics.json", *curves])
     return metrics

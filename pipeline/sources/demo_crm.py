@@ -191,16 +191,18 @@ DIRTY_LEAD_KINDS = (
     "missing_date",
     "absurd_date",
     "future_date",
-    "unknown_category",
+    "unknown_budget",
     "null_id",
 )
 DIRTY_ACCOUNT_KINDS = ("negative_revenue",)
-DIRTY_ACTIVITY_KINDS = ("orphan", "unknown_category")
+# An unknown industry, lead source or activity type is no defect: validation keeps it as the picklist's "Other".
+# The dirty kinds are values validation must refuse: a budget band it cannot parse, a 1900 placeholder date.
+DIRTY_ACTIVITY_KINDS = ("orphan", "absurd_date")
 # A closed-before-created opportunity cannot point at a clean lead without changing that lead's label, so it
 # points at a lead id that does not exist: it is both kinds of dirty and the kind name says so.
 DIRTY_OPPORTUNITY_KINDS = ("orphan", "closed_before_created_orphan")
-UNKNOWN_LEAD_SOURCE = "Unknwn"
-UNKNOWN_ACTIVITY_TYPES = ("linkedin_inmail", "chat_started", "fax_received", "sms_reply")
+UNKNOWN_BUDGET = "$1M+"  # not a band the web form offers (schema.BUDGET_BANDS)
+PLACEHOLDER_DATE = pd.Timestamp("1900-01-01")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -545,6 +547,33 @@ def _accounts(rng: np.random.Generator, n_acc: int) -> dict[str, np.ndarray]:
         "fit": fit,
         "interest": rng.standard_normal(n_acc),
     }
+
+
+FIRST_NAMES = ("Alex", "Maria", "James", "Aisha", "Chen", "Sofia", "Liam", "Priya", "Noah", "Emma", "Mateo", "Yuki",
+               "Olivia", "Omar", "Hannah", "Lucas", "Fatima", "Ethan", "Ingrid", "Rafael", "Grace", "Kenji", "Zoe",
+               "Daniel", "Amara", "Felix", "Nina", "Samuel", "Leila", "Henrik")
+LAST_NAMES = ("Smith", "Garcia", "Müller", "Okafor", "Wang", "Rossi", "Johnson", "Patel", "Kim", "Dubois", "Silva",
+              "Tanaka", "Brown", "Haddad", "Novak", "Andersen", "Khan", "Murphy", "Schmidt", "Costa", "Lee", "Nowak",
+              "Fischer", "Martin", "Jensen", "Lopez", "Ito", "Walsh", "Meyer", "Clarke")
+
+
+def _contacts(rng: np.random.Generator, account_id: pd.Series, accounts: pd.DataFrame) -> pd.DataFrame:
+    """First and last name, email at the company's domain, phone: what a rep needs to reach the lead."""
+    n = len(account_id)
+    first = np.array(FIRST_NAMES, dtype=object)[rng.integers(0, len(FIRST_NAMES), n)]
+    last = np.array(LAST_NAMES, dtype=object)[rng.integers(0, len(LAST_NAMES), n)]
+    company = accounts.set_index("account_id")["company_name"].reindex(account_id.to_numpy())
+    domain = company.astype("string").str.lower().str.replace(r"[^a-z0-9]+", "", regex=True).fillna("example")
+    local = pd.Series(first).str.lower() + "." + pd.Series(last).str.lower().str.replace("ü", "ue")
+    email = local.to_numpy(dtype=object) + "@" + domain.to_numpy(dtype=object) + ".example.com"
+    phone = np.char.add("+1 555 ", np.char.zfill(rng.integers(0, 10_000_000, n).astype(str), 7))
+    missing = rng.random(n)
+    return pd.DataFrame({
+        "first_name": pd.array(first, dtype=STRING),
+        "last_name": pd.array(last, dtype=STRING),
+        "email": pd.array(np.where(missing < 0.04, None, email), dtype=STRING),
+        "phone": pd.array(np.where(missing > 0.85, None, phone.astype(object)), dtype=STRING),
+    }, index=account_id.index)
 
 
 def _company_names(
@@ -959,6 +988,9 @@ def generate_demo_crm(config: DemoConfig) -> DemoCRM:
         }
     )
 
+    # --- contact fields: their own random stream, so every draw above is what it was before they existed --------
+    leads = leads.join(_contacts(np.random.default_rng([config.seed, 1]), leads["account_id"], accounts))
+
     # --- dirty rows -----------------------------------------------------------------------------------------
     tables = {"accounts": accounts, "leads": leads, "activities": activities, "opportunities": opportunities}
     tables, dirty = _inject_dirty(rng, tables, config, export_at)
@@ -1009,11 +1041,11 @@ def _inject_dirty(
         if kind == "missing_date":
             rows["created_at"] = pd.NaT
         elif kind == "absurd_date":
-            rows["created_at"] = pd.Timestamp("1900-01-01")
+            rows["created_at"] = PLACEHOLDER_DATE
         elif kind == "future_date":
             rows["created_at"] = _timestamps(export_at, np.round(rng.uniform(1, 60, len(rows)) * 1440) / 1440)
-        elif kind == "unknown_category":
-            rows["lead_source"] = UNKNOWN_LEAD_SOURCE
+        elif kind == "unknown_budget":
+            rows["form_budget"] = UNKNOWN_BUDGET
         elif kind == "null_id":
             rows["lead_id"] = pd.NA
         parts.append((kind, rows))
@@ -1031,16 +1063,14 @@ def _inject_dirty(
     k = _n_dirty(share, len(activities), len(DIRTY_ACTIVITY_KINDS), n_leads)
     orphan = sample(activities, k)
     orphan["lead_id"] = _ids("L", orphan_lead_base + rng.integers(0, 10 * max(k, 1), len(orphan)), 7)
-    unknown = sample(activities, k)
-    unknown["activity_type"] = _strings(
-        UNKNOWN_ACTIVITY_TYPES, rng.integers(0, len(UNKNOWN_ACTIVITY_TYPES), k)
-    )
+    absurd = sample(activities, k)
+    absurd["occurred_at"] = PLACEHOLDER_DATE
     next_act = len(activities) + 1
-    for rows in (orphan, unknown):
+    for rows in (orphan, absurd):
         rows["activity_id"] = _ids("ACT", np.arange(next_act, next_act + len(rows)), 8)
         next_act += len(rows)
     activities, m_acts = _append_dirty(
-        activities, [("orphan", orphan), ("unknown_category", unknown)], "activities", rng
+        activities, [("orphan", orphan), ("absurd_date", absurd)], "activities", rng
     )
 
     # opportunities: both point at lead ids that do not exist, so no clean lead's label changes

@@ -27,6 +27,7 @@ from pipeline.sources.profiles import (
     map_table,
     missing_source_column,
     parse_profile,
+    with_sales_flag,
 )
 from pipeline.sources.readers import InputFileError, read_export, wrong_delimiter_hint
 
@@ -110,6 +111,8 @@ def read_tables_export(profile: Profile, input_dir: Path) -> tuple[dict[str, pd.
                     f"{wrong_delimiter_hint(df, missing[0].split(' or ')[0])}; the file has {list(df.columns)[:12]}")
             frames.append(df)
         mapped[table] = map_table(frames, profile, table)
+        if table == "leads":
+            mapped[table] = with_sales_flag(mapped[table], profile.working_statuses)
         rows_read[table] = sum(len(f) for f in frames)
     return mapped, rows_read
 

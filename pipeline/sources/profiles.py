@@ -17,7 +17,9 @@ tried in order before ISO 8601, and ``drop``: leaky columns (filled in after the
 its reason — dropped before anything else looks at the data.
 
 Values that cannot be parsed are *kept as text* in the mapped contract tables, so the validator quarantines
-the row with ``<col>: type <dtype>`` instead of the mapping silently blanking it.
+the row with ``<col>: type <dtype>`` instead of the mapping silently blanking it. A picklist label ``values`` does
+not map (industry, lead source, use case, activity type) is left as it is: validation keeps it as the list's
+catch-all (``Other`` / ``other``) and counts it; an unmapped opportunity stage is quarantined.
 """
 
 from __future__ import annotations
@@ -56,12 +58,25 @@ class TableSource:
     constants: Mapping[str, Any] = field(default_factory=dict)
 
 
+class LabelValueError(ProfileError):
+    """A flat export's label column holds values its profile does not declare (the message lists each with its
+    count, naming the file and the column)."""
+
+
+LABEL_BLANK = ("open", "negative")  # what a profile may declare an empty label cell to mean (else: an error)
+
+
 @dataclass(frozen=True)
 class Label:
-    """How a flat export's outcome is formed: a column's positive values, or membership in another file."""
+    """How a flat export's outcome is formed: a column whose every value is declared positive, negative or open
+    (``blank`` says what an empty cell means), or membership in another file (``in_file``: the lead is positive
+    when its id appears in that file's ``key`` column, negative otherwise; no open leads)."""
 
     column: str | None = None
     positive: tuple[str, ...] = ()
+    negative: tuple[str, ...] = ()
+    open: tuple[str, ...] = ()  # open leads: scored, not trained on
+    blank: str | None = None  # "open" or "negative"; None: an empty label cell stops the run
     in_file: str | None = None  # the lead is positive when its id appears in this file's `key` column
     key: str | None = None
 
@@ -93,6 +108,8 @@ class Profile:
     # off by default: on a drifting time split (UCI bank months) the shares of the past mislead
     category_shares: bool = False
     gates: Mapping[str, Any] = field(default_factory=dict)  # flat: BANT gates on the flat feature names
+    # tables: the leads.crm_status values (after the value map) that mean sales already works the lead
+    working_statuses: tuple[str, ...] = ()
 
     def source_columns(self) -> list[str]:
         """Every source column a flat profile reads (id, label, time, features)."""
@@ -109,7 +126,7 @@ class Profile:
 
 _TOP_KEYS = {
     "tables": {"name", "kind", "description", "missing", "decimal", "date_formats", "drop", "export_date",
-               "overrides", "tables"},
+               "overrides", "tables", "working_statuses"},
     "flat": {"name", "kind", "description", "missing", "decimal", "date_formats", "drop", "export_date",
              "overrides", "file", "id", "label", "time", "numeric", "categorical", "values", "job_title", "gates",
              "time_features", "category_shares"},
@@ -161,7 +178,8 @@ def parse_profile(data: Mapping[str, Any], name: str = "profile") -> Profile:
                       for k, v in _as_mapping(data.get("overrides"), f"{name}.overrides").items()},
     }
     if kind == "tables":
-        return Profile(**common, tables=_parse_tables(data.get("tables"), name))
+        return Profile(**common, tables=_parse_tables(data.get("tables"), name),
+                       working_statuses=_as_tuple(data.get("working_statuses"), f"{name}.working_statuses"))
     return _parse_flat(data, name, common)
 
 
@@ -201,19 +219,62 @@ def _parse_tables(data: Any, name: str) -> dict[str, TableSource]:
     return out
 
 
-def _parse_flat(data: Mapping[str, Any], name: str, common: dict) -> Profile:
-    label = _as_mapping(data.get("label"), f"{name}.label")
+def label_key(value: Any) -> str | None:
+    """A label cell as the text it is matched on: stripped, lower case, ``1.0`` → ``1`` (a 0/1 column read as
+    numbers); None for a missing cell."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip().lower()
+    return re.sub(r"^([+-]?\d+)\.0*$", r"\1", text)
+
+
+def _parse_label(value: Any, name: str, id_column: Any) -> Label:
+    where = f"{name}.label"
+    label = _as_mapping(value, where)
     if not label:
-        raise ProfileError(f"{name}: a flat profile needs a label (column + positive, or in_file + key)")
-    bad = sorted(set(label) - {"column", "positive", "in_file", "key"})
+        raise ProfileError(f"{name}: a flat profile needs a label (column + positive + negative [+ open], or "
+                           f"in_file + key)")
+    bad = sorted(set(label) - {"column", "positive", "negative", "open", "blank", "in_file", "key"})
     if bad:
-        raise ProfileError(f"{name}.label: unknown key(s) {bad}")
-    parsed_label = Label(column=label.get("column"), positive=_as_tuple(label.get("positive"), f"{name}.label.positive"),
-                         in_file=label.get("in_file"), key=label.get("key"))
-    if parsed_label.column and not parsed_label.positive:
-        raise ProfileError(f"{name}.label: list the positive value(s) of {parsed_label.column!r} under positive")
-    if not parsed_label.column and not (parsed_label.in_file and parsed_label.key and data.get("id")):
-        raise ProfileError(f"{name}.label: give column + positive, or in_file + key (with an id column)")
+        raise ProfileError(f"{where}: unknown key(s) {bad}")
+    lists = {k: _as_tuple(label.get(k), f"{where}.{k}") for k in ("positive", "negative", "open")}
+    blank = label.get("blank")
+    if "blank" in label and blank not in LABEL_BLANK:
+        raise ProfileError(f"{where}.blank: what an empty label means: one of {list(LABEL_BLANK)}, not {blank!r} "
+                           f"(leave it out to stop the run on an empty label)")
+    parsed = Label(column=label.get("column"), **lists, blank=blank, in_file=label.get("in_file"), key=label.get("key"))
+    if parsed.column:
+        if parsed.in_file or parsed.key:
+            raise ProfileError(f"{where}: give column + positive + negative, or in_file + key, not both")
+        if not parsed.positive or not parsed.negative:
+            missing = " and ".join(k for k in ("positive", "negative") if not lists[k])
+            raise ProfileError(
+                f"{where}: list the {missing} value(s) of {parsed.column!r} under {missing} (and those of open leads "
+                f"under open): every value of the label column must be declared, so an open lead never counts as a "
+                f"loss")
+        seen: dict[str, str] = {}
+        for kind, values in lists.items():
+            for v in values:
+                k = label_key(v)
+                if not k:
+                    raise ProfileError(f"{where}.{kind}: an empty value; say what an empty label means with "
+                                       f"blank: open (or blank: negative)")
+                if k in seen and seen[k] != kind:
+                    raise ProfileError(f"{where}: value {v!r} is declared both {seen[k]} and {kind}")
+                seen[k] = kind
+        return parsed
+    if not (parsed.in_file and parsed.key and id_column):
+        raise ProfileError(f"{where}: give column + positive + negative (+ open), or in_file + key (with an id "
+                           f"column)")
+    extra = [k for k in ("positive", "negative", "open", "blank") if k in label]
+    if extra:
+        raise ProfileError(f"{where}: {extra} go with a label column; with in_file a lead is positive when its id "
+                           f"is in the file, else negative")
+    return parsed
+
+
+def _parse_flat(data: Mapping[str, Any], name: str, common: dict) -> Profile:
+    parsed_label = _parse_label(data.get("label"), name, data.get("id"))
     numeric = _as_tuple(data.get("numeric"), f"{name}.numeric")
     categorical = _as_tuple(data.get("categorical"), f"{name}.categorical")
     if not numeric and not categorical and not data.get("job_title"):
@@ -406,6 +467,23 @@ def map_table(frames: list[pd.DataFrame], profile: Profile, table: str) -> pd.Da
     return df[[c for c in contract.names if c in df]]
 
 
+def with_sales_flag(leads: pd.DataFrame, working_statuses: tuple[str, ...]) -> pd.DataFrame:
+    """The leads with `with_sales` derived from the export-time CRM state: converted, or a `crm_status` the
+    profile declares as working. A `with_sales` the export maps directly is kept (ORed with the derivation).
+    Without any of these columns the leads are returned as they are (the opportunities alone decide)."""
+    parts = []
+    if "is_converted" in leads:
+        parts.append(leads["is_converted"].map(_bool_token).astype("boolean").fillna(False).to_numpy(dtype=bool))
+    if "crm_status" in leads and working_statuses:
+        status = leads["crm_status"].astype("string").str.strip()
+        parts.append(status.isin(list(working_statuses)).fillna(False).to_numpy(dtype=bool))
+    if "with_sales" in leads:
+        parts.append(leads["with_sales"].map(_bool_token).astype("boolean").fillna(False).to_numpy(dtype=bool))
+    if not parts:
+        return leads
+    return leads.assign(with_sales=np.logical_or.reduce(parts))
+
+
 def typed_table(df: pd.DataFrame, table: str) -> pd.DataFrame:
     """Valid rows with proper dtypes (numbers float, dates datetime64, text str): safe to write as Parquet."""
     out = df.copy()
@@ -490,6 +568,45 @@ class FlatData:
     dropped: Mapping[str, str]
 
 
+MAX_LISTED_LABELS = 20  # undeclared label values listed by name in the error (the most frequent first)
+
+
+def map_label(s: pd.Series, profile: Profile, source: str = "input") -> pd.Series:
+    """A flat export's label column as 1 (positive) / 0 (negative) / missing (open lead), by the profile's
+    declared values (compared as ``label_key``s). An empty cell, or one equal to a missing marker that is not
+    itself declared, is ``label.blank`` (open or negative). Any other value raises ``LabelValueError`` listing
+    every undeclared value with its count: it is never guessed to be a negative."""
+    lab = profile.label
+    keys = s.reset_index(drop=True).astype("string").str.strip().str.lower().str.replace(
+        r"^([+-]?\d+)\.0*$", r"\1", regex=True)
+    sets = {kind: {label_key(v) for v in getattr(lab, kind)} for kind in ("positive", "negative", "open")}
+    hit = {kind: keys.isin(values).fillna(False).to_numpy(dtype=bool) for kind, values in sets.items()}
+    declared = hit["positive"] | hit["negative"] | hit["open"]
+    blank = (keys.isna() | keys.isin(set(profile.missing))).fillna(True).to_numpy(dtype=bool) & ~declared
+    unmapped = ~declared & (~blank if lab.blank in LABEL_BLANK else np.ones(len(keys), dtype=bool))
+    if unmapped.any():
+        shown = s.reset_index(drop=True).astype("string").str.strip()[unmapped].fillna("")
+        groups = pd.DataFrame({"key": keys[unmapped].fillna("").to_numpy(), "shown": shown.to_numpy()})
+        counts = groups.groupby("key", sort=False).agg(n=("shown", "size"), shown=("shown", lambda v: v.mode().iloc[0]))
+        counts = counts.sort_values("n", ascending=False, kind="stable")
+        listed = ", ".join(f"{'(empty)' if not row.shown else repr(row.shown)} ({row.n:,} row{'s' if row.n != 1 else ''})"
+                           for row in counts.head(MAX_LISTED_LABELS).itertuples())
+        more = f" and {len(counts) - MAX_LISTED_LABELS} more" if len(counts) > MAX_LISTED_LABELS else ""
+        declared_text = "; ".join(f"{kind} {list(getattr(lab, kind)) or 'none'}" for kind in ("positive", "negative", "open"))
+        hint = ("; an empty label (or a missing marker) is an error unless the profile says blank: open or "
+                "blank: negative") if (blank & unmapped).any() else ""
+        raise LabelValueError(
+            f"{source}: column {lab.column!r}: {len(counts)} label value(s) the profile {profile.name!r} does not "
+            f"declare: {listed}{more}. Declare each under label positive, negative or open (declared: "
+            f"{declared_text}){hint}")
+    y = pd.Series(pd.array([pd.NA] * len(keys), dtype="Int8"))
+    y[hit["positive"]] = 1
+    y[hit["negative"]] = 0
+    if lab.blank == "negative":
+        y[blank] = 0
+    return y
+
+
 def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = None, source: str = "input") -> FlatData:
     """Features, label, ids and times of a flat export. ``positives``: ids in the label file (``in_file``)."""
     df = df.drop(columns=[c for c in profile.drop if c in df.columns]).reset_index(drop=True)
@@ -536,9 +653,7 @@ def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = No
         raise ProfileError(f"{profile.name}: feature name {doubled[0]!r} comes from two source columns")
 
     if profile.label.column:
-        raw = blank_missing(df[profile.label.column], profile.missing)
-        positive = {p.strip().lower() for p in profile.label.positive}
-        y = raw.map(lambda v: None if v is None else int(str(v).strip().lower() in positive)).astype("Int8")
+        y = map_label(df[profile.label.column], profile, source)
     else:
         y = pd.Series(ids.isin(positives or set()).astype(int).to_numpy(), dtype="Int8")
 
@@ -563,6 +678,7 @@ def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = No
 __all__ = [
     "FlatData",
     "Label",
+    "LabelValueError",
     "Profile",
     "ProfileError",
     "TableSource",
@@ -570,7 +686,9 @@ __all__ = [
     "empty_table",
     "feature_name",
     "export_as_of",
+    "label_key",
     "map_flat",
+    "map_label",
     "map_table",
     "map_values",
     "parse_dates",
@@ -588,9 +706,10 @@ __all__ = [
 LABEL_RULE = (
     "**How the label is formed.** Four-table exports: for a lead in the snapshot of as-of date T (created before "
     "T, no opportunity closed before T) the label is 1 when one of its opportunities has `stage` = `closed_won` "
-    "and `closed_at` in [T, T + `featurize.horizon_days`), else 0. Flat exports: the profile's `label` — the "
-    "listed positive values of one column, or the lead's id appearing in another file (`in_file`); rows with an "
-    "empty label are open leads and are scored, not trained on."
+    "and `closed_at` in [T, T + `featurize.horizon_days`), else 0. Flat exports: the profile's `label` — one "
+    "column whose every value is declared `positive` (1), `negative` (0) or `open` (an open lead: scored, not "
+    "trained on), an empty cell counting only as the profile's `blank` says (any other value stops the run), or "
+    "the lead's id appearing in another file (`in_file`: 1, else 0)."
 )
 
 
@@ -609,6 +728,8 @@ def _checks_text(col, table: Table) -> str:
     if col.allowed is not None:
         shown = ", ".join(f"`{a}`" for a in col.allowed[:6])
         parts.append(f"one of {shown}{', …' if len(col.allowed) > 6 else ''}")
+        if col.other is not None:
+            parts.append(f"any other value kept as `{col.other}` (counted)")
     if col.references:
         parts.append(f"→ `{col.references}`")
     for later, earlier in table.ordered_dates:

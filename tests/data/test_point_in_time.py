@@ -4,7 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import FeatureConfig, Icp, build_feature_table, prepare_crm, snapshot, snapshot_dates
+from features.build import (
+    FeatureConfig,
+    Icp,
+    build_feature_table,
+    decision_population,
+    feature_columns,
+    prepare_crm,
+    snapshot,
+    snapshot_dates,
+)
 from features.engagement import EngagementConfig
 
 AS_OF = pd.Timestamp("2026-03-01")
@@ -130,10 +139,31 @@ def test_feature_table_splits_and_score_rows_have_no_label():
     accounts, leads, activities, opps = crm_tables()
     crm = prepare_crm(accounts, leads, activities, opps, icp=CONFIG.icp)
     table = build_feature_table(crm, {"train": [AS_OF], "score": [pd.Timestamp("2026-08-01")]}, CONFIG)
-    assert set(table["split"]) == {"train", "score"}
+    # L1's opportunity is open on the training date: sales works it, so its labelled row is not a training row
+    assert set(table["split"]) == {"train", "score", "with_sales"}
+    assert table.loc[table["split"] == "with_sales", "lead_id"].tolist() == ["L1"]
     assert table.loc[table["split"] == "score", "label"].isna().all()
-    assert table.loc[table["split"] == "train", "label"].notna().all()
+    assert table.loc[table["split"] != "score", "label"].notna().all()
     assert isinstance(table["industry"].dtype, pd.CategoricalDtype)
+
+
+def test_with_sales_sees_open_opportunities_as_of_and_the_crm_state_only_when_scoring():
+    accounts, leads, activities, opps = crm_tables()
+    # the export says L3 is worked by sales now (a working status, converted): known at the export, not before
+    leads = leads.assign(with_sales=pd.array([False, False, True, False, False], dtype="boolean"))
+    crm = prepare_crm(accounts, leads, activities, opps, icp=CONFIG.icp)
+    past = snapshot(crm, AS_OF, CONFIG).set_index("lead_id")["with_sales"]
+    assert past.to_dict() == {"L1": True, "L2": False, "L3": False}  # L2's opportunity opens on 03-10: later
+    later = snapshot(crm, pd.Timestamp("2026-03-11"), CONFIG).set_index("lead_id")["with_sales"]
+    assert later["L2"] and not later["L3"]
+    now = snapshot(crm, pd.Timestamp("2026-03-11"), CONFIG, with_label=False).set_index("lead_id")["with_sales"]
+    assert now["L3"] and now["L2"] and now["L1"]
+    table = build_feature_table(crm, {"train": [pd.Timestamp("2026-03-11")], "score": [pd.Timestamp("2026-03-11")]},
+                                CONFIG)
+    train = table[table["split"] == "train"]
+    assert set(train["lead_id"]) == {"L3"} and not train["with_sales"].any()
+    assert "with_sales" not in feature_columns(table)
+    assert decision_population(table[table["split"] == "score"])["lead_id"].tolist() == []
 
 
 def test_featurizing_does_not_mutate_inputs():

@@ -87,7 +87,25 @@ def test_no_sql_fails_a_gate_and_sqls_are_ordered_by_expected_value(run_pipeline
     assert np.all(np.diff(sql["expected_value"].to_numpy()) <= 0)
     assert sql["rank"].max() == len(sql)  # SQLs occupy the top ranks
     failed = (gates == "fail").any(axis=1)
-    assert (table.loc[failed, "status"] == "disqualified").all()
+    with_sales = table["status"] == "with_sales"
+    assert (table.loc[failed & ~with_sales, "status"] == "disqualified").all()
+
+
+def test_leads_already_with_sales_are_never_handed_over(run_pipeline):
+    """A lead with an opportunity open at the scoring date is sales' already: never an SQL, never in a queue."""
+    table = pd.read_parquet(run_pipeline["paths"]["scored"] / "sql_leads.parquet")
+    features = pd.read_parquet(run_pipeline["paths"]["features"] / "features.parquet",
+                               filters=[("split", "==", "score")])
+    open_opp = set(features.loc[features["has_open_opportunity"] == 1, "lead_id"])
+    assert open_opp, "the demo has leads with an open opportunity at the export"
+    with_sales = table[table["lead_id"].isin(open_opp)]
+    assert (with_sales["status"] == "with_sales").all()
+    assert not with_sales["is_sql"].any()
+    assert with_sales["assigned_rep"].isna().all() and with_sales["call_queue_position"].isna().all()
+    assert with_sales["rank"].min() > table.loc[table["status"] != "with_sales", "rank"].max()  # listed apart, last
+    queues = run_pipeline["paths"]["scored"] / "queues"
+    queued = pd.concat([pd.read_csv(f, dtype=str) for f in queues.glob("*.csv")], ignore_index=True)
+    assert not set(queued["lead_id"]) & open_opp
 
 
 def test_run_is_tracked_in_mlflow_with_a_registered_version(run_pipeline):
