@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,11 +16,15 @@ class AssignmentConfigError(ValueError):
     """The reps / territories / capacities configuration is malformed."""
 
 
+CRMS = ("salesforce", "hubspot")  # the CRMs whose import files name the owner by user id
+
+
 @dataclass(frozen=True)
 class Rep:
     name: str
     capacity: int  # leads per week
     territories: tuple[str, ...] = ()
+    crm_ids: Mapping[str, str] = field(default_factory=dict)  # CRM -> the rep's user id there (Salesforce OwnerId)
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,10 @@ class AssignmentPolicy:
     @property
     def capacity(self) -> int:
         return sum(r.capacity for r in self.reps)
+
+    def owner_ids(self, crm: str) -> dict[str, str]:
+        """Rep name -> the rep's user id in `crm` (reps without one are left out)."""
+        return {r.name: r.crm_ids[crm] for r in self.reps if crm in r.crm_ids}
 
 
 def parse_assignment(config: Mapping[str, Any] | None) -> AssignmentPolicy:
@@ -52,7 +60,7 @@ def parse_assignment(config: Mapping[str, Any] | None) -> AssignmentPolicy:
     for i, spec in enumerate(config.get("reps") or []):
         if not isinstance(spec, Mapping) or "name" not in spec or "capacity" not in spec:
             raise AssignmentConfigError(f"{where}.reps[{i}]: a rep needs a name and a weekly capacity")
-        extra = set(spec) - {"name", "capacity", "territories"}
+        extra = set(spec) - {"name", "capacity", "territories", "crm_ids"}
         if extra:
             raise AssignmentConfigError(f"{where}.reps[{i}]: unknown key(s) {sorted(extra)}")
         cap = spec["capacity"]
@@ -61,7 +69,12 @@ def parse_assignment(config: Mapping[str, Any] | None) -> AssignmentPolicy:
         territories = spec.get("territories") or []
         if isinstance(territories, str):
             territories = [territories]
-        reps.append(Rep(str(spec["name"]), cap, tuple(str(t) for t in territories)))
+        crm_ids = spec.get("crm_ids") or {}
+        if not isinstance(crm_ids, Mapping) or set(crm_ids) - set(CRMS):
+            raise AssignmentConfigError(f"{where}.reps[{i}].crm_ids: a mapping of CRM ({', '.join(CRMS)}) to the "
+                                        f"rep's user id there, got {crm_ids!r}")
+        reps.append(Rep(str(spec["name"]), cap, tuple(str(t) for t in territories),
+                        {str(k): str(v) for k, v in crm_ids.items() if v is not None and str(v).strip()}))
     names = [r.name for r in reps]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

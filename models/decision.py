@@ -215,6 +215,8 @@ def hand_over(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig,
         features = rows.assign(_id=rows["lead_id"].astype(str)).drop_duplicates("_id").set_index("_id")
         X = features.loc[ids, [str(c) for c in model.feature_names_in_]]
         X.index = out.index[explain]
+        # "typical lead" (columns without a sentence of their own) means every scored lead, not the explained few
+        phrasebook = (phrasebook or Phrasebook()).with_typical(features[[str(c) for c in model.feature_names_in_]])
         reasons = top_reasons(model.contributions(X), X, k=p.reasons_top_k, phrasebook=phrasebook)
         out.loc[explain, "reasons_for"] = reasons["reasons_for"].to_numpy()
         out.loc[explain, "reasons_against"] = reasons["reasons_against"].to_numpy()

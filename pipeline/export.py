@@ -15,10 +15,14 @@ from models.decision import OUTPUT_COLUMNS, SCHEMA_VERSION, SQL_LEADS_SCHEMA  # 
 from pipeline.io import write_atomic, write_csv, write_parquet
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A cell that is only a number in any of its written forms (a phone +49 30 123456, -12.5, (555) 123-4567) cannot
+# run anything and is matched on by the CRM: it keeps its + or - (no quote that would break the match).
+PLAIN_NUMBER = r"^[+-]?[0-9][0-9 ().,/-]*$"
 
 
 SALESFORCE_FIELDS = {  # our column -> Salesforce field API name (custom fields end in __c)
-    "lead_id": "Lead Id", "score": "Lead_Score__c", "tier": "Lead_Tier__c", "status": "SQL_Status__c",
+    "lead_id": "Id", "first_name": "FirstName", "last_name": "LastName", "company": "Company", "job_title": "Title",
+    "email": "Email", "phone": "Phone", "lead_source": "Leadscore_Lead_Source__c", "score": "Lead_Score__c", "tier": "Lead_Tier__c", "status": "SQL_Status__c",
     "p_convert": "Conversion_Probability__c", "expected_value": "Expected_Value__c",
     "status_reason": "Status_Reason__c", "reasons_for": "Score_Reasons_For__c",
     "reasons_against": "Score_Reasons_Against__c", "assigned_rep": "Assigned_Rep__c",
@@ -26,7 +30,9 @@ SALESFORCE_FIELDS = {  # our column -> Salesforce field API name (custom fields 
     "scoring_run_id": "Scoring_Run_Id__c", "model_version": "Model_Version__c", "scored_at": "Scored_At__c",
 }
 HUBSPOT_PROPERTIES = {  # our column -> HubSpot contact property internal name
-    "lead_id": "Record ID", "score": "leadscore_score", "tier": "leadscore_tier", "status": "leadscore_status",
+    "lead_id": "Record ID", "first_name": "firstname", "last_name": "lastname", "company": "company",
+    "job_title": "jobtitle", "email": "email", "phone": "phone", "lead_source": "leadscore_lead_source",
+    "score": "leadscore_score", "tier": "leadscore_tier", "status": "leadscore_status",
     "p_convert": "leadscore_probability", "expected_value": "leadscore_expected_value",
     "status_reason": "leadscore_status_reason", "reasons_for": "leadscore_reasons_for",
     "reasons_against": "leadscore_reasons_against", "assigned_rep": "leadscore_assigned_rep",
@@ -34,11 +40,28 @@ HUBSPOT_PROPERTIES = {  # our column -> HubSpot contact property internal name
     "engagement_score": "leadscore_engagement_score", "scoring_run_id": "leadscore_scoring_run_id",
     "model_version": "leadscore_model_version", "scored_at": "leadscore_scored_at",
 }
-QUEUE_COLUMNS = ("queue_position", "lead_id", "account_id", "rank", "tier", "score", "p_convert", "expected_value",
-                 "territory", "reasons_for", "reasons_against", "scoring_run_id", "model_version")
-CALL_QUEUE_COLUMNS = ("call_queue_position", "lead_id", "account_id", "rank", "tier", "score", "p_convert",
-                      "expected_value", "status_reason", "reasons_for", "reasons_against", "scoring_run_id",
-                      "model_version")
+# Who to call and how: the lead's contact fields (from the export, `contact_table`), never in sql_leads itself.
+CONTACT_FIELDS = ("first_name", "last_name", "company", "job_title", "email", "phone", "lead_source")
+OWNER_FIELDS = {"salesforce": "OwnerId", "hubspot": "hubspot_owner_id"}  # the rep's CRM user id (params crm_ids)
+GATES = "<gates>"  # stands for the table's gate_<name> columns in the lists below
+QUEUE_COLUMNS = ("queue_position", "lead_id", "first_name", "last_name", "company", "job_title", "email", "phone",
+                 "lead_source", "account_id", "rank", "tier", "score", "p_convert", "expected_value", "territory",
+                 "reasons_for", "reasons_against", GATES, "scoring_run_id", "model_version")
+CALL_QUEUE_COLUMNS = ("call_queue_position", "lead_id", "first_name", "last_name", "company", "job_title", "email",
+                      "phone", "lead_source", "account_id", "rank", "tier", "score", "p_convert", "expected_value",
+                      "status_reason", GATES, "reasons_for", "reasons_against", "scoring_run_id", "model_version")
+
+
+def _columns(df: pd.DataFrame, wanted: tuple[str, ...]) -> list[str]:
+    gates = [c for c in df.columns if c.startswith("gate_")]
+    return [c for w in wanted for c in (gates if w == GATES else [w]) if c in df.columns]
+
+
+def crm_mapping(base: dict[str, str], df: pd.DataFrame, crm: str) -> dict[str, str]:
+    """The CRM's field names for the table's columns: the fixed ones, one per gate, and the owner's user id."""
+    gates = {c: (f"BANT_{c.removeprefix('gate_').title()}_Gate__c" if crm == "salesforce" else f"leadscore_{c}")
+             for c in df.columns if c.startswith("gate_")}
+    return {**base, **gates, f"owner_user_id_{crm}": OWNER_FIELDS[crm]}
 
 
 class SchemaError(ValueError):
@@ -61,12 +84,13 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """Make text cells inert for spreadsheets: a leading =, +, -, @, tab or CR gets a quote (CSV injection)."""
+    """Make text cells inert for spreadsheets: a leading =, +, -, @, tab or CR gets a quote (CSV injection).
+    A plain number in any written form (`PLAIN_NUMBER`: phones such as +4930123456) is left as it is."""
     out = df.copy()
     for col in out.columns:
         if pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
             text = out[col].astype("string")
-            risky = text.str.startswith(FORMULA_PREFIXES).fillna(False)
+            risky = (text.str.startswith(FORMULA_PREFIXES) & ~text.str.match(PLAIN_NUMBER)).fillna(False)
             if risky.any():
                 out[col] = text.where(~risky, "'" + text)
     return out
@@ -146,9 +170,18 @@ def _transactional_ddl(engine) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+OPTIONAL_SUBSCORES = ("fit_score", "engagement_score")  # null when the export lacks their inputs (flat exports)
+
+
+def crm_columns(df: pd.DataFrame, mapping: dict[str, str]) -> list[str]:
+    """The columns of `mapping` the table has; a sub-score that is null on every row (the export has none of its
+    inputs) is left out, so that an import never writes an empty score into the CRM field."""
+    return [c for c in mapping if c in df.columns and not (c in OPTIONAL_SUBSCORES and df[c].isna().all())]
+
+
 def crm_file(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     """The columns of `mapping` renamed to the CRM's field names (rows with a lead id only)."""
-    cols = [c for c in mapping if c in df.columns]
+    cols = crm_columns(df, mapping)
     return df.loc[df["lead_id"].notna(), cols].rename(columns=mapping)
 
 
@@ -162,7 +195,7 @@ def write_crm_files(df: pd.DataFrame, files: dict[str, tuple[dict[str, str], Pat
     paths: dict[str, str] = {}
     bodies: dict[tuple[str, ...], str] = {}
     for key, (mapping, target) in files.items():
-        cols = tuple(c for c in mapping if c in df.columns)
+        cols = tuple(crm_columns(df, mapping))
         if cols not in bodies:
             rows = neutralise_formulas(df.loc[df["lead_id"].notna(), list(cols)])
             bodies[cols] = rows.to_csv(index=False, header=False)
@@ -181,14 +214,54 @@ def rep_queues(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if "assigned_rep" not in df:
         return {}
     handed = df[df["assigned_rep"].notna()]
-    cols = [c for c in QUEUE_COLUMNS if c in handed]
+    cols = _columns(handed, QUEUE_COLUMNS)
     return {str(rep): part.sort_values("queue_position")[cols].reset_index(drop=True)
             for rep, part in handed.groupby("assigned_rep", sort=True)}
 
 
+def contact_table(leads: pd.DataFrame | None, accounts: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Lead id + the `CONTACT_FIELDS` the export has (the company's name from its account)."""
+    if leads is None or "lead_id" not in leads:
+        return None
+    out = leads[["lead_id", *[c for c in CONTACT_FIELDS if c in leads.columns]]].copy()
+    if accounts is not None and {"account_id", "company_name"} <= set(accounts.columns) and "account_id" in leads:
+        names = accounts.drop_duplicates("account_id").set_index("account_id")["company_name"]
+        out["company"] = names.reindex(leads["account_id"].to_numpy()).to_numpy()
+    return out
+
+
+def owner_ids(assignment) -> dict[str, dict[str, str]]:
+    """CRM -> rep name -> the rep's user id there, from `score.assignment` (reps' `crm_ids`)."""
+    from models.assignment import CRMS, parse_assignment
+
+    policy = parse_assignment(assignment)
+    return {crm: policy.owner_ids(crm) for crm in CRMS}
+
+
+def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
+                  owners: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+    """The scored rows with what a rep needs to act: the lead's contact fields (`contacts`, by lead id) and, per
+    CRM, the assigned rep's user id there (`owners`: CRM -> rep name -> id; column ``owner_user_id_<crm>``)."""
+    out = df
+    if contacts is not None and len(contacts):
+        fields = [c for c in CONTACT_FIELDS if c in contacts.columns and c not in df.columns]
+        if fields:
+            lookup = contacts.assign(lead_id=contacts["lead_id"].astype(str)).drop_duplicates("lead_id")
+            found = lookup.set_index("lead_id")[fields].reindex(df["lead_id"].astype(str).to_numpy())
+            out = out.assign(**{c: found[c].to_numpy() for c in fields})
+    for crm, ids in (owners or {}).items():
+        if ids:
+            out = out.assign(**{f"owner_user_id_{crm}": df["assigned_rep"].map(ids).astype("string").to_numpy()})
+    return out
+
+
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
-               changes: pd.DataFrame | None = None) -> dict[str, str]:
+               changes: pd.DataFrame | None = None, contacts: pd.DataFrame | None = None,
+               owners: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
     """Every export of one scoring; each file is written atomically, the SQL table swapped in one transaction.
+
+    `contacts` (lead id + `CONTACT_FIELDS`) and `owners` (CRM -> rep name -> user id) go into the hand-over files
+    (queues, CRM import files) only: `sql_leads` keeps its documented schema.
 
     The SQL table is written in a second thread while the files are written: sqlite3 releases the GIL while it
     stores rows, so the two overlap (at a million leads the exports took 34 s one after the other). A failure of
@@ -209,7 +282,7 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
     sql_writer = threading.Thread(target=_write_sql, name=f"{name}-sql-writer")
     sql_writer.start()
     try:
-        paths = _write_files(df, out_dir, name, changes)
+        paths = _write_files(df, out_dir, name, changes, with_contacts(df, contacts, owners))
     finally:
         sql_writer.join()
     if sql_errors:
@@ -217,14 +290,18 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
     return {"database": url, **paths}
 
 
-def _write_files(df: pd.DataFrame, out_dir: Path, name: str, changes: pd.DataFrame | None) -> dict[str, str]:
+def _write_files(df: pd.DataFrame, out_dir: Path, name: str, changes: pd.DataFrame | None,
+                 hand: pd.DataFrame) -> dict[str, str]:
+    """`hand`: the rows with contact fields and owner ids, for the hand-over files."""
     paths = {"parquet": str(write_parquet(df, out_dir / f"{name}.parquet")),
              "csv": str(write_csv(neutralise_formulas(df), out_dir / f"{name}.csv"))}
     crm = out_dir / "crm"
-    paths.update(write_crm_files(df, {"salesforce": (SALESFORCE_FIELDS, crm / "salesforce_leads.csv"),
-                                      "hubspot": (HUBSPOT_PROPERTIES, crm / "hubspot_contacts.csv")}))
+    paths.update(write_crm_files(hand, {
+        "salesforce": (crm_mapping(SALESFORCE_FIELDS, hand, "salesforce"), crm / "salesforce_leads.csv"),
+        "hubspot": (crm_mapping(HUBSPOT_PROPERTIES, hand, "hubspot"), crm / "hubspot_contacts.csv")}))
     queues = out_dir / "queues"
     written = set()
+    df = hand
     for rep, queue in rep_queues(df).items():
         target = queues / f"{_slug(rep)}.csv"
         write_csv(neutralise_formulas(queue.assign(rep=rep)), target)
@@ -232,7 +309,7 @@ def _write_files(df: pd.DataFrame, out_dir: Path, name: str, changes: pd.DataFra
     if "call_queue_position" in df:
         calls = df[df["call_queue_position"].notna()].sort_values("call_queue_position")
         target = queues / "_qualification_calls.csv"
-        write_csv(neutralise_formulas(calls[[c for c in CALL_QUEUE_COLUMNS if c in calls]]), target)
+        write_csv(neutralise_formulas(calls[_columns(calls, CALL_QUEUE_COLUMNS)]), target)
         written.add(target.name)
     if queues.exists():
         for stale in queues.glob("*.csv"):  # a rep no longer configured must not keep last week's queue

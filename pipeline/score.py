@@ -26,7 +26,7 @@ from models.decision import (
 from models.reasons import Phrasebook
 from pipeline import tracking
 from pipeline.artifacts import features_variant, load_model
-from pipeline.export import export_all
+from pipeline.export import CONTACT_FIELDS, contact_table, export_all, owner_ids
 from pipeline.io import find_table, read_table, write_json, write_parquet
 from pipeline.progress import log
 
@@ -39,15 +39,17 @@ def _latest_history(history_dir: Path) -> pd.DataFrame | None:
 
 
 def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_dir: Path, reports_dir: Path,
-           history_dir: Path | None, database_url: str | None, phrasebook: Phrasebook | None) -> dict:
-    """Hand over, compare with the previous scoring, write every export and the summary."""
+           history_dir: Path | None, database_url: str | None, phrasebook: Phrasebook | None,
+           contacts: pd.DataFrame | None = None) -> dict:
+    """Hand over, compare with the previous scoring, write every export and the summary. `contacts`: the leads'
+    contact fields for the hand-over files (`pipeline.export.contact_table`)."""
     table = hand_over(scored, rows, model, p, phrasebook)
     previous = _latest_history(history_dir) if history_dir else None
     changes = diff_scorings(previous, table)
     table = table.merge(changes[["lead_id", "change"]], on="lead_id", how="left")
     ordered = [c for c in OUTPUT_COLUMNS if c in table] + [c for c in table if c not in OUTPUT_COLUMNS]
     table = table[ordered]
-    paths = export_all(table, out_dir, database_url, changes=changes)
+    paths = export_all(table, out_dir, database_url, changes=changes, contacts=contacts, owners=owner_ids(p.assignment))
     if history_dir and len(table):
         stamp = pd.Timestamp(table["scored_at"].iloc[0]).strftime("%Y%m%dT%H%M%S")
         write_parquet(table[list(HISTORY_COLUMNS)],
@@ -75,6 +77,21 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
     return summary
 
 
+def read_contacts(validated_dir: Path) -> pd.DataFrame | None:
+    """The validated leads' id, account and contact columns (None without a leads table)."""
+    try:
+        path = find_table(validated_dir, "leads")
+    except FileNotFoundError:
+        return None
+    if path.suffix != ".parquet":
+        return read_table(path)
+    import pyarrow.parquet as pq
+
+    have = set(pq.read_schema(path).names)
+    wanted = ["lead_id", "account_id", *CONTACT_FIELDS]
+    return pd.read_parquet(path, columns=[c for c in wanted if c in have])
+
+
 def new_scoring_run_id() -> str:
     return uuid.uuid4().hex
 
@@ -90,15 +107,17 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     if what != OPEN_LEADS:
         log(f"WARNING: the export has no open (unlabelled) leads; scoring the {what}")
     model, info = load_model(models_dir, package_dir)
-    accounts = opportunities = None
+    accounts = opportunities = leads = None
     if variant != FLAT:
         accounts = read_table(find_table(validated_dir, "accounts"))
         opportunities = read_table(find_table(validated_dir, "opportunities"))
+        leads = read_contacts(validated_dir)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
     check_feature_schema(list(rows.columns), model, str(features_path))
     scored = score_frame(rows, model, accounts, opportunities, p, info["model_version"], info["run_id"], scored_at,
                          new_scoring_run_id())
-    summary = finish(scored, rows, model, p, out_dir, reports_dir, history_dir, database_url, phrasebook_for(icp))
+    summary = finish(scored, rows, model, p, out_dir, reports_dir, history_dir, database_url, phrasebook_for(icp),
+                     contact_table(leads, accounts))
     return {**summary, "scored": what}
 
 

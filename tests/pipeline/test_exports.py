@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,10 @@ from pipeline.export import (
     SCHEMA_VERSION,
     SchemaError,
     conform,
+    contact_table,
     export_all,
+    owner_ids,
+    PLAIN_NUMBER,
     neutralise_formulas,
     write_sql_table,
 )
@@ -85,13 +89,13 @@ def test_docs_document_every_column_of_the_current_schema_version():
 # ------------------------------------------------------------------------------------------ CSV injection
 def test_csv_exports_neutralise_spreadsheet_formulas(tmp_path):
     df = scored_table(n=10)
-    evil = ["=HYPERLINK(\"http://x\",\"click\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\tcmd", "-1"]
+    evil = ["=HYPERLINK(\"http://x\",\"click\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\tcmd", "-A1"]
     df.loc[: len(evil) - 1, "reasons_for"] = evil
     df.loc[0, "lead_id"] = "=cmd|' /C calc'!A0"
     paths = export_all(df, tmp_path)
     for path in (paths["csv"], paths["salesforce"], paths["hubspot"], tmp_path / "queues" / "ana.csv"):
         cells = pd.read_csv(path, dtype=str, keep_default_na=False).to_numpy().ravel()
-        risky = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        risky = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r") and not re.match(PLAIN_NUMBER, c)]
         assert risky == [], path
     csv = pd.read_csv(paths["csv"], dtype=str, keep_default_na=False)
     assert csv.loc[0, "lead_id"] == "'=cmd|' /C calc'!A0"
@@ -103,11 +107,19 @@ def test_csv_exports_neutralise_spreadsheet_formulas(tmp_path):
 
 
 def test_neutralise_quotes_every_risky_prefix_and_leaves_the_input_frame_alone():
-    df = pd.DataFrame({"a": ["=1", "+1", "-1", "@x", "\tx", "\rx", "ok", None], "n": [-1.0] * 8})
+    df = pd.DataFrame({"a": ["=1", "+1+A1", "-A1", "@x", "\tx", "\rx", "ok", None], "n": [-1.0] * 8})
     out = neutralise_formulas(df)
-    assert out["a"].tolist()[:7] == ["'=1", "'+1", "'-1", "'@x", "'\tx", "'\rx", "ok"] and pd.isna(out["a"][7])
+    assert out["a"].tolist()[:7] == ["'=1", "'+1+A1", "'-A1", "'@x", "'\tx", "'\rx", "ok"] and pd.isna(out["a"][7])
     assert out["n"].tolist() == [-1.0] * 8  # a negative number is not a formula
     assert df["a"][0] == "=1"
+
+
+def test_plain_numbers_keep_their_sign_so_the_crm_still_matches_them():
+    """A phone or id that is only a number in written form runs nothing: no quote that breaks CRM matching."""
+    df = pd.DataFrame({"phone": ["+4930123456", "+1 (555) 123-4567", "-12.5", "+1+1", "-2+3", "+1 555 0100 =1"]})
+    out = neutralise_formulas(df)["phone"].tolist()
+    assert out[:3] == ["+4930123456", "+1 (555) 123-4567", "-12.5"]
+    assert out[3:] == ["'+1+1", "'-2+3", "'+1 555 0100 =1"]
 
 
 # ------------------------------------------------------------------------------------ CRM files and queues
@@ -116,14 +128,50 @@ def test_crm_import_files_carry_ids_scores_run_and_model(tmp_path):
     paths = export_all(df, tmp_path)
     sf = pd.read_csv(paths["salesforce"])
     hs = pd.read_csv(paths["hubspot"])
-    assert sf.columns[0] == "Lead Id" and hs.columns[0] == "Record ID"
-    assert list(sf.columns) == list(SALESFORCE_FIELDS.values()) and list(hs.columns) == list(HUBSPOT_PROPERTIES.values())
-    assert sf["Lead Id"].tolist() == df["lead_id"].tolist() == hs["Record ID"].tolist()
+    assert sf.columns[0] == "Id" and hs.columns[0] == "Record ID"
+    # without contact fields or rep user ids, those columns are left out; one column per gate
+    have = set(df.columns)
+    assert list(sf.columns) == [v for k, v in SALESFORCE_FIELDS.items() if k in have] + [
+        "BANT_Budget_Gate__c", "BANT_Authority_Gate__c", "BANT_Need_Gate__c", "BANT_Timeline_Gate__c"]
+    assert list(hs.columns) == [v for k, v in HUBSPOT_PROPERTIES.items() if k in have] + [
+        "leadscore_gate_budget", "leadscore_gate_authority", "leadscore_gate_need", "leadscore_gate_timeline"]
+    assert sf["BANT_Need_Gate__c"].eq("unknown").all()
+    assert sf["Id"].tolist() == df["lead_id"].tolist() == hs["Record ID"].tolist()
     assert sf["Lead_Score__c"].tolist() == df["score"].tolist()
     assert hs["leadscore_tier"].tolist() == df["tier"].tolist()
     for frame, run, model in ((sf, "Scoring_Run_Id__c", "Model_Version__c"),
                               (hs, "leadscore_scoring_run_id", "leadscore_model_version")):
         assert frame[run].eq("run-1").all() and frame[model].eq("leadscore-conversion/3").all()
+
+
+def test_hand_over_files_carry_contact_fields_and_the_reps_crm_user_id(tmp_path):
+    """Reps act on the files as handed over: who to call (name, company, title, email, phone, source) and, in the
+    CRM import files, the owner as the CRM names users (Salesforce OwnerId, HubSpot hubspot_owner_id)."""
+    df = scored_table()
+    leads = pd.DataFrame({"lead_id": df["lead_id"], "account_id": df["account_id"],
+                          "first_name": "Nina", "last_name": [f"Walsh{i}" for i in range(len(df))],
+                          "email": "nina@acme.example.com", "phone": "+4930123456", "job_title": "VP Sales",
+                          "lead_source": "Referral"})
+    accounts = pd.DataFrame({"account_id": ["A0", "A1", "A2"], "company_name": ["Acme", "=Globex", "Initech"]})
+    assignment = {"mode": "round_robin", "reps": [
+        {"name": "Ana", "capacity": 5, "crm_ids": {"salesforce": "0055e000001ANAA", "hubspot": "901"}},
+        {"name": "Ben", "capacity": 5, "crm_ids": {"salesforce": "0055e000001BENB"}}]}
+    paths = export_all(df, tmp_path, contacts=contact_table(leads, accounts), owners=owner_ids(assignment))
+    sf = pd.read_csv(paths["salesforce"], dtype=str)
+    hs = pd.read_csv(paths["hubspot"], dtype=str)
+    assert sf.loc[:2, "OwnerId"].tolist() == ["0055e000001ANAA", "0055e000001BENB", "0055e000001ANAA"]
+    assert sf["OwnerId"].iloc[3:].isna().all()  # not handed over this week: the owner is left as it is
+    assert hs.loc[:2, "hubspot_owner_id"].tolist() == ["901", np.nan, "901"]  # Ben has no HubSpot user id
+    assert sf.loc[1, "LastName"] == "Walsh1" and sf.loc[1, "Company"] == "'=Globex" and sf.loc[0, "Title"] == "VP Sales"
+    assert sf["Phone"].eq("+4930123456").all() and hs["phone"].eq("+4930123456").all()  # no quote: still matches
+    ana = pd.read_csv(tmp_path / "queues" / "ana.csv", dtype=str)
+    assert ana[["first_name", "last_name", "company", "email", "phone", "lead_source"]].iloc[0].tolist() == [
+        "Nina", "Walsh0", "Acme", "nina@acme.example.com", "+4930123456", "Referral"]
+    assert {"gate_budget", "gate_need", "reasons_for", "tier", "score"} <= set(ana.columns)
+    calls = pd.read_csv(tmp_path / "queues" / "_qualification_calls.csv", dtype=str)
+    assert calls["last_name"].tolist() == ["Walsh4", "Walsh5"] and "gate_need" in calls
+    # the database table keeps its documented schema: no contact fields there
+    assert "email" not in pd.read_parquet(paths["parquet"]).columns
 
 
 def test_per_rep_queues_and_the_call_queue_are_in_call_order(tmp_path):
