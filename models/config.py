@@ -62,6 +62,9 @@ class ScoreConfig:
     call_capacity: int = 50  # qualification calls per week: the needs_call leads queued (and explained)
     reasons_top_k: int = 3  # factors for and against per handed-over lead (0 = none)
     assignment: dict[str, Any] = field(default_factory=dict)  # reps, territories, capacities (models/assignment.py)
+    # which model scores: champion / challenger (registry aliases), latest (the pipeline's own just-trained model),
+    # or an MLflow URI; with the champion, the challenger is scored in shadow beside it
+    model: str = "champion"
 
 
 @dataclass(frozen=True)

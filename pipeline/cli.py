@@ -41,6 +41,12 @@ def _stage(path: Path):
         _fail(f"{path}: ingest.profile: {exc}")
 
 
+def _warn(metrics: dict) -> None:
+    """Print the evaluation's warnings (metrics.json `warnings`, e.g. a held-out calibration error above 0.05)."""
+    for message in metrics.get("warnings") or []:
+        typer.secho(f"warning: {message}", fg="yellow", err=True)
+
+
 def _paths(prm) -> dict[str, Path]:
     return {k: Path(v) for k, v in vars(prm.paths).items()}
 
@@ -120,8 +126,8 @@ def evaluate(params: ParamsOpt = Path("params.yaml")) -> None:
 
     prm, profile = _stage(params)
     P = _paths(prm)
-    stage.run(P["features"] / "features.parquet", P["models"], P["package"], P["reports"], prm.evaluate,
-              prm.featurize.horizon_days, P["truth"], P["raw"], prm.train, profile.category_shares)
+    _warn(stage.run(P["features"] / "features.parquet", P["models"], P["package"], P["reports"], prm.evaluate,
+                    prm.featurize.horizon_days, P["truth"], P["raw"], prm.train, profile.category_shares))
 
 
 @app.command()
@@ -129,36 +135,68 @@ def score(
     params: ParamsOpt = Path("params.yaml"),
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the scored folder)")] = None,
     model: Annotated[str | None, typer.Option(
-        help="score new data with a registered model, e.g. models:/leadscore-conversion@champion (needs --input)")] = None,
+        help="champion, challenger, latest or an MLflow URI such as models:/leadscore-conversion/3 "
+             "(default: params score.model, the registered champion)")] = None,
     input: Annotated[Path | None, typer.Option(  # noqa: A002 - the option's name is the user's word
-        "--input", help="with --model: a feature file (Parquet/CSV) or a CRM export folder")] = None,
+        "--input", help="a fresh export to score without training (read through --profile), or a feature file")] = None,
+    profile: Annotated[str | None, typer.Option(
+        help="with --input: the export's profile (default: params ingest.profile; a feature file needs none)")] = None,
     as_of: Annotated[str | None, typer.Option(
         help="with --input: scoring date (default: midnight after the export's latest timestamp)")] = None,
-    out: Annotated[Path | None, typer.Option(help="with --model: output folder (default: params paths.scored)")] = None,
+    out: Annotated[Path | None, typer.Option(help="with --input: output folder (default: params paths.scored)")] = None,
 ) -> None:
-    """Gate, score, decide, rank and hand over the open leads; write sql_leads, CRM files and rep queues."""
-    from features.validation import QuarantineLimitError
+    """Gate, score, decide, rank and hand over the open leads; write sql_leads, CRM files and rep queues.
+
+    Without --input: the pipeline's feature table (the DVC stage). With --input: a fresh export, validated and
+    featurized as of its date and scored with the registered champion, without training (the weekly job).
+    """
+    import dataclasses
+
+    from features.validation import FileContractError, QuarantineLimitError
     from models.assignment import AssignmentConfigError
     from models.decision import FeatureSchemaError
     from models.gates import GateConfigError
     from pipeline import score as stage
     from pipeline.export import SchemaError
-    prm, _ = _stage(params)
+    from pipeline.sources.exports import load_profile
+    from pipeline.sources.profiles import ProfileError
+    from pipeline.sources.readers import InputFileError
+    from pipeline.tracking import ModelLoadError
+
+    prm, stage_profile = _stage(params)
     P = _paths(prm)
     history = P["reports"] / "score_history"
-    if (model is None) != (input is None):
-        _fail("--model and --input go together: `leadscore score --model models:/<name>@champion --input <path>`")
+    p = prm.score if model is None else dataclasses.replace(prm.score, model=model)
     try:
-        if model is not None:
-            stage.score_with_registered_model(
-                model, input, out or P["scored"], P["reports"], prm.score, as_of, prm.featurize, prm.validate,
-                database_url, history, P["validated"])
+        if input is not None:
+            chosen = None
+            if not (input.is_file() and input.suffix in (".parquet", ".csv") and profile is None
+                    and stage_profile.kind != "flat" and _is_feature_file(input)):
+                chosen = load_profile(profile) if profile else stage_profile
+                if chosen.name == "demo":
+                    chosen = None  # the demo's export is already in the contract's tables
+            uri = stage.model_uri(p.model, prm.train.registered_model)
+            if uri is None:
+                _fail("--input scores with a registered model: use --model champion (default), challenger or a URI")
+            stage.score_new_export(uri, input, out or P["scored"], P["reports"], p, as_of, prm.featurize,
+                                   prm.validate, database_url, history, chosen, prm.train.seed)
         else:
             stage.run(P["features"] / "features.parquet", P["models"], P["package"], P["validated"], P["scored"],
-                      P["reports"], prm.score, database_url, history, prm.featurize.icp)
+                      P["reports"], p, database_url, history, prm.featurize.icp, prm.train.registered_model)
     except (GateConfigError, AssignmentConfigError, SchemaError, FeatureSchemaError, QuarantineLimitError,
-            FileNotFoundError, ValueError) as exc:
+            FileContractError, InputFileError, ProfileError, ModelLoadError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+
+
+def _is_feature_file(path: Path) -> bool:
+    """A Parquet/CSV file whose columns are a feature table's (lead_id and as_of or split), not a flat export."""
+    import pandas as pd
+
+    try:
+        cols = set(pd.read_parquet(path).columns if path.suffix == ".parquet" else pd.read_csv(path, nrows=0).columns)
+    except Exception:  # noqa: BLE001 - unreadable: let the reader name the problem
+        return False
+    return "lead_id" in cols and bool({"as_of", "split"} & cols)
 
 
 @app.command()
@@ -250,7 +288,8 @@ def run_export(
 
     prm = _load(params)
     try:
-        driver.run(driver.load_profile(profile), input, workdir, prm, n_jobs=n_jobs, cv_folds=cv_folds, track=track)
+        _warn(driver.run(driver.load_profile(profile), input, workdir, prm, n_jobs=n_jobs, cv_folds=cv_folds,
+                         track=track))
     except (InputFileError, ProfileError, FileContractError, GateConfigError, QuarantineLimitError,
             TrainingDataError) as exc:
         _fail(str(exc))

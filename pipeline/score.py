@@ -23,60 +23,160 @@ from models.decision import (
     rows_to_score,
     score_frame,
 )
+from models.ranking import WITH_SALES
 from models.reasons import Phrasebook
 from pipeline import tracking
 from pipeline.artifacts import features_variant, load_model
 from pipeline.export import CONTACT_FIELDS, contact_table, export_all, owner_ids
-from pipeline.io import find_table, read_table, write_json, write_parquet
+from pipeline.history import History, scoring_key
+from pipeline.io import find_table, read_table, write_csv, write_json, write_parquet
 from pipeline.progress import log
 
-HISTORY_COLUMNS = ("lead_id", "status", "tier", "rank", "scoring_run_id", "scored_at")
+LATEST = "latest"  # score.model: the model this pipeline just trained and packaged (data/04_package)
+SHADOW_FILE = "shadow_challenger.parquet"
 
 
-def _latest_history(history_dir: Path) -> pd.DataFrame | None:
-    files = sorted(Path(history_dir).glob("sql_leads_*.parquet"))
-    return pd.read_parquet(files[-1]) if files else None
+def model_uri(choice: str, registered_model: str | None) -> str | None:
+    """The MLflow URI `score.model` names: ``champion`` / ``challenger`` (aliases of the registered model), a
+    ``models:/`` or ``runs:/`` URI as given; None for ``latest`` (the package stage's own model)."""
+    if choice in (None, "", LATEST):
+        return None
+    if choice in (tracking.CHAMPION, tracking.CHALLENGER):
+        if not registered_model:
+            raise ValueError(f"score.model {choice!r} needs train.registered_model (the registry's model name)")
+        return f"models:/{registered_model}@{choice}"
+    return choice
+
+
+def load_scorer(uri: str | None, p: ScoreConfig, models_dir: Path | None = None,
+                package_dir: Path | None = None) -> tuple[object, ScoreConfig, str, str]:
+    """(model, the policy it is scored with, model version, training run id). A registered pyfunc brings its own
+    gates, threshold, unknown policy and tiers (what it was packaged with); capacity and hand-over stay params'."""
+    import dataclasses
+
+    if uri is None:
+        model, info = load_model(models_dir, package_dir)
+        return model, p, info["model_version"], info["run_id"]
+    model, overrides, version, run = tracking.load_registered(uri)
+    return model, dataclasses.replace(p, **overrides), version, run
 
 
 def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_dir: Path, reports_dir: Path,
            history_dir: Path | None, database_url: str | None, phrasebook: Phrasebook | None,
-           contacts: pd.DataFrame | None = None) -> dict:
-    """Hand over, compare with the previous scoring, write every export and the summary. `contacts`: the leads'
-    contact fields for the hand-over files (`pipeline.export.contact_table`)."""
+           contacts: pd.DataFrame | None = None, key: str | None = None, extra: dict | None = None) -> dict:
+    """Hand over, compare with the previous scoring, write every export, the summary and the history entry.
+
+    `contacts`: the leads' contact fields for the hand-over files (`pipeline.export.contact_table`); `key`: the
+    scoring's history key (`pipeline.history.scoring_key`)."""
     table = hand_over(scored, rows, model, p, phrasebook)
-    previous = _latest_history(history_dir) if history_dir else None
+    history = History(history_dir) if history_dir else None
+    previous = history.previous(key) if history and key else None
     changes = diff_scorings(previous, table)
     table = table.merge(changes[["lead_id", "change"]], on="lead_id", how="left")
     ordered = [c for c in OUTPUT_COLUMNS if c in table] + [c for c in table if c not in OUTPUT_COLUMNS]
     table = table[ordered]
     paths = export_all(table, out_dir, database_url, changes=changes, contacts=contacts, owners=owner_ids(p.assignment))
-    if history_dir and len(table):
-        stamp = pd.Timestamp(table["scored_at"].iloc[0]).strftime("%Y%m%dT%H%M%S")
-        write_parquet(table[list(HISTORY_COLUMNS)],
-                      Path(history_dir) / f"sql_leads_{stamp}_{table['scoring_run_id'].iloc[0]}.parquet")
     handed = table["assigned_rep"].notna()
     summary = {
         "n_scored": int(len(table)),
         "n_sql": int(table["is_sql"].sum()),
         "n_assigned": int(handed.sum()),
         "n_call_queue": int(table["call_queue_position"].notna().sum()),
+        "n_with_sales": int((table["status"] == WITH_SALES).sum()),
         "n_explained": int(table["reasons_for"].notna().sum()),
         "status_counts": {k: int(v) for k, v in table["status"].value_counts().items()},
         "tier_counts": {k: int(v) for k, v in table["tier"].value_counts().items()},
         "per_rep": {k: int(v) for k, v in table.loc[handed, "assigned_rep"].value_counts().items()},
         "changes": change_counts(changes),
+        "compared_with": str(previous["scoring_run_id"].iloc[0]) if previous is not None and len(previous) else None,
         "expected_value_sql": float(table.loc[table["is_sql"], "expected_value"].sum()),
         "expected_value_assigned": float(table.loc[handed, "expected_value"].sum()),
+        "as_of": str(pd.Timestamp(table["as_of"].iloc[0]).date()) if len(table) else None,
         "scoring_run_id": str(table["scoring_run_id"].iloc[0]) if len(table) else "",
         "model_version": str(table["model_version"].iloc[0]) if len(table) else "",
         "schema_version": SCHEMA_VERSION,
+        **(extra or {}),
     }
+    if history and key:
+        entry = history.add(table, key, summary)
+        summary["history_entries"] = len(history.entries())
+        summary["history_entry"] = entry["file"]
     write_json(summary, Path(reports_dir) / "score_summary.json")
-    log(f"scored {summary['n_scored']:,} leads: {summary['n_sql']:,} SQLs, {summary['n_assigned']:,} handed to reps, "
-        f"{summary['n_call_queue']:,} queued for a call; changes {summary['changes']}; written to {paths['database']}")
+    log(f"scored {summary['n_scored']:,} leads with {summary['model_version']}: {summary['n_sql']:,} SQLs, "
+        f"{summary['n_assigned']:,} handed to reps, {summary['n_call_queue']:,} queued for a call, "
+        f"{summary['n_with_sales']:,} already with sales; changes {summary['changes']}; written to {paths['database']}")
     return summary
 
 
+def new_scoring_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def score_rows(rows: pd.DataFrame, model, p: ScoreConfig, version: str, run_id: str, accounts, opportunities,
+               history_dir: Path | None, source: str) -> tuple[pd.DataFrame, str]:
+    """(the ranked table, its history key): a rerun of a scoring already in the history gets that scoring's
+    `scoring_run_id` and `scored_at`, so the same export, model and policy give the same table."""
+    check_feature_schema(list(rows.columns), model, source)
+    key = scoring_key(rows, version, p)
+    known = History(history_dir).find(key) if history_dir else None
+    scored_at = pd.Timestamp(known["scored_at"]) if known else pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
+    run = known["scoring_run_id"] if known else new_scoring_run_id()
+    return score_frame(rows, model, accounts, opportunities, p, version, run_id, scored_at, run), key
+
+
+def shadow(rows: pd.DataFrame, uri: str, champion_version: str, p: ScoreConfig, accounts, opportunities,
+           out_dir: Path) -> dict | None:
+    """Score the same rows with the challenger beside the champion (nothing handed over): what reps would get if
+    it were promoted. Writes `shadow_challenger.parquet`; None when there is no challenger (or it is the champion)."""
+    try:
+        model, p_chal, version, run_id = load_scorer(uri, p)
+    except tracking.ModelLoadError:
+        return None
+    if version == champion_version:
+        return None
+    try:
+        check_feature_schema(list(rows.columns), model, f"challenger {version}")
+    except FeatureSchemaError as exc:
+        log(f"WARNING shadow scoring skipped: {exc}")
+        return {"version": version, "skipped": str(exc)}
+    scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
+    table = score_frame(rows, model, accounts, opportunities, p_chal, version, run_id, scored_at, new_scoring_run_id())
+    write_parquet(table[["lead_id", "rank", "status", "is_sql", "score", "p_convert", "tier", "model_version"]],
+                  Path(out_dir) / SHADOW_FILE)
+    return {"version": version, "n_sql": int(table["is_sql"].sum()), "file": SHADOW_FILE}
+
+
+def run(features_path: Path, models_dir: Path, package_dir: Path | None, validated_dir: Path, out_dir: Path,
+        reports_dir: Path, p: ScoreConfig, database_url: str | None = None, history_dir: Path | None = None,
+        icp: Icp | None = None, registered_model: str | None = None) -> dict:
+    """Score the open leads of the feature table with `p.model` (the registered champion by default; ``latest``:
+    the package stage's model) and, when the champion scores, the challenger in shadow beside it."""
+    features_path = Path(features_path)
+    variant = features_variant(features_path)
+    table = pd.read_parquet(features_path, filters=[("split", "in", ["score", "test"])] if variant == FLAT
+                            else [("split", "==", "score")])
+    rows, what = rows_to_score(table, variant)
+    if what != OPEN_LEADS:
+        log(f"WARNING: the export has no open (unlabelled) leads; scoring the {what}")
+    uri = model_uri(p.model, registered_model) if registered_model else None  # no registry: the package's model
+    model, p_used, version, run_id = load_scorer(uri, p, models_dir, package_dir)
+    accounts = opportunities = leads = None
+    if variant != FLAT:
+        accounts = read_table(find_table(validated_dir, "accounts"))
+        opportunities = read_table(find_table(validated_dir, "opportunities"))
+        leads = read_contacts(validated_dir)
+    scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
+                             str(features_path))
+    extra = {"scored": what, "model": p.model}
+    if uri is not None and p.model == tracking.CHAMPION:
+        extra["shadow"] = shadow(rows, model_uri(tracking.CHALLENGER, registered_model), version, p, accounts,
+                                 opportunities, out_dir)
+    summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
+                     phrasebook_for(icp), contact_table(leads, accounts), key, extra)
+    return summary
+
+
+# ------------------------------------------------------------------------------------ scoring new data
 def read_contacts(validated_dir: Path) -> pd.DataFrame | None:
     """The validated leads' id, account and contact columns (None without a leads table)."""
     try:
@@ -92,56 +192,55 @@ def read_contacts(validated_dir: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path, columns=[c for c in wanted if c in have])
 
 
-def new_scoring_run_id() -> str:
-    return uuid.uuid4().hex
+def read_export(profile, input_path: Path, as_of: str | None, featurize_params: FeaturizeConfig,  # noqa: PLR0913
+                validate_params: ValidateConfig, quarantine_dir: Path, seed: int = 42) -> tuple[pd.DataFrame, dict]:
+    """The open leads' feature rows of a fresh export read through `profile`: mapped (ingest), validated (invalid
+    rows to `quarantine_dir`, the quarantine limit enforced) and featurized as of the export's date, exactly as the
+    pipeline's stages do, but only the scoring snapshot (no training rows)."""
+    from features.build import flat_features
+    from features.split import flat_split
+    from features.validation import check_quarantine_limit, validate_export
+    from pipeline.sources.exports import ingest_export
+    from pipeline.sources.profiles import typed_table
 
-
-def run(features_path: Path, models_dir: Path, package_dir: Path | None, validated_dir: Path, out_dir: Path,
-        reports_dir: Path, p: ScoreConfig, database_url: str | None = None, history_dir: Path | None = None,
-        icp: Icp | None = None) -> dict:
-    features_path = Path(features_path)
-    variant = features_variant(features_path)
-    table = pd.read_parquet(features_path, filters=[("split", "in", ["score", "test"])] if variant == FLAT
-                            else [("split", "==", "score")])
-    rows, what = rows_to_score(table, variant)
-    if what != OPEN_LEADS:
-        log(f"WARNING: the export has no open (unlabelled) leads; scoring the {what}")
-    model, info = load_model(models_dir, package_dir)
-    accounts = opportunities = leads = None
-    if variant != FLAT:
-        accounts = read_table(find_table(validated_dir, "accounts"))
-        opportunities = read_table(find_table(validated_dir, "opportunities"))
-        leads = read_contacts(validated_dir)
-    scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
-    check_feature_schema(list(rows.columns), model, str(features_path))
-    scored = score_frame(rows, model, accounts, opportunities, p, info["model_version"], info["run_id"], scored_at,
-                         new_scoring_run_id())
-    summary = finish(scored, rows, model, p, out_dir, reports_dir, history_dir, database_url, phrasebook_for(icp),
-                     contact_table(leads, accounts))
-    return {**summary, "scored": what}
-
-
-# ------------------------------------------------------------------------------------ scoring new data
-def read_input(input_path: Path, as_of: str | None, featurize_params: FeaturizeConfig,
-               validate_params: ValidateConfig) -> tuple[pd.DataFrame, dict]:
-    """Feature rows from a feature file (Parquet/CSV), or from a CRM export folder in the contract's tables
-    (validated, then featurized as of `as_of`, by default the date the export implies)."""
-    input_path = Path(input_path)
-    if input_path.is_dir():
+    if profile is None:  # a folder already in the contract's tables
         from features.schema import TABLE_ORDER
-        from features.validation import check_quarantine_limit, validate_export
         from pipeline.io import read_tables
         from pipeline.sources.profiles import export_as_of
 
         tables = read_tables(input_path, TABLE_ORDER)
         date = pd.Timestamp(as_of) if as_of else export_as_of(tables, not_after=pd.Timestamp.now())
-        result = validate_export(tables, date, validate_params)
-        check_quarantine_limit(result, validate_params)
-        tables = result.valid
-        rows = score_features(tables, date, featurize_params)  # as the featurize stage stores them
-        return rows, {"accounts": tables["accounts"], "opportunities": tables["opportunities"]}
+        name = "contract"
+    else:
+        data = ingest_export(profile, Path(input_path), None, as_of or "auto")
+        if data.flat is not None:
+            table = flat_features(data.flat, data.as_of, flat_split(data.flat, seed))
+            rows, what = rows_to_score(table, FLAT)
+            if what != OPEN_LEADS:
+                raise ValueError(f"{input_path}: the export has no open leads to score (no row carries an open label)")
+            return with_categories(rows.reset_index(drop=True)), {"as_of": data.as_of}
+        tables, date, name = data.tables, data.as_of, profile.name
+    result = validate_export(tables, date, validate_params)
+    for name in result.counts:
+        write_csv(result.quarantine[name], Path(quarantine_dir) / f"{name}.csv")
+    check_quarantine_limit(result, validate_params, quarantine_dir)
+    tables = {t: typed_table(result.valid[t], t) if t in result.counts else tables[t] for t in tables}
+    rows = score_features(tables, date, featurize_params)
+    log(f"{name} export as of {date.date()}: "
+        + ", ".join(f"{t} {c['rows_in']:,} in, {c['quarantined']:,} quarantined" for t, c in result.counts.items())
+        + f"; {len(rows):,} open leads")
+    return rows, {"accounts": tables["accounts"], "opportunities": tables["opportunities"], "leads": tables["leads"],
+                  "as_of": date}
+
+
+def read_input(input_path: Path, as_of: str | None, featurize_params: FeaturizeConfig,
+               validate_params: ValidateConfig, quarantine_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """Feature rows from a feature file (Parquet/CSV), or from a folder already in the contract's tables."""
+    input_path = Path(input_path)
+    if input_path.is_dir():
+        return read_export(None, input_path, as_of, featurize_params, validate_params, quarantine_dir)
     if not input_path.exists():
-        raise FileNotFoundError(f"{input_path}: input not found (a feature file or a CRM export folder)")
+        raise FileNotFoundError(f"{input_path}: input not found (an export folder, or a feature file)")
     rows = read_table(input_path)
     if "split" in rows and (rows["split"] == "score").any():
         rows = rows[rows["split"] == "score"]
@@ -152,24 +251,22 @@ def read_input(input_path: Path, as_of: str | None, featurize_params: FeaturizeC
     return with_categories(rows), {}
 
 
-def score_with_registered_model(model_uri: str, input_path: Path, out_dir: Path, reports_dir: Path, p: ScoreConfig,
-                                as_of: str | None, featurize_params, validate_params, database_url: str | None = None,
-                                history_dir: Path | None = None, validated_dir: Path | None = None) -> dict:
-    """`leadscore score --model models:/<name>@champion --input ...`: score new data with a registered model."""
-    import dataclasses
-
-    model, overrides, version, model_run = tracking.load_registered(model_uri)
-    rows, tables = read_input(Path(input_path), as_of, featurize_params, validate_params)
-    check_feature_schema(list(rows.columns), model, str(input_path))
+def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Path, p: ScoreConfig,
+                     as_of: str | None, featurize_params: FeaturizeConfig, validate_params: ValidateConfig,
+                     database_url: str | None = None, history_dir: Path | None = None, profile=None,
+                     seed: int = 42) -> dict:
+    """`leadscore score --profile P --input EXPORT`: score a fresh export with a registered model (the champion
+    by default), without training. `profile` None: `input_path` is a feature file or a folder of contract tables."""
+    model, p_used, version, run_id = load_scorer(uri, p)
+    quarantine = Path(out_dir) / "quarantine"
+    if profile is not None:
+        rows, tables = read_export(profile, input_path, as_of, featurize_params, validate_params, quarantine, seed)
+    else:
+        rows, tables = read_input(Path(input_path), as_of, featurize_params, validate_params, quarantine)
     accounts, opportunities = tables.get("accounts"), tables.get("opportunities")
-    if accounts is None and validated_dir is not None and Path(validated_dir).exists():
-        try:
-            accounts = read_table(find_table(validated_dir, "accounts"))
-            opportunities = read_table(find_table(validated_dir, "opportunities"))
-        except FileNotFoundError:
-            accounts = opportunities = None
-    p = dataclasses.replace(p, **overrides)
-    scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
-    scored = score_frame(rows, model, accounts, opportunities, p, version, model_run, scored_at, new_scoring_run_id())
-    return finish(scored, rows, model, p, out_dir, reports_dir, history_dir, database_url,
-                  phrasebook_for(featurize_params.icp))
+    scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
+                             str(input_path))
+    return finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
+                  phrasebook_for(featurize_params.icp), contact_table(tables.get("leads"), accounts), key,
+                  {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
+                   "profile": getattr(profile, "name", None)})
