@@ -36,7 +36,8 @@ def has_time(flat: pd.DataFrame) -> bool:
 
 
 def flat_split(flat: pd.DataFrame, seed: int = 42) -> np.ndarray:
-    """Per row of a flat table: ``score`` for open (unlabelled) leads; the labelled rows split into ``train`` and
+    """Per row of a flat table: ``score`` for open leads (label missing: the profile's declared open values, or a
+    blank it declares open; never a held-out row); the labelled rows split into ``train`` and
     a ``test`` hold-out (the latest fifth by time when the export has time, else a stratified random fifth)."""
     labelled = flat["label"].notna().to_numpy()
     split = np.full(len(flat), "score", dtype=object)

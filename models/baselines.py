@@ -116,7 +116,8 @@ RULE_COLUMNS = ("icp_industry", "icp_size", "icp_country", "seniority_level", "e
 def rule_points(X: pd.DataFrame) -> np.ndarray:
     """Fit score (0-100) + engagement score (0-100) + 10 per confirmed BANT answer (0-40); absent columns score 0."""
     X = X.reindex(columns=list(dict.fromkeys([*X.columns, *RULE_COLUMNS])))
-    points = fit_score(X).to_numpy(dtype=float) + engagement_score(X).to_numpy(dtype=float)
+    points = (fit_score(X, unknown_as_null=False).to_numpy(dtype=float)
+              + engagement_score(X, unknown_as_null=False).to_numpy(dtype=float))
     for col, w in BANT_POINTS.items():
         if col in X:
             points = points + w * (pd.to_numeric(X[col], errors="coerce").fillna(0).to_numpy(dtype=float) > 0.5)

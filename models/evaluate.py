@@ -26,6 +26,22 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -
     return float((table["count"] * (table["observed"] - table["predicted"]).abs()).sum() / table["count"].sum())
 
 
+ECE_WARN = 0.05  # a held-out calibration error above this is a warning (metrics.json, the CLI, the report)
+
+
+def calibration_warning(ece: float, n: int | None = None, ci: tuple[float, float] | None = None,
+                        limit: float = ECE_WARN) -> str | None:
+    """The warning for a held-out ECE above `limit`, else None. `n` (held-out rows) and `ci` (its bootstrap
+    interval) go into the message: on a small hold-out the ECE is noisy."""
+    if not np.isfinite(ece) or ece <= limit:
+        return None
+    where = f" on {n:,} held-out rows" if n is not None else ""
+    interval = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci is not None else ""
+    return (f"calibration: held-out ECE {ece:.3f}{interval}{where} is above {limit:.2f}: the probabilities "
+            f"(p_convert, expected value, the SQL threshold) are off by that much on average; check the hold-out "
+            f"against the training rows (a label or population shift) before acting on them")
+
+
 def reliability_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
     """Equal-count bins of the score (ties broken by position): mean predicted, observed rate and count per bin."""
     y = np.asarray(y, dtype=float)

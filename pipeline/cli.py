@@ -13,6 +13,9 @@ from pipeline.params import ParamsError, load_params
 app = typer.Typer(help="Score CRM leads into a ranked table of Sales Qualified Leads.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
+# Exit codes (docs/schedule.md): 0 done, 1 error (named), 2 usage (typer), 3 drift flagged, 4 promotion refused.
+EXIT_ERROR, EXIT_USAGE, EXIT_DRIFT, EXIT_PROMOTION_REFUSED = 1, 2, 3, 4
+
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file")]
 
 
@@ -263,7 +266,7 @@ def report(
                   P["reports"], p, prm.score, prm.featurize.horizon_days, prm.evaluate.top_fraction)
     except stage.DriftDetected as exc:
         typer.secho(f"drift: {exc}", fg="yellow", err=True)
-        raise typer.Exit(code=3) from None
+        raise typer.Exit(code=EXIT_DRIFT) from None
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 
@@ -343,7 +346,7 @@ def promote(
         _fail(str(exc))
     typer.echo(decision.message())
     if decision.failed:
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=EXIT_PROMOTION_REFUSED)
 
 
 @app.command("report-screenshot")

@@ -89,7 +89,7 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
     variant = variant_of(profile)
     metrics = {
         **{k: held[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "cv_roc_auc", "cv_roc_auc_std",
-                                "cv_roc_auc_folds", "leakage_warnings") if k in held},
+                                "cv_roc_auc_folds", "leakage_warnings", "warnings") if k in held},
         "base_rate_test": held["base_rate"],
         "split": snapshots["holdout"],
         "as_of": manifest["as_of"],

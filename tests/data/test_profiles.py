@@ -108,7 +108,7 @@ def test_real_data_profiles_declare_the_known_leaky_columns():
 
 def test_flat_profile_rejects_a_leaky_feature():
     with pytest.raises(ValueError, match=r"column\(s\) \['Tags'\] are declared leaky under drop and also used"):
-        parse_profile({"kind": "flat", "label": {"column": "y", "positive": ["1"]}, "categorical": ["Tags"],
+        parse_profile({"kind": "flat", "label": {"column": "y", "positive": ["1"], "negative": ["0"]}, "categorical": ["Tags"],
                        "drop": {"Tags": "sales notes"}}, "p")
 
 
@@ -222,7 +222,8 @@ def flat_export(tmp_path: Path, n: int = 600, leaky: bool = False) -> Path:
     return path
 
 
-FLAT_PROFILE = {"name": "toy", "kind": "flat", "id": "Lead ID", "label": {"column": "Converted", "positive": ["1"]},
+FLAT_PROFILE = {"name": "toy", "kind": "flat", "id": "Lead ID",
+                "label": {"column": "Converted", "positive": ["1"], "negative": ["0"], "blank": "open"},
                 "numeric": ["Visits"], "categorical": ["Source"], "missing": ["Select"], "job_title": "Title",
                 "overrides": {"train": {"min_child_samples": 10, "n_estimators": 300}}}
 
@@ -238,7 +239,7 @@ def test_map_flat_builds_features_label_and_open_leads(tmp_path):
 def test_time_features_come_from_the_time_column(tmp_path):
     path = tmp_path / "mql.csv"
     path.write_text("id,first_contact,origin,won\na,2018-01-01,x,1\nb,2018-01-03,y,0\nc,03-01-2018,x,\n")
-    profile = parse_profile({"kind": "flat", "id": "id", "label": {"column": "won", "positive": ["1"]},
+    profile = parse_profile({"kind": "flat", "id": "id", "label": {"column": "won", "positive": ["1"], "negative": ["0"], "blank": "open"},
                              "time": "first_contact", "date_formats": ["%Y-%m-%d", "%d-%m-%Y"],
                              "categorical": ["origin"], "time_features": True}, "p")
     data = map_flat(read_export(path), profile)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from models.decision import HELD_OUT_REPLAY
 from pipeline.params import load_params
 from pipeline.run import run
 from pipeline.sources.exports import load_profile
@@ -62,7 +63,8 @@ def test_real_flat_set_reaches_its_measured_floor(tmp_path, name):
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert {"roc_auc", "pr_auc", "cv_roc_auc", "brier", "n_train", "n_test"} <= set(written)
     scored = pd.read_parquet(tmp_path / "data" / "05_scored" / "sql_leads.parquet")
-    assert len(scored) == metrics["n_scored"] == metrics["n_test"]  # no open leads: the held-out leads are scored
+    assert len(scored) == metrics["n_scored"] == metrics["n_test"]  # no open leads: the held-out leads are scored,
+    assert metrics["scored"] == HELD_OUT_REPLAY  # and labelled a replay, not leads to hand over
 
 
 def test_x_education_leaky_columns_inflate_the_score(tmp_path):

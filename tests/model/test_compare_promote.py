@@ -130,12 +130,12 @@ def test_promote_refuses_then_promotes_then_refuses_a_weaker_challenger(store):
     with pytest.raises(PromotionError, match="no 'challenger'"):
         promote(NAME, store["features"], PromoteParams())
 
-    # A third, weaker version becomes challenger; promoting it is refused with exit code 2, naming the condition.
+    # A third, weaker version becomes challenger; promoting it is refused with exit code 4, naming the condition.
     train_and_package(store["features"], root / "v3", root / "reports", dataclasses.replace(TRAIN, exclude_features=WEAK))
     assert _aliases() == {"champion": "2", "challenger": "3"}
     result = CliRunner().invoke(__import__("pipeline.cli", fromlist=["app"]).app,
                                 ["promote", "--params", str(root / "params.yaml")])
-    assert result.exit_code == 2
+    assert result.exit_code == 4
     assert "refused to promote version 3 over champion 2: failed auc_gain" in result.output
     assert _aliases() == {"champion": "2", "challenger": "3"}
 

@@ -16,7 +16,8 @@ from pipeline.params import Params
 from pipeline.run import experiment_name, run
 from pipeline.sources.profiles import ProfileError, parse_profile
 
-PROFILE = {"name": "tiny", "kind": "flat", "id": "Lead ID", "label": {"column": "Converted", "positive": ["1"]},
+PROFILE = {"name": "tiny", "kind": "flat", "id": "Lead ID", "label": {"column": "Converted", "positive": ["1"],
+                                                                      "negative": ["0"]},
            "numeric": ["Visits"], "categorical": ["Source"], "missing": ["Select"],
            "overrides": {"train": {"min_child_samples": 10, "n_estimators": 200}}}
 

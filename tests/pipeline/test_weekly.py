@@ -139,3 +139,38 @@ def test_promote_changes_which_version_the_next_score_run_uses(project, tmp_path
     _cli("score", "--params", params, "--model", "models:/" + NAME + "/1", "--profile", "salesforce",
          "--input", str(FIXTURE), "--out", str(out))
     assert pd.read_parquet(out / "sql_leads.parquet")["model_version"].eq(f"{NAME}/1").all()
+
+
+def _code_block(markdown: str, heading: str) -> list[str]:
+    """The commands of the first bash block under `heading` (comments dropped)."""
+    part = markdown.split(heading, 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in part.strip().splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_the_documented_weekly_job_runs_and_its_exit_codes_are_the_clis(project, tmp_path):
+    import shlex
+
+    from pipeline import cli
+
+    doc = (ROOT / "docs" / "schedule.md").read_text()
+    weekly = _code_block(doc, "## Weekly")
+    assert [shlex.split(c)[:2] for c in weekly] == [["leadscore", "score"], ["leadscore", "report"]]
+    export = tmp_path / "latest"
+    shutil.copytree(FIXTURE, export)
+    for command in weekly:
+        args = [str(export) if a == "exports/latest/" else a for a in shlex.split(command)[1:]]
+        result = CliRunner().invoke(app, [*args, "--params", str(project["params"])])
+        assert result.exit_code in (0, cli.EXIT_DRIFT), result.output
+        if result.exit_code == cli.EXIT_DRIFT:
+            assert "drift flagged" in result.output
+    summary = json.loads((project["paths"]["reports"] / "score_summary.json").read_text())
+    assert summary["model"] == f"models:/{NAME}@champion" and summary["profile"] == "salesforce"
+    assert (project["paths"]["reports"] / "report.html").exists()
+    table = {int(line.split("|")[1]) for line in doc.split("## Exit codes", 1)[1].splitlines()
+             if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert table == {0, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_DRIFT, cli.EXIT_PROMOTION_REFUSED}
+    bad = CliRunner().invoke(app, ["score", "--no-such-flag"])
+    assert bad.exit_code == cli.EXIT_USAGE
+    missing = CliRunner().invoke(app, ["score", "--params", str(project["params"]), "--profile", "salesforce",
+                                       "--input", str(tmp_path / "nowhere")])
+    assert missing.exit_code == cli.EXIT_ERROR and "nowhere" in missing.output
