@@ -26,7 +26,8 @@ DEFAULT_ICP = Icp(industries=("Software", "Financial Services", "Healthcare", "T
                   min_employees=200, max_employees=10_000, countries=("US", "GB", "DE", "CA", "AU", "NL", "SE"))
 DEFAULT_ACTIVITY_WEIGHTS = {"email_open": 1.0, "email_click": 3.0, "web_visit": 2.0, "content_download": 5.0,
                             "webinar_attended": 8.0, "pricing_page_view": 10.0, "demo_request": 25.0,
-                            "trial_signup": 25.0, "meeting": 30.0}
+                            "trial_signup": 25.0, "meeting": 30.0,
+                            "other": 1.0}  # a type outside the contract's list: counted like an email open
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,12 @@
 
 Vectorised with integer codes and `np.bincount`: one pass over the events per as-of date, no per-lead loops.
 Only events strictly before the as-of date are seen.
+
+An activity of a type outside the contract's list reaches here as `other` (validation keeps it as the catch-all):
+it counts as engagement of unknown intent everywhere a type is not named — the totals, recency, trend, bursts, the
+buying group — never as high intent, and has no per-type columns of its own (the feature set does not depend on
+what a CRM logs). Its points in `engagement_decayed` and the bursts are `featurize.activity_weights.other` (1, an
+email open's, in the shipped params); as for every type, a type the weights do not list weighs 0.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.schema import ACTIVITY_TYPES, HIGH_INTENT_ACTIVITIES
+from features.schema import ACTIVITY_TYPE_VALUES, ACTIVITY_TYPES, HIGH_INTENT_ACTIVITIES
 
 NS_PER_DAY = 86_400 * 10**9
 TREND_DAYS = 14  # the trend compares the last 14 days with the 14 before
@@ -30,15 +36,16 @@ class Events:
     """Activity events reduced to integer arrays aligned to a lead index."""
 
     lead_code: np.ndarray  # position of the event's lead in the lead index
-    type_code: np.ndarray  # position of the event's type in ACTIVITY_TYPES
+    type_code: np.ndarray  # position of the event's type in ACTIVITY_TYPE_VALUES (the known types, then other)
     ts_ns: np.ndarray  # event time, int64 nanoseconds since the epoch
     n_leads: int
 
 
 def prepare_events(activities: pd.DataFrame, lead_ids: pd.Index) -> Events:
-    """Encode activities once; events of unknown leads or types are dropped (validation quarantines them)."""
+    """Encode activities once; events of unknown leads or types are dropped (validation quarantines orphans and
+    keeps a type outside the contract's list as `other`, so neither reaches here from a validated table)."""
     lead_code = _positions(activities["lead_id"], lead_ids)
-    type_code = _positions(activities["activity_type"], pd.Index(ACTIVITY_TYPES))
+    type_code = _positions(activities["activity_type"], pd.Index(ACTIVITY_TYPE_VALUES))
     ts = pd.to_datetime(activities["occurred_at"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)
     keep = (lead_code >= 0) & (type_code >= 0) & (ts != np.iinfo(np.int64).min)
     lead_code, type_code, ts = lead_code[keep].astype(np.int64), type_code[keep].astype(np.int64), ts[keep]
@@ -62,7 +69,7 @@ def _as_ns(as_of: pd.Timestamp) -> int:
 
 def engagement_features(events: Events, as_of: pd.Timestamp, config: EngagementConfig) -> pd.DataFrame:
     """One row per lead of the index (in index order) with engagement as known just before `as_of`."""
-    n, n_types = events.n_leads, len(ACTIVITY_TYPES)
+    n, n_types = events.n_leads, len(ACTIVITY_TYPE_VALUES)  # the known types first: positions agree
     seen = events.ts_ns < _as_ns(as_of)
     lead = events.lead_code[seen]
     kind = events.type_code[seen]
@@ -78,7 +85,7 @@ def engagement_features(events: Events, as_of: pd.Timestamp, config: EngagementC
     within = np.cumsum(counts, axis=2, out=counts)  # within[:, t, k] = events of type t with days < edges[k]
 
     out: dict[str, np.ndarray] = {}
-    high = np.array([t in HIGH_INTENT_ACTIVITIES for t in ACTIVITY_TYPES])
+    high = np.array([t in HIGH_INTENT_ACTIVITIES for t in ACTIVITY_TYPE_VALUES])
     for w in config.windows_days:
         k = int(np.searchsorted(edges, w))
         for t, name in enumerate(ACTIVITY_TYPES):
@@ -97,8 +104,8 @@ def engagement_features(events: Events, as_of: pd.Timestamp, config: EngagementC
     # log ratio with +1 smoothing: positive when engagement is rising, 0 when flat or absent
     out["engagement_trend"] = np.log1p(last14) - np.log1p(prev14)
 
-    weights_map = config.activity_weights or {t: 1.0 for t in ACTIVITY_TYPES}
-    weights = np.array([float(weights_map.get(t, 0.0)) for t in ACTIVITY_TYPES])
+    weights_map = config.activity_weights or {t: 1.0 for t in ACTIVITY_TYPE_VALUES}
+    weights = np.array([float(weights_map.get(t, 0.0)) for t in ACTIVITY_TYPE_VALUES])
     decay = np.exp(-np.log(2.0) * days / config.half_life_days)
     out["engagement_decayed"] = np.bincount(lead, weights=weights[kind] * decay, minlength=n)
     del decay

@@ -18,6 +18,18 @@ FOUNDATION_COLUMNS = frozenset({
 })
 _WINDOW_COUNT = re.compile(r"^n_.+_\d+d$")  # n_<activity type | total | high_intent>_<days>d
 FEATURE_SETS = ("all", "foundation")
+# Columns that move with the as-of date by construction: ages, days since an event, counts to date. A later
+# snapshot of the same leads has larger values even when nothing about the leads changed.
+_CALENDAR = re.compile(r"^(lead_age_days|days_since_.+|activity_age_.+|n_.+_all|"
+                       r"account_(won|lost)_before|buying_group_leads)$")
+
+
+def calendar_columns(columns: Iterable[str]) -> list[str]:
+    """The columns (in their order) whose values grow with the as-of date by construction: the lead's age, days
+    since an event, the age of the lead's activities, all-time counts to date (activities, the account's won and
+    lost deals, leads at the account). Drift monitoring compares them with their trend. (`company_age` is left
+    out: it steps once a year, which a line through a few monthly snapshots would extrapolate badly.)"""
+    return [c for c in columns if _CALENDAR.match(c)]
 
 
 def select_feature_set(columns: Iterable[str], name: str) -> list[str]:

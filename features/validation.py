@@ -21,7 +21,8 @@ Row checks and their reason strings (``<col>`` is the column):
 ``<col>: in range``         a number outside ``[min_value, max_value]``
 ``<col>: not before 1990-01-01``  a date before ``MIN_PLAUSIBLE_YEAR`` (1900-01-01 placeholders, typos)
 ``<col>: not in future``    a ``not_in_future`` date after the export date
-``<col>: in allowed set``   a value outside ``allowed``
+``<col>: in allowed set``   a value outside ``allowed`` in a column without a catch-all (``other``): the
+                            opportunity stage, the form's budget and timeline answers
 ``duplicate id``            a primary key seen in an earlier row (the first occurrence stays valid)
 ``<col>: unique``           the same for a unique column that is not the primary key
 ``<col>: references <tbl>`` a key that is not among the VALID rows of the referenced table
@@ -31,6 +32,12 @@ Row checks and their reason strings (``<col>`` is the column):
 Missing values are only ever reported by ``not null``; every other check ignores them, and a value that
 failed ``type`` is treated as missing by the later checks (so ``"abc"`` in a number column gives exactly
 ``"<col>: type float"``).
+
+Picklists (a column with a catch-all ``other`` in the contract: industry, lead source, use case, activity type)
+never quarantine a row: a present value outside ``allowed`` is kept as the catch-all (``Other`` / ``other``) in
+the valid table, and ``ValidationResult.other`` counts per column the values so mapped among the valid rows with
+the most frequent original values (``TOP_OTHER``); the quarantine keeps the rows as they came in. The check that
+finds them (``<col>: known value``, kind ``other``) is evaluated by both engines like the allowed-set check.
 
 Two engines evaluate the same checks, derived from the same contract:
 
@@ -55,7 +62,7 @@ import logging
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,7 +85,8 @@ BOOL_TOKENS: frozenset[str] = frozenset(
     {"true", "false", "t", "f", "yes", "no", "y", "n", "1", "0", "1.0", "0.0"}
 )
 # Checks a great-expectations suite evaluates in the gx engine; the other kinds are pandas in both.
-GX_KINDS: frozenset[str] = frozenset({"not_null", "between", "in_set", "ordered"})
+GX_KINDS: frozenset[str] = frozenset({"not_null", "between", "in_set", "other", "ordered"})
+TOP_OTHER = 10  # the most frequent values mapped to a picklist's catch-all, listed per column
 
 
 class FileContractError(ValueError):
@@ -94,9 +102,9 @@ class Check:
     """One row-level check generated from the contract; ``name`` is both the reason text and the key."""
 
     name: str
-    kind: str  # not_null, type, between, in_set, unique, references, ordered
+    kind: str  # not_null, type, between, in_set, other, unique, references, ordered
     column: str
-    other: str | None = None  # ordered: the earlier column; references: "table.column"
+    other: str | None = None  # ordered: the earlier column; references: "table.column"; other: the catch-all
     min_value: Any = None
     max_value: Any = None
     strict_max: bool = False
@@ -106,12 +114,17 @@ class Check:
 
 @dataclass
 class ValidationResult:
-    """Per table: rows that passed, quarantined rows with their reasons, counts and per-check failures."""
+    """Per table: rows that passed, quarantined rows with their reasons, counts and per-check failures.
+
+    ``other``: per table and picklist column, ``{"to": catch-all, "mapped": n, "top": [{"value", "count"}, ...]}``
+    — the values outside the picklist kept as its catch-all among the valid rows, most frequent first.
+    """
 
     valid: dict[str, pd.DataFrame]
     quarantine: dict[str, pd.DataFrame]
     counts: dict[str, dict[str, int]]
     failures: dict[str, dict[str, int]]
+    other: dict[str, dict[str, dict]] = field(default_factory=dict)
 
     def quarantined_share(self) -> float:
         """Quarantined rows over all rows, across all tables (0.0 when there are no rows)."""
@@ -125,6 +138,9 @@ class ValidationResult:
             "quarantined_share": float(self.quarantined_share()),
             "counts": {t: {k: int(v) for k, v in c.items()} for t, c in self.counts.items()},
             "failures": {t: {k: int(v) for k, v in f.items()} for t, f in self.failures.items()},
+            "other": {t: {c: {"to": o["to"], "mapped": int(o["mapped"]),
+                              "top": [{"value": str(v["value"]), "count": int(v["count"])} for v in o["top"]]}
+                          for c, o in cols.items()} for t, cols in self.other.items()},
         }
 
 
@@ -172,8 +188,13 @@ def table_checks(table: Table, export_date: Any, columns: Iterable[str] | None =
             if col.not_in_future:
                 # guards: events after the export was taken (clock skew, typed-in future dates)
                 checks.append(Check(f"{c}: not in future", "between", c, max_value=cutoff, strict_max=strict))
-        if col.allowed is not None:
-            # guards: unknown categories (typos, new picklist values the model has never seen)
+        if col.allowed is not None and col.other is not None:
+            # picklists: a value the list does not know (a CRM's own industries, sources, activity types) is
+            # kept as the catch-all and counted; the row is not quarantined
+            checks.append(Check(f"{c}: known value", "other", c, other=col.other, allowed=tuple(col.allowed)))
+        elif col.allowed is not None:
+            # guards: unknown values where an unknown cannot be kept (a stage decides the label; a budget band
+            # is parsed into a number)
             checks.append(Check(f"{c}: in allowed set", "in_set", c, allowed=tuple(col.allowed)))
         if col.unique or c == table.primary_key:
             # guards: the same record exported twice; the first occurrence is kept
@@ -206,7 +227,7 @@ def _expectation(check: Check):
             strict_max=check.strict_max,
             meta=meta,
         )
-    if check.kind == "in_set":
+    if check.kind in ("in_set", "other"):
         return gxe.ExpectColumnValuesToBeInSet(column=check.column, value_set=list(check.allowed), meta=meta)
     if check.kind == "ordered":
         return gxe.ExpectColumnPairValuesAToBeGreaterThanB(
@@ -224,7 +245,8 @@ def build_expectation_suite(
 ) -> gx.ExpectationSuite:
     """The GX suite of ``table``'s not-null, range, date, allowed-set and date-order checks.
 
-    Generated from the contract; each expectation's ``meta["check"]`` is the reason text it produces.
+    Generated from the contract; each expectation's ``meta["check"]`` is the reason text it produces (a
+    picklist's ``<col>: known value`` finds the values kept as its catch-all instead: no reason, no quarantine).
     Type coercion, uniqueness (keep first) and references are not in the suite: they run in pandas.
     Pass ``columns`` to leave out expectations on optional columns a file does not have.
     """
@@ -331,7 +353,7 @@ def _pandas_masks(work: pd.DataFrame, checks: list[Check]) -> dict[str, np.ndarr
                 fail |= s < check.min_value
             if check.max_value is not None:
                 fail |= (s >= check.max_value) if check.strict_max else (s > check.max_value)
-        elif check.kind == "in_set":
+        elif check.kind in ("in_set", "other"):
             fail = s.notna() & ~s.isin(check.allowed)
         elif check.kind == "ordered":
             fail = s < work[check.other]
@@ -455,7 +477,7 @@ def _reasons(masks: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
 
 def _validate_table(
     df: pd.DataFrame, table: Table, export_date: Any, engine: str, valid: Mapping[str, pd.DataFrame]
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int], dict[str, dict]]:
     work, type_failed = _coerce(df, table)
     checks = table_checks(table, export_date, work.columns)
     gx_checks = [c for c in checks if c.kind in GX_KINDS]
@@ -464,8 +486,11 @@ def _validate_table(
     )
 
     masks: dict[str, np.ndarray] = {}
+    unknown: list[tuple[Check, np.ndarray]] = []  # picklist values to keep as the catch-all
     for check in checks:  # in reason order
-        if check.kind == "type":
+        if check.kind == "other":
+            unknown.append((check, evaluated[check.name]))
+        elif check.kind == "type":
             masks[check.name] = type_failed[check.column]
         elif check.kind == "not_null":
             # a present value that failed its type check is reported as "type", not also as missing
@@ -483,13 +508,39 @@ def _validate_table(
     for mask in masks.values():
         failed |= mask
     bad = np.flatnonzero(failed)
-    good_rows = df.iloc[np.flatnonzero(~failed)] if len(bad) else df
+    kept = np.flatnonzero(~failed)
+    good_rows = df.iloc[kept] if len(bad) else df
+    good_rows, other = _keep_as_other(good_rows, unknown, kept)
     quarantined = df.iloc[bad].reset_index(drop=True).drop(columns=[SOURCE_ROW, REASON], errors="ignore")
     quarantined[SOURCE_ROW] = pd.Series(bad, dtype="int64")
     reasons = _reasons(masks, bad) if len(bad) else np.array([], dtype=object)
     quarantined[REASON] = pd.Series(reasons, dtype="str")
     failures = {name: int(mask.sum()) for name, mask in masks.items()}
-    return good_rows.reset_index(drop=True), quarantined, failures
+    return good_rows.reset_index(drop=True), quarantined, failures, other
+
+
+def _keep_as_other(
+    good: pd.DataFrame, unknown: list[tuple[Check, np.ndarray]], kept: np.ndarray
+) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The valid rows with every picklist value outside its list replaced by the list's catch-all (a new frame;
+    the input is not modified), and per column what was replaced: how many values, the most frequent ones."""
+    summary: dict[str, dict] = {}
+    replaced: dict[str, pd.Series] = {}
+    for check, mask in unknown:
+        rows = mask[kept]
+        col = good[check.column]
+        # only the flagged values are touched (an Arrow string column is never converted whole)
+        counts = col.iloc[np.flatnonzero(rows)].astype(str).value_counts()
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")  # ties: by value
+        summary[check.column] = {
+            "to": check.other,
+            "mapped": int(rows.sum()),
+            "top": [{"value": value, "count": int(n)} for value, n in counts.head(TOP_OTHER).items()],
+        }
+        if rows.any():
+            values = col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col
+            replaced[check.column] = values.mask(rows, check.other)
+    return (good.assign(**replaced) if replaced else good), summary
 
 
 def validate_tables(
@@ -503,8 +554,8 @@ def validate_tables(
     ``tables`` maps table name to DataFrame (tables not in the contract are ignored; input frames are
     not modified). Raises ``FileContractError`` for a missing table, a missing required column or an
     empty table, before any row is checked. Input columns named ``source_row``/``reason`` are replaced
-    in the quarantine. ``engine`` is ``"gx"`` (great-expectations) or ``"pandas"``;
-    both give identical results.
+    in the quarantine. Picklist values outside their list are kept as the list's catch-all in ``valid`` and
+    counted in ``other``. ``engine`` is ``"gx"`` (great-expectations) or ``"pandas"``; both give identical results.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -518,10 +569,11 @@ def validate_tables(
     result = ValidationResult(valid={}, quarantine={}, counts={}, failures={})
     for name in order:
         df = tables[name]
-        good, bad, failures = _validate_table(df, contract[name], export_date, engine, result.valid)
+        good, bad, failures, other = _validate_table(df, contract[name], export_date, engine, result.valid)
         result.valid[name] = good
         result.quarantine[name] = bad
         result.failures[name] = failures
+        result.other[name] = other
         result.counts[name] = {"rows_in": len(df), "valid": len(good), "quarantined": len(bad)}
     return result
 
@@ -564,6 +616,7 @@ __all__ = [
     "MIN_PLAUSIBLE_DATE",
     "REASON",
     "SOURCE_ROW",
+    "TOP_OTHER",
     "Check",
     "FileContractError",
     "ValidationResult",

@@ -185,7 +185,8 @@ def score(
                                    prm.validate, database_url, history, chosen, prm.train.seed)
         else:
             stage.run(P["features"] / "features.parquet", P["models"], P["package"], P["validated"], P["scored"],
-                      P["reports"], p, database_url, history, prm.featurize.icp, prm.train.registered_model)
+                      P["reports"], p, database_url, history, prm.featurize.icp, prm.train.registered_model,
+                      prm.ingest.profile)
     except (GateConfigError, AssignmentConfigError, SchemaError, FeatureSchemaError, QuarantineLimitError,
             FileContractError, InputFileError, ProfileError, ModelLoadError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

@@ -61,6 +61,25 @@ def load_scorer(uri: str | None, p: ScoreConfig, models_dir: Path | None = None,
     return model, dataclasses.replace(p, **overrides), version, run
 
 
+def champion_misfit(model, rows: pd.DataFrame, run_id: str, profile: str | None) -> str | None:
+    """Why a registered model cannot score these rows (None when it can): it lacks feature columns, or it was
+    trained on another profile's export (one store serving several CRMs: each profile's own model scores it)."""
+    try:
+        check_feature_schema(list(rows.columns), model, "rows")
+    except FeatureSchemaError as exc:
+        return str(exc).removeprefix("rows: ")
+    if profile and run_id:
+        try:
+            from mlflow.tracking import MlflowClient
+
+            trained_on = MlflowClient().get_run(run_id).data.tags.get("profile")
+        except Exception:  # noqa: BLE001 - no run to read: nothing to compare
+            trained_on = None
+        if trained_on and trained_on != profile:
+            return f"it was trained on profile {trained_on!r}, not {profile!r}"
+    return None
+
+
 def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_dir: Path, reports_dir: Path,
            history_dir: Path | None, database_url: str | None, phrasebook: Phrasebook | None,
            contacts: pd.DataFrame | None = None, key: str | None = None, extra: dict | None = None) -> dict:
@@ -148,7 +167,7 @@ def shadow(rows: pd.DataFrame, uri: str, champion_version: str, p: ScoreConfig, 
 
 def run(features_path: Path, models_dir: Path, package_dir: Path | None, validated_dir: Path, out_dir: Path,
         reports_dir: Path, p: ScoreConfig, database_url: str | None = None, history_dir: Path | None = None,
-        icp: Icp | None = None, registered_model: str | None = None) -> dict:
+        icp: Icp | None = None, registered_model: str | None = None, profile: str | None = None) -> dict:
     """Score the open leads of the feature table with `p.model` (the registered champion by default; ``latest``:
     the package stage's model) and, when the champion scores, the challenger in shadow beside it."""
     features_path = Path(features_path)
@@ -160,6 +179,13 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         log(f"WARNING: the export has no open (unlabelled) leads; scoring the {what}")
     uri = model_uri(p.model, registered_model) if registered_model else None  # no registry: the package's model
     model, p_used, version, run_id = load_scorer(uri, p, models_dir, package_dir)
+    extra = {"scored": what, "model": p.model}
+    misfit = champion_misfit(model, rows, run_id, profile) if uri is not None else None
+    if misfit:
+        log(f"WARNING {p.model} {version} cannot score this export ({misfit}); scoring with this pipeline's model")
+        uri = None
+        model, p_used, version, run_id = load_scorer(None, p, models_dir, package_dir)
+        extra["model_fallback"] = misfit
     accounts = opportunities = leads = None
     if variant != FLAT:
         accounts = read_table(find_table(validated_dir, "accounts"))
@@ -167,7 +193,6 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         leads = read_contacts(validated_dir)
     scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
                              str(features_path))
-    extra = {"scored": what, "model": p.model}
     if uri is not None and p.model == tracking.CHAMPION:
         extra["shadow"] = shadow(rows, model_uri(tracking.CHALLENGER, registered_model), version, p, accounts,
                                  opportunities, out_dir)

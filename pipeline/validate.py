@@ -1,5 +1,9 @@
 """Stage `validate`: check the ingested tables against the contract; invalid rows go to quarantine with reasons.
 
+Picklist values outside the contract's lists (industry, lead source, use case, activity type) are kept as the
+list's catch-all (`Other` / `other`): counted per column, with the most frequent values, under `other` in
+`validation.json` and in the log.
+
 A flat export (one row per lead) was parsed column by column when it was mapped: its table passes through and
 the counts say so. `ingest.json` travels with the validated tables, so later stages know the variant and date.
 """
@@ -26,6 +30,13 @@ def is_text_typed(df: pd.DataFrame, table: str) -> bool:
     return any(col.dtype != "string" and col.name in df and not (
         pd.api.types.is_numeric_dtype(df[col.name]) or pd.api.types.is_datetime64_any_dtype(df[col.name])
         or pd.api.types.is_bool_dtype(df[col.name])) for col in CONTRACT[table].columns)
+
+
+def other_lines(other: dict) -> list[str]:
+    """One line per picklist column with values kept as its catch-all (validation.json's ``other``)."""
+    return [f"{table}.{col}: {o['mapped']:,} value(s) outside the contract's list kept as {o['to']!r} (top: "
+            + ", ".join(f"{v['value']!r} {v['count']:,}" for v in o["top"]) + ")"
+            for table, cols in other.items() for col, o in cols.items() if o["mapped"]]
 
 
 def run(raw_dir: Path, out_dir: Path, reports_dir: Path, p: ValidateConfig) -> dict:
@@ -55,5 +66,7 @@ def run(raw_dir: Path, out_dir: Path, reports_dir: Path, p: ValidateConfig) -> d
     for name in present:
         c = result.counts[name]
         log(f"{name}: {c['rows_in']:,} in = {c['valid']:,} valid + {c['quarantined']:,} quarantined")
+    for line in other_lines(metrics.get("other", {})):
+        log(line)
     check_quarantine_limit(result, p, out_dir / "quarantine")
     return metrics

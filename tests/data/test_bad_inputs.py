@@ -208,14 +208,15 @@ ROW_CASES = {
                           [(4, "created_at: not before 1990-01-01")]),
     "closed before created": (with_row("Opportunity.csv", "O3,L2,A1,02/20/2026 09:00 AM,02/01/2026,Closed Lost,"),
                               "opportunities", [(2, "closed_at: not before created_at")]),
-    "unknown picklist value": (with_row("Lead.csv", "L5,A1,01/10/2026 10:00 AM,Intern,Carrier Pigeon,"), "leads",
-                               [(4, "lead_source: in allowed set")]),
+    "unknown budget band": (with_row("Lead.csv", "L5,A1,01/10/2026 10:00 AM,Intern,Web,$1M+"), "leads",
+                            [(4, "form_budget: in allowed set")]),
     "unknown opportunity stage": (with_row("Opportunity.csv", "O3,L2,A1,02/20/2026 09:00 AM,,Verbal Yes,"),
                                   "opportunities", [(2, "stage: in allowed set")]),
     "negative revenue": (with_row("Account.csv", "A3,Initech,Technology,10,($5.00),France,"), "accounts",
                          [(2, "annual_revenue: in range")]),
-    "several failures on one row": (with_row("Lead.csv", "L5,,01/01/2099 09:00 AM,Intern,Carrier Pigeon,"), "leads",
-                                    [(4, "account_id: not null; created_at: not in future; lead_source: in allowed set")]),
+    "several failures on one row": (with_row("Lead.csv", "L5,,01/01/2099 09:00 AM,Intern,Carrier Pigeon,$1M+"),
+                                    "leads", [(4, "account_id: not null; created_at: not in future; "
+                                                  "form_budget: in allowed set")]),
     "missing required value": (with_row("Opportunity.csv", "O3,L2,A1,,,Closed Lost,"), "opportunities",
                                [(2, "created_at: not null")]),
 }
@@ -228,6 +229,14 @@ def test_row_quarantined_with_reason(tmp_path, case):
     assert quarantined(result, table) == expected
     others = {n: c["quarantined"] for n, c in result.counts.items() if n != table}
     assert others == dict.fromkeys(others, 0)
+    assert_counts_add_up(result)
+
+
+def test_unknown_picklist_value_is_kept_as_other(tmp_path):
+    _, _, _, result = validate(tmp_path, **with_row("Lead.csv", "L5,A1,01/10/2026 10:00 AM,Intern,Carrier Pigeon,"))
+    assert result.counts["leads"] == {"rows_in": 5, "valid": 5, "quarantined": 0}
+    assert result.valid["leads"].set_index("lead_id").loc["L5", "lead_source"] == "Other"
+    assert result.other["leads"]["lead_source"]["top"] == [{"value": "Carrier Pigeon", "count": 1}]
     assert_counts_add_up(result)
 
 

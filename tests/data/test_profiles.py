@@ -308,7 +308,8 @@ def test_four_table_fixture_runs_end_to_end(tmp_path, name):
     assert all(c["rows_in"] == c["valid"] + c["quarantined"] for c in counts.values())
     scored = pd.read_parquet(workdir / "data" / "05_scored" / "sql_leads.parquet")
     assert len(scored) == metrics["n_scored"] > 900
-    assert set(scored["status"]) <= {"sql", "needs_call", "nurture", "disqualified"}
+    assert set(scored["status"]) <= {"sql", "needs_call", "nurture", "disqualified", "with_sales"}
+    assert (scored["status"] == "with_sales").sum() > 0  # converted and working leads (Status, lifecycle stage)
     assert (workdir / "data" / "02_validated" / "quarantine" / "leads.csv").exists()
     assert (workdir / "data" / "06_reports" / "validation.json").exists()
     assert PROFILES_DIR.joinpath(f"{name}.yaml").exists()

@@ -78,8 +78,19 @@ def quarantined(result: ValidationResult, table: str) -> list[tuple[int, str]]:
     return list(zip(q[SOURCE_ROW].tolist(), q[REASON].tolist(), strict=True))
 
 
+def as_other(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """`df` with every picklist value outside its list replaced by the list's catch-all, as validation keeps it."""
+    df = df.copy()
+    for col in CONTRACT[table].columns:
+        if col.other is not None and col.name in df:
+            unknown = df[col.name].notna() & ~df[col.name].isin(col.allowed)
+            df[col.name] = df[col.name].mask(unknown, col.other)
+    return df
+
+
 def assert_consistent(result: ValidationResult, tables: dict[str, pd.DataFrame]) -> None:
-    """Invariants every result satisfies: counts add up, valid + quarantine partition the input."""
+    """Invariants every result satisfies: counts add up, valid + quarantine partition the input (the valid rows
+    with unknown picklist values as the catch-all, the quarantined ones as they came)."""
     for name, df in tables.items():
         counts = result.counts[name]
         valid, quarantine = result.valid[name], result.quarantine[name]
@@ -92,7 +103,7 @@ def assert_consistent(result: ValidationResult, tables: dict[str, pd.DataFrame])
         assert len(set(bad)) == len(bad) and all(0 <= r < len(df) for r in bad)
         assert (quarantine[REASON].str.len() > 0).all()
         good = np.setdiff1d(np.arange(len(df)), bad)
-        pd.testing.assert_frame_equal(valid, df.iloc[good].reset_index(drop=True))
+        pd.testing.assert_frame_equal(valid, as_other(df, name).iloc[good].reset_index(drop=True))
         pd.testing.assert_frame_equal(
             quarantine.drop(columns=[SOURCE_ROW, REASON]), df.iloc[bad].reset_index(drop=True)
         )
@@ -150,12 +161,19 @@ def test_negative_revenue(engine):
 
 def test_unknown_category(engine):
     tables = clean_tables()
-    tables["leads"].loc[3, "lead_source"] = "Carrier pigeon"
-    tables["opportunities"].loc[1, "stage"] = "won"
+    tables["leads"].loc[3, "lead_source"] = "Carrier pigeon"  # a picklist: kept as "Other" (test_picklists.py)
+    tables["leads"].loc[2, "form_budget"] = "$1M+"  # parsed into a number: no catch-all
+    tables["opportunities"].loc[1, "stage"] = "won"  # decides the label: no catch-all
+    result = run(tables, engine)
     only_quarantined(
-        run(tables, engine),
-        {"leads": [(3, "lead_source: in allowed set")], "opportunities": [(1, "stage: in allowed set")]},
+        result,
+        {
+            "leads": [(2, "form_budget: in allowed set")],
+            "activities": [(3, "lead_id: references leads")],  # X4 -> L3
+            "opportunities": [(1, "lead_id: references leads; stage: in allowed set")],
+        },
     )
+    assert result.valid["leads"]["lead_source"].tolist()[-1] == "Other"
 
 
 def test_unparseable_date_string(engine):
@@ -240,11 +258,11 @@ def test_activity_whose_lead_was_quarantined(engine):
 
 def test_quarantine_cascades_from_accounts_to_opportunities(engine):
     tables = clean_tables()
-    tables["accounts"].loc[1, "industry"] = "Crypto"  # A2 -> L3, L4 -> X4, O2
+    tables["accounts"].loc[1, "founded_year"] = 1700  # A2 -> L3, L4 -> X4, O2
     only_quarantined(
         run(tables, engine),
         {
-            "accounts": [(1, "industry: in allowed set")],
+            "accounts": [(1, "founded_year: in range")],
             "leads": [(2, "account_id: references accounts"), (3, "account_id: references accounts")],
             "activities": [(3, "lead_id: references leads")],
             "opportunities": [(1, "lead_id: references leads")],
@@ -278,14 +296,14 @@ def test_bool_column_with_garbage(engine):
 def test_all_failed_checks_are_listed_in_contract_order(engine):
     tables = clean_tables()
     tables["leads"].loc[3, "created_at"] = pd.NaT
-    tables["leads"].loc[3, "lead_source"] = "TV"
+    tables["leads"].loc[3, "form_budget"] = "TV"
     tables["leads"].loc[3, "account_id"] = "A999"
     result = run(tables, engine)
     only_quarantined(
         result,
         {
             "leads": [
-                (3, "account_id: references accounts; created_at: not null; lead_source: in allowed set")
+                (3, "account_id: references accounts; created_at: not null; form_budget: in allowed set")
             ]
         },
     )
@@ -318,12 +336,12 @@ def test_optional_column_may_be_absent_and_extra_columns_are_carried(engine):
     tables = clean_tables()
     tables["leads"] = tables["leads"].drop(columns=["call_date", "form_budget"])
     tables["leads"]["utm_campaign"] = ["spring", None, "spring", "fall"]
-    tables["leads"].loc[2, "lead_source"] = "TV"
+    tables["leads"].loc[2, "created_at"] = pd.NaT
     result = run(tables, engine)
     only_quarantined(
         result,
         {
-            "leads": [(2, "lead_source: in allowed set")],
+            "leads": [(2, "created_at: not null")],
             "activities": [(3, "lead_id: references leads")],  # X4 -> L3
             "opportunities": [(1, "lead_id: references leads")],  # O2 -> L3
         },
@@ -341,19 +359,21 @@ def test_source_row_is_position_not_index_label(engine):
 
 
 def dirty_tables() -> dict[str, pd.DataFrame]:
-    """Every rule broken at least once, some rows broken more than once; A1, A2, L1 stay valid."""
+    """Every rule broken at least once, some rows broken more than once; A1, A2, L1 stay valid (A1's unknown
+    industry kept as "Other")."""
     tables = clean_tables()
     acc = tables["accounts"]
     acc["employees"] = pd.Series([120, 4500, "abc"], dtype=object)
+    acc.loc[0, "industry"] = "Crypto"
     acc.loc[2, "annual_revenue"] = -1.0
     extra = pd.DataFrame({"account_id": [None, "A6"], "employees": [np.nan, 3.5]})
     tables["accounts"] = pd.concat([acc, acc.iloc[[0]].assign(founded_year=1700), extra], ignore_index=True)
     leads = tables["leads"]
     leads["created_at"] = ["2024-01-10", "1900-01-01", "garbage", "2024-04-01"]
-    leads.loc[3, "lead_source"] = "Fax"
+    leads.loc[3, "form_budget"] = "Fax"
     leads.loc[3, "call_date"] = pd.Timestamp("2024-03-01")  # before created_at
     l5 = leads.iloc[[3]].assign(
-        lead_id="L5", lead_source="Event", call_date=pd.NaT, bant_budget_confirmed="perhaps"
+        lead_id="L5", form_budget=None, call_date=pd.NaT, bant_budget_confirmed="perhaps"
     )
     tables["leads"] = pd.concat([leads, l5], ignore_index=True)
     acts = tables["activities"]
@@ -385,6 +405,8 @@ def test_gx_and_pandas_engines_agree_on_dirty_fixture():
         pd.testing.assert_frame_equal(gx_result.valid[name], pd_result.valid[name])
         pd.testing.assert_frame_equal(gx_result.quarantine[name], pd_result.quarantine[name])
     assert gx_result.to_dict() == pd_result.to_dict()
+    assert pd_result.other["accounts"]["industry"]["mapped"] == 1  # A1; its quarantined duplicate is not counted
+    assert pd_result.other["activities"]["activity_type"]["mapped"] == 0  # "fax" is in a quarantined row
     # and the dirty fixture really exercises the checks
     only_quarantined(
         pd_result,
@@ -398,14 +420,14 @@ def test_gx_and_pandas_engines_agree_on_dirty_fixture():
             "leads": [
                 (1, "created_at: not before 1990-01-01"),
                 (2, "created_at: type datetime"),
-                (3, "lead_source: in allowed set; call_date: not before created_at"),
+                (3, "form_budget: in allowed set; call_date: not before created_at"),
                 (4, "bant_budget_confirmed: type bool"),
             ],
             "activities": [
                 (0, "occurred_at: not in future"),
                 (2, "lead_id: references leads"),
                 (3, "lead_id: references leads; activity_type: not null"),
-                (5, "duplicate id; lead_id: references leads; activity_type: in allowed set"),
+                (5, "duplicate id; lead_id: references leads"),  # its unknown type is not the reason
             ],
             "opportunities": [
                 (0, "closed_at: not before created_at"),
@@ -439,7 +461,7 @@ def test_suite_is_generated_from_the_contract():
     for table in CONTRACT.values():
         suite = build_expectation_suite(table, EXPORT_DATE)
         names = [e.meta["check"] for e in suite.expectations]
-        gx_kinds = {"not_null", "between", "in_set", "ordered"}
+        gx_kinds = {"not_null", "between", "in_set", "other", "ordered"}
         assert names == [c.name for c in table_checks(table, EXPORT_DATE) if c.kind in gx_kinds]
         assert len(names) == len(set(names))
     activities = build_expectation_suite(CONTRACT["activities"], EXPORT_DATE)

@@ -348,7 +348,7 @@ def test_salesforce_export_runs_end_to_end(salesforce, repo):
 # d. A policy change reruns package and score, never train
 
 
-def test_threshold_change_does_not_retrain(threshold):
+def test_threshold_change_does_not_retrain(threshold, repo):
     before, after = threshold
     assert "train" in skipped(after.output) and "train" not in ran(after.output), after.output[-3000:]
     assert {"ingest", "validate", "featurize"} <= set(skipped(after.output))
@@ -356,21 +356,25 @@ def test_threshold_change_does_not_retrain(threshold):
     # train's and featurize's outputs untouched
     untouched = [k for k in before.mtimes if k.startswith(("data/03_features/", "data/04_models/"))]
     assert untouched and {k: after.mtimes.get(k) for k in untouched} == {k: before.mtimes[k] for k in untouched}
-    # package logged and registered a new version carrying the new threshold; score used it
+    # package logged and registered a new version carrying the new threshold
     assert after.model_info["run_id"] != before.model_info["run_id"]
     assert after.model_info["model_version"] != before.model_info["model_version"]
     assert after.model_info["alias"] == "challenger"  # the first registered version stays champion
     assert float(after.run.data.params["score.threshold"]) == 0.2
     assert after.lock["stages"]["package"]["params"]["params.yaml"]["score.threshold"] == 0.2
-    assert set(after.scored["model_run_id"]) == {after.model_info["run_id"]}
+    # reps keep getting the champion (its own policy) until `promote`; the challenger is scored in shadow
     assert after.mtimes["data/05_scored/sql_leads.parquet"] != before.mtimes["data/05_scored/sql_leads.parquet"]
-    sql = after.scored
-    assert (sql.loc[sql["is_sql"], "p_convert"] >= 0.2).all()
-    # the same leads with the same probabilities (same model), only the decision moved
-    merged = before.scored.merge(sql, on="lead_id", suffixes=("_before", "_after"))
-    assert len(merged) == len(sql) == len(before.scored)
+    assert set(after.scored["model_version"]) == {before.model_info["model_version"]}
+    pd.testing.assert_frame_equal(before.scored[["lead_id", "status", "p_convert"]],
+                                  after.scored[["lead_id", "status", "p_convert"]])
+    shadow = pd.read_parquet(repo.path / "data/05_scored/shadow_challenger.parquet")
+    assert set(shadow["model_version"]) == {after.model_info["model_version"]}
+    assert (shadow.loc[shadow["is_sql"], "p_convert"] >= 0.2).all()
+    # the same leads with the same probabilities (same trees), only the decision moved
+    merged = before.scored.merge(shadow, on="lead_id", suffixes=("_before", "_after"))
+    assert len(merged) == len(shadow) == len(before.scored)
     assert np.allclose(merged["p_convert_before"], merged["p_convert_after"])
-    assert sql["is_sql"].sum() <= before.scored["is_sql"].sum()
+    assert shadow["is_sql"].sum() <= before.scored["is_sql"].sum()
 
 
 # --------------------------------------------------------------------------------------------------

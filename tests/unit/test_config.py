@@ -147,7 +147,8 @@ def test_package_command_logs_every_section_it_serves(tmp_path, monkeypatch):
     assert configs["score"] == params.score
 
 
-FLAT = {"name": "tiny", "kind": "flat", "id": "Lead ID", "label": {"column": "Converted", "positive": ["1"]},
+FLAT = {"name": "tiny", "kind": "flat", "id": "Lead ID",
+        "label": {"column": "Converted", "positive": ["1"], "negative": ["0"]},
         "numeric": ["Visits"], "categorical": ["Source"]}
 
 

@@ -90,3 +90,18 @@ def test_burst_excess_counts_the_burst_above_the_leads_usual_rate():
     assert f.loc[0, "burst_high_intent_42d"] == 4
     # a lead that never engaged has no burst and no excess
     assert f.loc[1, "burst_excess_events"] == 0 and f.loc[1, "background_events_per_30d"] == 0
+
+
+def test_an_other_activity_counts_as_engagement_of_unknown_intent():
+    # `other`: a type outside the contract's list, kept by validation; counted, never high intent, no columns
+    f = feats(events([("L1", 2, "other"), ("L1", 5, "email_open"), ("L2", 3, "other")]))
+    assert not any("other" in col for col in f.columns)  # the feature set does not depend on what a CRM logs
+    assert f.loc[0, "n_total_7d"] == 2 and f.loc[0, "n_activities_all"] == 2 and f.loc[0, "n_high_intent_7d"] == 0
+    assert f.loc[1, "days_since_last_activity"] == pytest.approx(3) and np.isnan(f.loc[1, "days_since_last_high_intent"])
+    assert f.loc[1, "high_intent_share_all"] == 0
+    # its points are activity_weights["other"]; like any type the weights do not list, 0 without it
+    assert f.loc[1, "engagement_decayed"] == 0
+    weighted = EngagementConfig(activity_weights={"other": 1.0})
+    g = engagement_features(prepare_events(events([("L2", 14, "other")]), pd.Index(["L2"])), AS_OF, weighted)
+    assert g.loc[0, "engagement_decayed"] == pytest.approx(0.5, rel=1e-4)
+    assert g.loc[0, "burst_points_14d"] == pytest.approx(1.0)
