@@ -32,6 +32,15 @@ def calendar_columns(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if _CALENDAR.match(c)]
 
 
+_AGE = re.compile(r"^(lead_age_days|days_since_.+|activity_age_.+)$")
+
+
+def age_columns(columns: Iterable[str]) -> list[str]:
+    """The calendar columns that are ages (days since an event): when leads keep arriving and stay open, their
+    quantiles grow in step with the pool's age span, so drift monitoring projects their quantiles."""
+    return [c for c in columns if _AGE.match(c)]
+
+
 def select_feature_set(columns: Iterable[str], name: str) -> list[str]:
     """The columns of feature set `name`, in their table order; an unknown set name is an error naming the choices."""
     columns = list(columns)

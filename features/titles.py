@@ -66,6 +66,11 @@ Choices where titles are genuinely ambiguous (kept here so the behaviour is revi
 
 Performance: :func:`parse_titles` factorises the Series, normalises each distinct raw value once,
 parses each distinct normalised title once (memoised), and maps the results back with array takes.
+Work per title is bounded, whatever the input: only the first ``_MAX_TITLE_CHARS`` (1,000) characters
+are read (a word cut by that limit is dropped; real titles are far shorter, Salesforce caps them at
+128), and a token longer than any vocabulary word could match is never sent to the typo or compound
+search (the deletion neighbourhood of the typo search grows with the cube of a word's length: a
+1,600-letter word took 39 s and 2 GB before this cap; a 20 MB title now parses in milliseconds).
 """
 
 from __future__ import annotations
@@ -526,6 +531,11 @@ def _build_aliases() -> dict[str, tuple[str, ...]]:
 
 
 _ALIASES: dict[str, tuple[str, ...]] = _build_aliases()
+# Token length caps (exact, not heuristic): a typo is within two letters of a vocabulary word's length,
+# a compound is a known prefix, a linking "s"/"n" and a head. Longer tokens cannot match either search.
+_LONGEST_WORD = max(len(w) for w in (*_ALIASES, *_COMPOUND_ONLY_PREFIXES))
+_MAX_TYPO_TOKEN = _LONGEST_WORD + 2
+_MAX_COMPOUND_TOKEN = 2 * _LONGEST_WORD + 1
 _PHRASE_TABLE: dict[tuple[str, ...], tuple[str, ...]] = {
     tuple(k.split()): tuple(v.split()) for k, v in _PHRASES.items()
 }
@@ -581,6 +591,7 @@ _CJK_SURFACES: dict[str, str] = {
 _DOTTED = re.compile(r"\b(?:[a-z]\.){2,}")  # "v.p." "i.t." "c.e.o."
 _R_AND_D = re.compile(r"\br\s*&\s*d\b")
 _NON_WORD = re.compile(r"[\W_]+")
+_MAX_TITLE_CHARS = 1_000  # longer input is junk or an attack; read only this much (see module doc)
 
 
 def _normalise(title: object) -> str:
@@ -588,6 +599,12 @@ def _normalise(title: object) -> str:
     if title is None or title is pd.NA or (isinstance(title, float) and title != title):
         return ""
     text = str(title)
+    if len(text) > _MAX_TITLE_CHARS:
+        end = _MAX_TITLE_CHARS
+        # Drop a word the limit cut in two: its first letters could read as another word.
+        while end and text[end].isalnum() and text[end - 1].isalnum():
+            end -= 1
+        text = text[:end]
     if not text.isascii():
         # NFKD splits "é" into "e" + a combining accent and maps full-width/ligature forms to ASCII.
         text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
@@ -677,7 +694,7 @@ def _typo_index() -> dict[str, tuple[str, ...]]:
 
 def _correct_typo(token: str) -> str | None:
     """The vocabulary word ``token`` is a typo of, or None when there is no unique close match."""
-    if len(token) < 5 or not token.isalpha() or token in _NEVER_CORRECT:
+    if not 5 <= len(token) <= _MAX_TYPO_TOKEN or not token.isalpha() or token in _NEVER_CORRECT:
         return None
     index = _typo_index()
     limit = _max_typo_distance(token)
@@ -705,7 +722,7 @@ def _correct_typo(token: str) -> str | None:
 
 def _split_compound(token: str) -> tuple[str, ...] | None:
     """German/Dutch compounds: "vertriebsleiter" -> sales + head, "afdelingshoofd" -> department + head."""
-    if len(token) < 6:
+    if not 6 <= len(token) <= _MAX_COMPOUND_TOKEN:
         return None
     for size in _COMPOUND_HEAD_SIZES:
         head = token[-size:]

@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.pyfunc import LeadScoreModel
+from models.pyfunc import LeadScoreModel, value_bounds
 from models.training import categorical_columns
 from pipeline import tracking
-from pipeline.artifacts import features_variant, load_model, load_train_metrics, write_model_info
+from pipeline.artifacts import HASHES, features_variant, load_model, load_train_metrics, write_model_info
 from pipeline.io import iter_split_batches
 from pipeline.progress import log
 
 EXAMPLE_ROWS = 200  # training rows the input example is chosen from (the five best filled)
+BOUNDS_ROWS = 20_000  # training rows the served model's accepted value ranges are taken from
 
 
 def data_version(features_path: Path, lock_path: Path = Path("dvc.lock")) -> str:
@@ -54,9 +55,11 @@ def first_rows(features_path: Path, split: str, n: int) -> pd.DataFrame:
 
 
 def bundle(model, rows: pd.DataFrame, score) -> tuple[LeadScoreModel, pd.DataFrame]:
-    """(the served pyfunc, an input example of five well-filled rows) for a model and its policy `score`."""
+    """(the served pyfunc, an input example of five well-filled rows with their lead_id) for a model and its policy
+    `score`; the value ranges the served model accepts come from all of `rows` (training rows)."""
     served = LeadScoreModel(model, score.gates, score.threshold, score.unknown_policy, score.tiers,
                             categorical=categorical_columns(rows))
+    served.bounds = value_bounds(rows, served.input_columns, served.categorical)
     rows = rows.head(EXAMPLE_ROWS)
     for col in served.input_columns:  # gate columns that are not features (annual_revenue): unknown in the example
         if col not in rows.columns:
@@ -76,16 +79,19 @@ def run(features_path: Path, models_dir: Path, out_dir: Path, configs: dict[str,
     features_path = Path(features_path)
     model, _ = load_model(models_dir)
     metrics = load_train_metrics(models_dir)
-    example_rows = first_rows(features_path, "train", EXAMPLE_ROWS)
+    example_rows = first_rows(features_path, "train", BOUNDS_ROWS)
     served, example = bundle(model, example_rows, configs["score"])
     run_tags = {"source": source, "stage": "train", "variant": features_variant(features_path),
                 "features_path": str(features_path), "data_version": data_version(features_path),
                 "model_kind": str(metrics.get("model_kind", type(model).__name__)), **(tags or {})}
     if metrics.get("fallback_reason"):
         run_tags["fallback_reason"] = metrics["fallback_reason"]
+    hashes = metrics.get(HASHES, {})  # checked by load_model above; recorded with the run and in model_info.json
+    run_tags.update({f"{tracking.SHA256_TAG}.{name}": digest for name, digest in hashes.items()})
     info = tracking.log_model_run(served, example, metrics, configs, run_tags, experiment=experiment,
                                   run_name=f"train-{source}", registered_model=registered_model,
                                   artifacts={"train_metrics.json": metrics}, artifact_location=artifact_location)
+    info[HASHES] = hashes
     write_model_info(out_dir, info)
     log(f"logged run {info['run_id']} to experiment {experiment!r}"
         + (f"; registered {info['model_version']} as {info['alias']}" if info.get("alias") else ""))

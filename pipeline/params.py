@@ -69,11 +69,12 @@ class PromoteParams:
 
 @dataclass(frozen=True)
 class ReportParams:
-    psi_warn: float = 0.10  # drift flags: see models.monitoring.DriftThresholds
+    psi_warn: float = 0.10  # drift flags: see models.monitoring (the rule) and DriftThresholds
     psi_drift: float = 0.25
     ks_alpha: float = 0.01
-    ks_min_statistic: float = 0.10
+    ks_min_statistic: float = 0.20
     n_bins: int = 10
+    min_rows: int = 200  # effective rows a side needs before a column is judged at all
     fail_on_drift: bool = False  # exit non-zero when drift is flagged (for schedulers)
     cost_per_sql: float = 2_500.0  # USD of sales effort per SQL handed over (backtest value)
     shap_sample: int = 1_000

@@ -15,15 +15,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.build import feature_columns
+from features.build import decision_population, feature_columns
+from features.sets import age_columns, calendar_columns
 from models import backtest as bt
 from models import monitoring as mon
 from models.config import ScoreConfig
 from models.decision import rows_to_score, score_frame
-from models.evaluate import classification_metrics, feature_importance, reliability_table
+from models.evaluate import (
+    ECE_WARN,
+    calibration_warning,
+    classification_metrics,
+    feature_importance,
+    reliability_table,
+)
 from models.gates import GATE_ORDER
+from models.ranking import WITH_SALES
 from pipeline.artifacts import features_variant, load_model
-from pipeline.io import find_table, read_table, write_atomic, write_csv, write_json
+from pipeline.io import find_table, read_json, read_table, write_atomic, write_csv, write_json
 from pipeline.params import ReportParams
 from pipeline.progress import log
 
@@ -72,6 +80,40 @@ def backtest_frame(table: pd.DataFrame, model, info: dict, accounts: pd.DataFram
     if not parts:
         raise ValueError("no held-out (split == 'test') rows in the feature table: nothing to backtest")
     return pd.concat(parts, ignore_index=True)
+
+
+def drift_tables(model, cols: list[str], train_rows: pd.DataFrame, now_rows: pd.DataFrame,
+                 scored_now: pd.DataFrame | None, p_now: np.ndarray, thresholds: mon.DriftThresholds,
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+    """(feature drift, score drift, training scores, current scores compared) between the training snapshots
+    and the leads the decision is made for now (leads already with sales left out, as training leaves them out).
+
+    The rule is `models.monitoring`'s: noise-corrected PSI and KS effect sizes on enough effective rows (the
+    leads of one account are one cluster), calendar columns (and the score, which depends on them) compared
+    with the training snapshots' trend projected to the scored date.
+    """
+    current = decision_population(now_rows).reset_index(drop=True)
+    drift = mon.drift_table(train_rows, current, cols, thresholds, trend_columns=calendar_columns(cols),
+                            age_columns=age_columns(cols), cluster_column="account_id")
+    # Both sides at the scored table's precision (6 decimals): isotonic scores are steps, and a step value
+    # rounded on one side only would shift its whole mass past the other's and fake a large KS statistic.
+    p_train = model.predict_proba(train_rows[cols])[:, 1].round(6)
+    meta = [c for c in ("as_of", "account_id") if c in train_rows]
+    if scored_now is not None and "status" in scored_now:
+        keep = (scored_now["status"] != WITH_SALES).to_numpy()
+        now_meta = scored_now.loc[keep, [c for c in meta if c in scored_now]].reset_index(drop=True)
+        p_current = np.round(np.asarray(p_now, dtype=float)[keep], 6)
+    elif len(p_now) == len(now_rows):
+        keep = now_rows["lead_id"].isin(current["lead_id"]).to_numpy() if "lead_id" in now_rows else slice(None)
+        now_meta = now_rows.loc[keep, meta].reset_index(drop=True)
+        p_current = np.round(np.asarray(p_now, dtype=float)[keep], 6)
+    else:
+        now_meta, p_current = pd.DataFrame(index=range(len(p_now))), np.round(np.asarray(p_now, dtype=float), 6)
+    if "as_of" in now_meta:
+        now_meta["as_of"] = pd.to_datetime(now_meta["as_of"])
+    score_drift = mon.drift_table(train_rows[meta].assign(score=p_train), now_meta.assign(score=p_current),
+                                  ["score"], thresholds, trend_columns=["score"], cluster_column="account_id")
+    return drift, score_drift, p_train, p_current
 
 
 def previous_model_comparison(info: dict, X: pd.DataFrame, y: np.ndarray, p_current: np.ndarray,
@@ -394,6 +436,8 @@ def _fmt(value: Any, kind: str = "") -> str:
         return f"{value:,}"
     if isinstance(value, float | np.floating):
         return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.0f}"
+    if value is pd.NA or value is pd.NaT:
+        return "–"
     return html.escape(str(value))
 
 
@@ -423,13 +467,174 @@ def _card(value: str, key: str, level: str = "") -> str:
     return f'<div class="card {level}"><div class="v">{value}</div><div class="k">{html.escape(key)}</div></div>'
 
 
+# ---------------------------------------------------------------------------------------------- weekly page
+
+CHANGES_FILE = "changes.csv"  # written by the score stage beside sql_leads (models.changes.diff_scorings)
+HANDOVER_PER_REP = 10  # SQLs listed per rep in the report's hand-over list
+TOP_NEW_SQLS = 15
+WEEKLY_ANCHOR = "<section><h2>Model quality</h2>"  # the weekly sections go first, right after the cards
+
+
+def handover_table(scored: pd.DataFrame | None, contacts: pd.DataFrame | None = None,
+                   per_rep: int = HANDOVER_PER_REP) -> pd.DataFrame:
+    """This week's hand-over: the SQLs assigned to each rep in queue order (at most `per_rep` a rep), with the
+    lead's name and company when the export has them, score, tier, what changed and the reasons."""
+    columns = ["rep", "queue_position", "lead_id", "name", "company", "job_title", "score", "tier", "change",
+               "reasons_for", "reasons_against"]
+    if scored is None or "assigned_rep" not in scored or len(scored) == 0:
+        return pd.DataFrame(columns=columns)
+    rep = scored["assigned_rep"].astype("string")
+    handed = scored[rep.notna() & (rep.str.strip() != "")]
+    if "is_sql" in handed:
+        handed = handed[handed["is_sql"].fillna(False).astype(bool)]
+    order = [c for c in ("assigned_rep", "queue_position", "rank") if c in handed]
+    handed = handed.sort_values(order, na_position="last").groupby("assigned_rep", sort=True).head(per_rep)
+    out = handed.rename(columns={"assigned_rep": "rep"})
+    if contacts is not None and "lead_id" in contacts and len(out):
+        extra = [c for c in ("first_name", "last_name", "company", "job_title") if c in contacts and c not in out]
+        if extra:
+            out = out.merge(contacts.drop_duplicates("lead_id")[["lead_id", *extra]], on="lead_id", how="left")
+    if "first_name" in out or "last_name" in out:
+        parts = [out[c].astype("string").fillna("") for c in ("first_name", "last_name") if c in out]
+        name = parts[0] if len(parts) == 1 else (parts[0] + " " + parts[1])
+        out = out.assign(name=name.str.strip().replace("", pd.NA))
+    return out[[c for c in columns if c in out]].reset_index(drop=True)
+
+
+def change_summary(changes: pd.DataFrame | None, scored: pd.DataFrame | None = None,
+                   top: int = TOP_NEW_SQLS) -> dict[str, Any] | None:
+    """What changed since the previous scoring, from the score stage's changes.csv: leads per change kind (every
+    kind, zeros included), whether there was a previous scoring at all, and the top new SQLs by rank (with score,
+    rep and reasons from the scored table). None without changes.csv."""
+    from models.changes import CHANGE_KINDS, NEW_SQL
+
+    if changes is None or "change" not in changes:
+        return None
+    counts = changes["change"].value_counts()
+    by_kind = pd.DataFrame({"change": list(CHANGE_KINDS),
+                            "leads": [int(counts.get(k, 0)) for k in CHANGE_KINDS]})
+    had_previous = bool("status_previous" in changes and changes["status_previous"].notna().any())
+    new = changes[changes["change"] == NEW_SQL]
+    if "rank" in new:
+        new = new.sort_values("rank", na_position="last")
+    new = new.head(top)
+    cols = [c for c in ("lead_id", "rank", "tier", "status_previous", "tier_previous") if c in new]
+    new = new[cols]
+    if scored is not None and "lead_id" in scored and len(new):
+        extra = [c for c in ("score", "assigned_rep", "reasons_for") if c in scored]
+        new = new.merge(scored[["lead_id", *extra]].drop_duplicates("lead_id"), on="lead_id", how="left")
+    return {"by_kind": by_kind, "had_previous": had_previous, "new_sqls": new.reset_index(drop=True),
+            "n_new_sql": int(counts.get(NEW_SQL, 0))}
+
+
+def weekly_sections(handover: pd.DataFrame, changes: dict[str, Any] | None, per_rep: int = HANDOVER_PER_REP) -> str:
+    """The hand-over list and the changes since last week as two report sections (HTML)."""
+    if len(handover):
+        per = handover.groupby("rep", sort=True).size()
+        who = ", ".join(f"{html.escape(str(r))} ({n})" for r, n in per.items())
+        body = _table(handover)
+        lead = (f"The SQLs handed to each rep this week, in queue order (at most {per_rep} a rep here; the full "
+                f"queues are <code>queues/&lt;rep&gt;.csv</code>): {who}. Reasons say why the score is high or low.")
+    else:
+        body, lead = "<p class='note'>No SQL was handed to a rep in this scoring.</p>", "The SQLs handed to reps."
+    out = f"<section><h2>This week's hand-over</h2><p class='lead'>{lead}</p>{body}</section>\n"
+    if changes is None:
+        text = f"<p class='note'>No {CHANGES_FILE} beside the scored table: nothing to compare with.</p>"
+    else:
+        kinds = _table(changes["by_kind"][changes["by_kind"]["leads"] > 0])
+        first = ("" if changes["had_previous"] else
+                 "<p class='note'>No previous scoring was kept: every lead is new (score history starts now).</p>")
+        new = (_table(changes["new_sqls"]) if len(changes["new_sqls"])
+               else "<p class='note'>No new SQL since the previous scoring.</p>")
+        text = (f"{first}<div class='grid'><div>{kinds}</div><div><h3>Top new SQLs ({changes['n_new_sql']:,} in "
+                f"all)</h3>{new}</div></div>")
+    out += ("<section><h2>What changed since last week</h2><p class='lead'>Each lead against the previous "
+            f"scoring kept in the history (<code>{CHANGES_FILE}</code>): new SQLs, upgraded and downgraded status "
+            f"or tier, SQLs dropped, new leads.</p>{text}</section>\n")
+    return out
+
+
+def with_weekly_sections(page: str, sections: str) -> str:
+    """`page` with the weekly sections inserted before its model-quality section (or its footer)."""
+    anchor = WEEKLY_ANCHOR if WEEKLY_ANCHOR in page else "<footer>"
+    return page.replace(anchor, sections + anchor, 1) if sections else page
+
+
+def read_weekly(scored_dir: Path, validated_dir: Path, scored: pd.DataFrame | None) -> tuple[pd.DataFrame, dict | None]:
+    """(hand-over list, change summary) from the scored folder, names and companies from the validated leads."""
+    from pipeline.export import CONTACT_FIELDS, contact_table
+
+    try:
+        accounts = read_table(find_table(validated_dir, "accounts"))
+    except FileNotFoundError:  # a flat export: names from its leads only, if any
+        accounts = None
+    try:
+        path = find_table(validated_dir, "leads")
+    except FileNotFoundError:
+        path = None
+    leads = None
+    if path is not None and path.suffix == ".parquet":  # only the id and contact columns of a large table
+        import pyarrow.parquet as pq
+
+        have = set(pq.read_schema(path).names)
+        leads = pd.read_parquet(path, columns=[c for c in ("lead_id", "account_id", *CONTACT_FIELDS) if c in have])
+    elif path is not None:
+        leads = read_table(path)
+    contacts = contact_table(leads, accounts)
+    path = Path(scored_dir) / CHANGES_FILE
+    changes = pd.read_csv(path) if path.exists() else None
+    return handover_table(scored, contacts), change_summary(changes, scored)
+
+
+# ---------------------------------------------------------------------------------------------- picklists
+
+VALIDATION_FILE = "validation.json"  # written by the validate stage into the same reports folder
+
+
+def picklist_table(validation: dict | None) -> pd.DataFrame:
+    """Per picklist column of validation.json's ``other``: how many values outside the contract's list were kept
+    as the catch-all, and the most frequent of them. No rows for a flat export or an older validation.json."""
+    rows = [{"column": f"{table}.{col}", "kept_as": o["to"], "values": int(o["mapped"]),
+             "top_values": ", ".join(f"{v['value']} ({v['count']:,})" for v in o["top"])}
+            for table, cols in ((validation or {}).get("other") or {}).items() for col, o in cols.items()]
+    return pd.DataFrame(rows, columns=["column", "kept_as", "values", "top_values"])
+
+
+def picklist_section(validation: dict | None) -> str:
+    """The report section on picklist values outside the contract ("" when validation.json has no picklists)."""
+    table = picklist_table(validation)
+    if table.empty:
+        return ""
+    mapped = table[table["values"] > 0]
+    body = (_table(mapped) if len(mapped) else
+            "<p class='note'>Every picklist value was one the contract knows: nothing was kept as Other.</p>")
+    return ("<section><h2>Picklist values outside the contract</h2><p class='lead'>Industry, lead source, use "
+            "case and activity type values that are not in the contract's lists are kept as the list's catch-all "
+            "(<code>Other</code>; activity types <code>other</code>) instead of quarantining their rows. A frequent "
+            "one that means a known value belongs in the profile's <code>values</code> map. Counted by the "
+            f"<code>validate</code> stage (<code>{VALIDATION_FILE}</code>).</p>{body}</section>")
+
+
+def with_picklist_section(page: str, validation: dict | None) -> str:
+    """`page` with the picklist section inserted before its footer (or the end of its main part)."""
+    section = picklist_section(validation)
+    anchor = "<footer>" if "<footer>" in page else "</main>"
+    return page.replace(anchor, section + "\n" + anchor, 1) if section else page
+
+
+def read_validation(reports_dir: Path) -> dict | None:
+    path = Path(reports_dir) / VALIDATION_FILE
+    return read_json(path) if path.exists() else None
+
+
 def render_html(r: dict[str, Any]) -> str:
     """The report page from the computed results `r` (figures already base64 PNG)."""
     perf, drift, s = r["performance"], r["drift"], r["summary"]
     n_drift, n_warn = s["drift_n_flagged"], s["drift_n_warn"]
     cards = "".join([
         _card(f"{s['roc_auc']:.3f}", "held-out ROC AUC"),
-        _card(f"{s['ece']:.4f}", "calibration error (ECE)"),
+        _card(f"{s['ece']:.4f}", "calibration error (ECE)" + (f" above {ECE_WARN:.2f}" if s["ece"] > ECE_WARN
+                                                              else ""), "warn" if s["ece"] > ECE_WARN else ""),
         _card(_fmt(s["n_sql_now"]), f"SQLs among {s['n_scored_now']:,} scored leads"),
         _card(f"{perf['precision']:.1%} / {perf['recall']:.1%}", "backtest precision / recall of SQL"),
         _card(f"{s['recommended_threshold']:.2f}", f"best threshold (current {s['current_threshold']:.2f})",
@@ -451,16 +656,16 @@ def render_html(r: dict[str, Any]) -> str:
     worst_text = (f"The <b>{html.escape(worst['gate'])}</b> gate threw away the most future winners: "
                   f"{int(worst['winners_failed']):,} of {perf['n_won']:,} ({worst['share_of_winners_failed']:.1%}), "
                   f"{int(worst['winners_failed_only_here']):,} of them failed no other gate." if worst is not None else "")
-    flagged = drift[drift["flag"] != mon.OK]
-    rest = drift[drift["flag"] == mon.OK]
-    score_cols = ["feature", "psi", "ks_statistic", "ks_pvalue", "reference_mean", "current_mean", "flag"]
-    drift_cols = ["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "reference_mean", "current_mean",
-                  "reference_missing", "current_missing", "flag"]
+    flagged = drift[drift["flag"].isin([mon.DRIFT, mon.WARN])]
+    rest = drift[~drift["flag"].isin([mon.DRIFT, mon.WARN])]
+    score_cols = ["feature", "basis", "psi", "psi_excess", "reference_mean", "current_mean", "flag"]
+    drift_cols = ["feature", "kind", "basis", "psi", "psi_excess", "ks_statistic", "ks_pvalue", "reference_mean",
+                  "current_mean", "reference_missing", "current_missing", "neff_reference", "neff_current", "flag"]
     dkinds = {"reference_missing": "pct", "current_missing": "pct", "ks_pvalue": "p"}
     drift_html = (_table(flagged[drift_cols].assign(row=flagged["flag"]), dkinds, row_class="row") if len(flagged)
                   else "<p class='note'>No feature crossed the thresholds.</p>")
-    drift_html += (f"<details><summary>{len(rest)} stable features</summary>{_table(rest[drift_cols], dkinds)}</details>"
-                   if len(rest) else "")
+    drift_html += (f"<details><summary>{len(rest)} stable features ({int((rest['flag'] == mon.FEW_ROWS).sum())} "
+                   f"not judged: few rows)</summary>{_table(rest[drift_cols], dkinds)}</details>" if len(rest) else "")
     t = r["thresholds"]
     f = r["figures"]
     rec_thr, rec_cap = r["best_threshold"], r["best_capacity"]
@@ -471,6 +676,7 @@ def render_html(r: dict[str, Any]) -> str:
 {html.escape(s['backtest_as_of'])} (outcomes known) · scored population as of {html.escape(s['scored_as_of'])} ·
 generated {html.escape(s['generated_at'])}</p></header><main>
 <div class="cards">{cards}</div>
+{"".join(f"<p class='note'><b>Warning</b>: {html.escape(w)}</p>" for w in [calibration_warning(s["ece"])] if w)}
 
 <section><h2>Model quality</h2><p class="lead">On the held-out period ({perf['n_leads']:,} leads,
 {perf['n_won']:,} closed won within the horizon): ranking (ROC, precision-recall, gains), calibration
@@ -514,9 +720,14 @@ on a random sample of held-out leads (each dot a lead; red = high feature value,
 <div class="grid">{_img(f['importance'], 'feature importance')}{_img(f['shap'], 'SHAP summary')}</div></section>
 
 <section><h2>Drift: training period → scored population</h2><p class="lead">PSI over quantile bins of the
-training period (missing values a bin of their own) and a two-sample KS test per feature and for the score.
-Flag <b>drift</b>: PSI ≥ {t.psi_drift} or (KS p &lt; {t.ks_alpha} and KS statistic ≥ {t.ks_min_statistic});
-<b>warn</b>: PSI ≥ {t.psi_warn}. Thresholds in params <code>report:</code>.</p>
+training period (missing values a bin of their own) and a two-sample KS test per feature and for the score, on
+the leads the decision is for (not those already with sales). An alarm needs an effect that matters on a sample
+large enough to see it. Flag <b>drift</b>: PSI beyond its expected sampling noise (<i>psi excess</i>) ≥
+{t.psi_drift} or (KS p &lt; {t.ks_alpha} and KS statistic ≥ {t.ks_min_statistic}); <b>warn</b>: psi excess ≥
+{t.psi_warn}; <b>few_rows</b>: fewer than {t.min_rows} effective rows on a side (the leads of one account count
+as one cluster), not judged. Calendar columns (lead age, days since an event, counts to date) and the score grow
+with the as-of date by construction: they are compared with the training snapshots' trend projected to the scored
+date (basis <i>trend</i>; reference mean = the projection). Thresholds in params <code>report:</code>.</p>
 <div class="grid">{_img(f['score_drift'], 'score drift')}<div>{_table(r['score_drift_row'][score_cols], dkinds)}</div></div>
 {drift_html}</section>
 <footer>leadscore · self-contained report (no external resources) · full drift table in drift.csv</footer>
@@ -546,7 +757,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     if variant != "flat":
         accounts = read_table(find_table(validated_dir, "accounts"))
         opportunities = read_table(find_table(validated_dir, "opportunities"))
-    thresholds = mon.DriftThresholds(p.psi_warn, p.psi_drift, p.ks_alpha, p.ks_min_statistic, p.n_bins)
+    thresholds = mon.DriftThresholds(p.psi_warn, p.psi_drift, p.ks_alpha, p.ks_min_statistic, p.n_bins, p.min_rows)
 
     # Model quality on the held-out period.
     test = table[table["split"] == "test"].reset_index(drop=True)
@@ -582,15 +793,11 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     funnel_now = (mon.sql_funnel(scored_now, [c for c in GATE_COLUMNS if c in scored_now])
                   if scored_now is not None and "is_sql" in scored_now else None)
 
-    # Drift between the training period and the population being scored.
+    # Drift between the training period and the population being scored (module docstring of models.monitoring).
     train_rows = table[table["split"] == "train"].reset_index(drop=True)
-    drift = mon.drift_table(train_rows, now_rows, cols, thresholds)
-    # Both sides at the scored table's precision (6 decimals): isotonic scores are steps, and a step value
-    # rounded on one side only would shift its whole mass past the other's and fake a large KS statistic.
-    p_train = model.predict_proba(train_rows[cols])[:, 1].round(6)
+    drift, score_drift, p_train, p_drift = drift_tables(model, cols, train_rows, now_rows, scored_now, p_now,
+                                                        thresholds)
     p_now = np.round(p_now, 6)
-    score_drift = mon.drift_table(pd.DataFrame({"score": p_train}), pd.DataFrame({"score": p_now}), ["score"],
-                                  thresholds)
 
     sample, contrib = shap_sample(model, test[cols], p.shap_sample, p.seed)
     importance = feature_importance(model, test[cols], p.shap_sample, p.seed)
@@ -608,6 +815,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         "drift_n_features": int(len(drift)),
         "drift_n_flagged": int((drift["flag"] == mon.DRIFT).sum()),
         "drift_n_warn": int((drift["flag"] == mon.WARN).sum()),
+        "drift_n_few_rows": int((drift["flag"] == mon.FEW_ROWS).sum()),
         "score_psi": float(score_drift["psi"].iloc[0]),
         "score_drift": bool(score_drift["flag"].iloc[0] == mon.DRIFT),
     }
@@ -626,7 +834,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         "capacity": plot_capacity(capacity, int(best_cap["capacity"])),
         "importance": plot_importance(importance),
         "shap": plot_shap(sample, contrib),
-        "score_drift": plot_score_drift(p_train, p_now, s["score_psi"]),
+        "score_drift": plot_score_drift(p_train, p_drift, s["score_psi"]),
     }
     page = render_html({
         "summary": s, "performance": perf, "drift": drift, "comparison": comparison, "gate_losses": losses,
@@ -637,7 +845,8 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
 
     metrics = {
         "drift_n_features": s["drift_n_features"], "drift_n_flagged": s["drift_n_flagged"],
-        "drift_n_warn": s["drift_n_warn"], "score_psi": s["score_psi"], "score_drift": s["score_drift"],
+        "drift_n_warn": s["drift_n_warn"], "drift_n_few_rows": s["drift_n_few_rows"],
+        "score_psi": s["score_psi"], "score_drift": s["score_drift"],
         "backtest_precision": perf["precision"], "backtest_recall": perf["recall"],
         "backtest_n_sql": perf["n_sql"], "backtest_n_won": perf["n_won"],
         "backtest_sql_conversion": perf["sql_conversion"], "backtest_non_sql_conversion": perf["non_sql_conversion"],
@@ -650,10 +859,19 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         "previous_model_roc_auc_change": float(comparison["table"].set_index("metric").loc["roc_auc", "change"])
         if "table" in comparison else None,
     }
+    # The weekly page: this week's hand-over per rep and what changed since the previous scoring.
+    handover, changes = read_weekly(scored_dir, validated_dir, scored_now)
+    page = with_weekly_sections(page, weekly_sections(handover, changes))
+    metrics["handover_n_listed"] = int(len(handover))
+    if changes is not None:
+        metrics.update({f"changes_{k}": int(n) for k, n in zip(changes["by_kind"]["change"],
+                                                                changes["by_kind"]["leads"], strict=True)})
     write_json({k: v for k, v in metrics.items() if v is not None}, reports_dir / METRICS_FILE)
     write_csv(pd.concat([score_drift, drift], ignore_index=True), reports_dir / "drift.csv")
     write_csv(sweep, reports_dir / "plots" / "threshold_sweep.csv")
     write_csv(capacity, reports_dir / "plots" / "capacity.csv")
+    page = with_picklist_section(page, read_validation(reports_dir))
+    page = with_history_section(page, reports_dir)
     out = write_atomic(reports_dir / REPORT_FILE, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     worst = losses["gate"].iloc[0] if len(losses) else "–"
     log(f"report {out}: {s['drift_n_flagged']} drifted / {s['drift_n_warn']} to watch of {s['drift_n_features']} "
@@ -710,3 +928,61 @@ def screenshot(html_path: Path, png_path: Path, width: int = 1280, height: int =
             image = image.resize((out_width, round(image.height * out_width / image.width)), Image.LANCZOS)
         small = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
         return write_atomic(png_path, lambda t: small.save(t, format="PNG", optimize=True))
+
+
+# ---------------------------------------------------------------------------------------------- score history trend
+HISTORY_DIR = "score_history"  # the score stage's history (pipeline/history.py), in the same reports folder
+
+
+def history_trend(entries: list[dict]) -> pd.DataFrame:
+    """One row per kept scoring: date, model, leads scored, SQLs, handed over, with sales, p_convert quartiles."""
+    rows = []
+    for e in entries:
+        q = e.get("p_convert_quantiles") or {}
+        counts = e.get("status_counts") or {}
+        rows.append({"as_of": e.get("as_of", ""), "scored_at": str(e.get("scored_at", ""))[:16],
+                     "model_version": e.get("model_version", ""), "leads": int(e.get("n_scored", 0)),
+                     "sql": int(e.get("n_sql", 0)), "handed_over": int(e.get("n_assigned", 0)),
+                     "with_sales": int(counts.get(WITH_SALES, 0)),
+                     "p10": q.get("0.1"), "median_p": q.get("0.5"), "p90": q.get("0.9")})
+    return pd.DataFrame(rows)
+
+
+def plot_history(trend: pd.DataFrame) -> str:
+    fig, ax = _figure(9.5, 3.2)  # the report's style
+    fig.clf()
+    ax, ax2 = fig.subplots(1, 2)
+    x = np.arange(len(trend))
+    labels = [f"{a}\n{m.split('/')[-1] if m else ''}" for a, m in zip(trend["as_of"], trend["model_version"],
+                                                                       strict=True)]
+    ax.plot(x, trend["sql"], "o-", label="SQLs")
+    ax.plot(x, trend["handed_over"], "s--", label="handed over")
+    ax.set(title="SQLs per scoring", xticks=x)
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.legend(fontsize=8)
+    ax2.fill_between(x, trend["p10"].astype(float), trend["p90"].astype(float), alpha=0.25, label="p10-p90")
+    ax2.plot(x, trend["median_p"].astype(float), "o-", label="median")
+    ax2.set(title="p_convert of the leads decided on", xticks=x)
+    ax2.set_xticklabels(labels, fontsize=7)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def history_section(entries: list[dict]) -> str:
+    """The trend of SQL counts and score distribution over the kept score history ("" without history)."""
+    if not entries:
+        return ""
+    trend = history_trend(entries)
+    plot = _img(plot_history(trend), "SQLs and score distribution per scoring") if len(trend) > 1 else ""
+    return ("<section><h2>Week by week</h2><p class='lead'>Every distinct scoring kept in the score history "
+            f"(<code>{HISTORY_DIR}/</code>; a rerun of the same export adds none): leads scored, SQLs, leads handed "
+            "over and already with sales, and the spread of p_convert over the leads the decision is for "
+            f"(labels: scoring date and model version).</p>{plot}{_table(trend)}</section>")
+
+
+def with_history_section(page: str, reports_dir: Path) -> str:
+    path = Path(reports_dir) / HISTORY_DIR / "index.json"
+    section = history_section(list(read_json(path)) if path.exists() else [])
+    anchor = "<footer>" if "<footer>" in page else "</main>"
+    return page.replace(anchor, section + "\n" + anchor, 1) if section else page

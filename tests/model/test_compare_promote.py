@@ -80,7 +80,8 @@ def test_served_bundle_scores_feature_rows(store):
     rows = feature_table(n_per_snapshot=20, seed=5)
     bundle = loaded.unwrap_python_model()
     out = loaded.predict(bundle.input_example(rows.assign(annual_revenue=2e7)))
-    assert list(out.columns[:3]) == ["p_convert", "score", "tier"]
+    assert list(out.columns[:4]) == ["lead_id", "p_convert", "score", "tier"]
+    assert out["lead_id"].tolist() == rows["lead_id"].tolist()  # in the signature and in every answer
     assert len(out) == len(rows) and out["p_convert"].between(0, 1).all()
     assert set(out["gate_budget"]) == {"pass"}  # annual_revenue >= 10M passes the budget gate for everyone
     assert set(out["status"]) <= {"sql", "needs_call", "nurture", "disqualified"}

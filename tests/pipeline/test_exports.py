@@ -2,11 +2,11 @@
 (a writer killed mid-write leaves the previous table intact) in SQLite and in a real PostgreSQL server."""
 
 import os
+import re
 import shutil
 import signal
 import socket
 import sqlite3
-import re
 import subprocess
 import sys
 import tempfile
@@ -22,15 +22,15 @@ from conftest import isolated_store
 from pipeline.export import (
     HUBSPOT_PROPERTIES,
     OUTPUT_COLUMNS,
+    PLAIN_NUMBER,
     SALESFORCE_FIELDS,
     SCHEMA_VERSION,
     SchemaError,
     conform,
     contact_table,
     export_all,
-    owner_ids,
-    PLAIN_NUMBER,
     neutralise_formulas,
+    owner_ids,
     write_sql_table,
 )
 
@@ -404,10 +404,12 @@ def champion(tmp_path_factory):
                                                        val["label"])
     bundle = pyfunc.LeadScoreModel(model, GATES, threshold=0.3, unknown_policy="call_queue")
     mlflow.set_experiment("test-exports")
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         info = mlflow.pyfunc.log_model(name="model", python_model=bundle, registered_model_name="lc-test",
                                        code_paths=tracking.model_code_paths(),
                                        pip_requirements=tracking.model_requirements())
+    # A model is code: the loader refuses one whose files were not hashed when it was logged.
+    tracking.record_model_hashes(info.model_uri, run.info.run_id, "lc-test", info.registered_model_version)
     MlflowClient().set_registered_model_alias("lc-test", "champion", info.registered_model_version)
     yield {"uri": "models:/lc-test@champion", "bundle": bundle, "version": info.registered_model_version}
     mp.undo()
@@ -417,15 +419,15 @@ def champion(tmp_path_factory):
 def test_score_new_data_with_the_champion_agrees_with_the_bundle(champion, tmp_path):
     from features.config import FeaturizeConfig, ValidateConfig
     from models.config import ScoreConfig
-    from pipeline.score import score_with_registered_model
+    from pipeline.score import score_new_export
 
     rows = feature_rows(300, 9)
     rows.to_parquet(tmp_path / "new_leads.parquet")
     p = ScoreConfig(gates={"budget": {"any": [{"column": "noise", "op": ">", "value": 99}]}},  # overridden by the bundle
                     call_capacity=5, assignment={"mode": "round_robin", "reps": [{"name": "Ana", "capacity": 6}]})
-    summary = score_with_registered_model(champion["uri"], tmp_path / "new_leads.parquet", tmp_path / "out",
-                                          tmp_path / "reports", p, "2026-10-01", FeaturizeConfig(), ValidateConfig(),
-                                          history_dir=tmp_path / "reports" / "history")
+    summary = score_new_export(champion["uri"], tmp_path / "new_leads.parquet", tmp_path / "out",
+                               tmp_path / "reports", p, "2026-10-01", FeaturizeConfig(), ValidateConfig(),
+                               history_dir=tmp_path / "reports" / "history")
     table = pd.read_parquet(tmp_path / "out" / "sql_leads.parquet")
     assert len(table) == 300 and summary["n_scored"] == 300
     assert table["model_version"].eq(f"lc-test/{champion['version']}").all()
@@ -525,7 +527,7 @@ def test_a_crm_export_folder_is_validated_and_featurized_before_the_schema_check
     from models.config import ScoreConfig
     from models.decision import FeatureSchemaError
     from pipeline import ingest
-    from pipeline.score import score_with_registered_model
+    from pipeline.score import score_new_export
     from pipeline.sources.demo_crm import DemoConfig
     from pipeline.sources.exports import load_profile
 
@@ -533,6 +535,6 @@ def test_a_crm_export_folder_is_validated_and_featurized_before_the_schema_check
     ingest.run(load_profile("demo"), tmp_path, tmp_path / "crm", tmp_path / "truth", params)  # the contract tables
     # The featurized CRM has the real feature columns; the test champion was trained on a synthetic 'noise' one.
     with pytest.raises(FeatureSchemaError, match=r"missing column\(s\) the model needs: \['noise'\]"):
-        score_with_registered_model(champion["uri"], tmp_path / "crm", tmp_path / "out", tmp_path / "reports",
-                                    ScoreConfig(gates=GATES), params.export_date, FeaturizeConfig(), ValidateConfig())
+        score_new_export(champion["uri"], tmp_path / "crm", tmp_path / "out", tmp_path / "reports",
+                         ScoreConfig(gates=GATES), params.export_date, FeaturizeConfig(), ValidateConfig())
     assert not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ from _stages import run_stages
 from conftest import isolated_store
 from typer.testing import CliRunner
 
+from features.build import feature_columns
 from pipeline import package, report, score, train
 from pipeline.io import read_json
 from pipeline.params import load_params
@@ -54,9 +55,11 @@ def test_report_is_one_self_contained_html_page(small_run):
     assert len(images) == 14
     assert all(len(b) > 1000 for b in images)
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
-    for section in ("Model quality", "Compared with the previous model version", "SQL funnel",
-                    "Conversion by tier and by gate", "Criteria backtest", "What drives the score", "Drift:"):
-        assert section in page
+    for section in ("This week&#x27;s hand-over", "What changed since last week", "Model quality",
+                    "Compared with the previous model version", "SQL funnel", "Conversion by tier and by gate",
+                    "Criteria backtest", "What drives the score", "Drift:"):
+        assert section in page or section.replace("&#x27;", "'") in page
+    assert page.index("hand-over</h2>") < page.index("Model quality")  # the weekly page starts with the hand-over
 
 
 def test_backtest_numbers_agree_with_the_held_out_outcomes(small_run):
@@ -82,13 +85,65 @@ def test_drift_numbers_in_the_page_match_the_drift_table(small_run):
     m = read_json(small_run["paths"]["reports"] / "monitoring.json")
     drift = pd.read_csv(small_run["paths"]["reports"] / "drift.csv")
     features = drift[drift["feature"] != "score"]
-    assert m["drift_n_features"] == len(features) == len(
-        [c for c in pd.read_parquet(small_run["features"]).columns
-         if c not in ("lead_id", "account_id", "as_of", "split", "label")])
+    assert m["drift_n_features"] == len(features) == len(feature_columns(pd.read_parquet(small_run["features"])))
     assert m["drift_n_flagged"] == int((features["flag"] == "drift").sum())
     assert m["score_psi"] == pytest.approx(drift.loc[drift["feature"] == "score", "psi"].iloc[0])
     page = (small_run["paths"]["reports"] / "report.html").read_text()
     assert f"{m['drift_n_flagged']} / {m['drift_n_warn']}" in page
+
+
+def test_the_demo_raises_no_drift_alarm(small_run):
+    """Training snapshots and the scored snapshot of one demo CRM: the generator does not shift, so no column
+    (and not the score) may be flagged, although the scored snapshot is months after every training one."""
+    m = read_json(small_run["paths"]["reports"] / "monitoring.json")
+    drift = pd.read_csv(small_run["paths"]["reports"] / "drift.csv")
+    assert m["drift_n_flagged"] == 0 and m["drift_n_warn"] == 0, drift[~drift["flag"].isin(["ok", "few_rows"])]
+    assert not m["score_drift"]
+    trend = drift[drift["basis"] == "trend"]["feature"].tolist()
+    assert {"lead_age_days", "days_since_first_activity", "score"} <= set(trend)  # calendar columns on their trend
+
+
+def test_the_hand_over_list_and_the_changes_are_the_scored_tables(small_run):
+    P = small_run["paths"]
+    scored = pd.read_parquet(P["scored"] / "sql_leads.parquet")
+    page = (P["reports"] / "report.html").read_text()
+    handed = scored[scored["assigned_rep"].notna()]
+    assert len(handed) and not (handed["status"] == "with_sales").any()
+    listed = report.handover_table(scored)
+    assert set(listed["rep"]) == set(handed["assigned_rep"])
+    assert (listed.groupby("rep").size() <= report.HANDOVER_PER_REP).all()
+    for rep, rows in listed.groupby("rep"):
+        first = handed[handed["assigned_rep"] == rep].sort_values("queue_position").iloc[0]
+        assert rows.iloc[0]["lead_id"] == first["lead_id"]  # each rep's list starts with their queue's first
+        assert first["lead_id"] in page and str(rep) in page
+    assert listed["reasons_for"].notna().all()
+    m = read_json(P["reports"] / "monitoring.json")
+    assert m["handover_n_listed"] == len(listed)
+    changes = pd.read_csv(P["scored"] / "changes.csv")
+    for kind, n in changes["change"].value_counts().items():
+        assert m[f"changes_{kind}"] == n
+
+
+def test_changes_since_last_week_are_counted_and_new_sqls_listed():
+    from models.changes import diff_scorings
+
+    before = pd.DataFrame({"lead_id": ["a", "b", "c", "d"], "status": ["sql", "sql", "nurture", "nurture"],
+                           "tier": ["A", "B", "C", "C"], "rank": [1, 2, 3, 4]})
+    now = pd.DataFrame({"lead_id": ["a", "b", "c", "d", "e"], "status": ["sql", "nurture", "sql", "nurture", "sql"],
+                        "tier": ["A", "C", "B", "D", "A"], "rank": [2, 4, 3, 5, 1], "score": [40, 9, 22, 4, 55],
+                        "assigned_rep": ["Ann", None, "Bo", None, "Ann"], "reasons_for": ["x", None, "y", None, "z"]})
+    summary = report.change_summary(diff_scorings(before, now.drop(columns=["score", "assigned_rep"])), now)
+    counts = summary["by_kind"].set_index("change")["leads"].to_dict()
+    assert counts == {"new_sql": 2, "upgraded": 0, "downgraded": 1, "dropped": 1, "unchanged": 1, "new_lead": 0}
+    assert summary["had_previous"] and summary["n_new_sql"] == 2
+    assert summary["new_sqls"]["lead_id"].tolist() == ["e", "c"]  # by rank
+    assert summary["new_sqls"]["assigned_rep"].tolist() == ["Ann", "Bo"]
+    html = report.weekly_sections(report.handover_table(now), summary)
+    assert "What changed since last week" in html and "Top new SQLs (2 in all)" in html
+    first = report.change_summary(diff_scorings(None, now.drop(columns=["score", "assigned_rep"])), now)
+    assert not first["had_previous"] and "No previous scoring was kept" in report.weekly_sections(
+        report.handover_table(now), first)
+    assert "No changes.csv" in report.weekly_sections(report.handover_table(None), None)
 
 
 def test_previous_registered_version_is_compared_on_the_same_rows(small_run):
@@ -97,38 +152,46 @@ def test_previous_registered_version_is_compared_on_the_same_rows(small_run):
     assert "previous_model_roc_auc_change" in read_json(small_run["paths"]["reports"] / "monitoring.json")
 
 
-def test_injected_drift_is_flagged_and_fails_when_asked(small_run, tmp_path):
-    P, prm = small_run["paths"], small_run["params"]
+def _shifted_features(small_run, folder: Path) -> Path:
+    """The run's feature table with one column of the scored snapshot shifted (a changed tracking rate)."""
     table = pd.read_parquet(small_run["features"])
     in_score = table["split"] == "score"
     table.loc[in_score, "engagement_decayed"] = table.loc[in_score, "engagement_decayed"] * 4 + 20
-    drifted = tmp_path / "features.parquet"
-    table.to_parquet(drifted, index=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(folder / "features.parquet", index=False)
+    return folder / "features.parquet"
+
+
+def test_injected_drift_is_flagged_and_fails_when_asked(small_run, tmp_path):
+    P, prm = small_run["paths"], small_run["params"]
+    drifted = _shifted_features(small_run, tmp_path / "features")
     reports = tmp_path / "reports"
-    p = dataclasses.replace(prm.report, fail_on_drift=True, psi_drift=0.25, ks_min_statistic=0.5, shap_sample=50)
+    p = dataclasses.replace(prm.report, fail_on_drift=True, shap_sample=50)  # the shipped thresholds
     with pytest.raises(report.DriftDetected, match="engagement_decayed"):
         report.run(drifted, P["models"], P["package"], P["validated"], tmp_path / "no_scored", reports, p, prm.score,
                    prm.featurize.horizon_days)
-    drift = pd.read_csv(reports / "drift.csv").set_index("feature")
-    assert drift.loc["engagement_decayed", "flag"] == "drift"
+    drift = pd.read_csv(reports / "drift.csv")
+    features = drift[drift["feature"] != "score"]
+    assert features.loc[features["flag"].isin(["drift", "warn"]), "feature"].tolist() == ["engagement_decayed"]
     assert (reports / "report.html").exists()  # written before failing: the scheduler's operator can read it
 
 
-def test_cli_exits_3_on_drift_only_when_asked(small_run):
-    """`leadscore report --fail-on-drift` for schedulers: exit 3 when flagged, 0 when thresholds are not crossed."""
+def test_cli_exits_3_on_drift_only_when_asked(small_run, tmp_path):
+    """`leadscore report --fail-on-drift` for schedulers, with the shipped thresholds: exit 0 on the demo as it
+    is (nothing shifted), exit 3 once one column of the scored snapshot is shifted."""
     from pipeline.cli import app
 
-    tmp = small_run["tmp"]
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    data["report"].update({"psi_warn": 0.0, "psi_drift": 0.0, "shap_sample": 50})  # every column "drifts"
-    (tmp / "flagging.yaml").write_text(yaml.safe_dump(data))
-    result = CliRunner().invoke(app, ["report", "--params", str(tmp / "flagging.yaml"), "--fail-on-drift"])
-    assert result.exit_code == 3, result.output
-    assert "drift flagged" in result.output
-    data["report"].update({"psi_warn": 99.0, "psi_drift": 99.0, "ks_min_statistic": 1.0})  # nothing can drift
-    (tmp / "quiet.yaml").write_text(yaml.safe_dump(data))
-    result = CliRunner().invoke(app, ["report", "--params", str(tmp / "quiet.yaml"), "--fail-on-drift"])
+    data["report"].update({"shap_sample": 50})
+    data["paths"]["reports"] = str(tmp_path / "reports")  # the fixture's report stays as the other tests read it
+    (tmp_path / "quiet.yaml").write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["report", "--params", str(tmp_path / "quiet.yaml"), "--fail-on-drift"])
     assert result.exit_code == 0, result.output
+    data["paths"]["features"] = str(_shifted_features(small_run, tmp_path / "shifted").parent)
+    (tmp_path / "shifted.yaml").write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["report", "--params", str(tmp_path / "shifted.yaml"), "--fail-on-drift"])
+    assert result.exit_code == 3, result.output
+    assert "drift flagged" in result.output and "engagement_decayed" in result.output
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None and report.find_chromium() is None,

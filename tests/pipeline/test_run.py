@@ -97,7 +97,7 @@ def test_run_logs_an_experiment_per_profile_to_the_store_in_the_environment(tmp_
     assert logged.data.tags["fallback_reason"] == metrics["fallback_reason"]
     served = mlflow.pyfunc.load_model(info["model_uri"])
     rows = pd.DataFrame({"visits": [0.0, 9.0], "source": ["Google", "Referral"]})
-    out = served.predict(rows)
+    out = served.predict(rows.assign(lead_id=["a", "b"]))  # lead_id: in the signature and every answer
     model = joblib.load(workdir / "data" / "04_models" / "model.joblib")
     np.testing.assert_allclose(out["p_convert"], model.predict_proba(rows)[:, 1], rtol=1e-6)
     assert out["p_convert"].iloc[1] > out["p_convert"].iloc[0]
@@ -117,7 +117,7 @@ def test_run_without_a_store_in_the_environment_tracks_inside_the_work_folder(tm
     logged = mlflow.get_run(info["run_id"])
     assert logged.data.tags["model_kind"] == "BlendedModel" and "blend_weight_trees" in logged.data.metrics
     rows = pd.DataFrame({"visits": [1.0, 4.0, None], "source": ["Google", "Referral", None]})
-    served = mlflow.pyfunc.load_model(info["model_uri"]).predict(rows)
+    served = mlflow.pyfunc.load_model(info["model_uri"]).predict(rows.assign(lead_id=["a", "b", "c"]))
     model = joblib.load(workdir / "data" / "04_models" / "model.joblib")
     np.testing.assert_allclose(served["p_convert"], model.predict_proba(rows)[:, 1], rtol=1e-6)
     assert (workdir / "mlruns").is_dir() and not (tmp_path / "mlruns").exists()  # artifacts beside the store

@@ -63,7 +63,7 @@ def _week2(src: Path, dst: Path) -> dict:
 
 
 def test_two_weeks_of_score_only_runs_with_the_champion(project, tmp_path):
-    root, params, P = project["root"], str(project["params"]), project["paths"]
+    params, P = str(project["params"]), project["paths"]
     week1 = tmp_path / "week1"
     shutil.copytree(FIXTURE, week1)
     out = tmp_path / "scored"
@@ -165,7 +165,12 @@ def test_the_documented_weekly_job_runs_and_its_exit_codes_are_the_clis(project,
             assert "drift flagged" in result.output
     summary = json.loads((project["paths"]["reports"] / "score_summary.json").read_text())
     assert summary["model"] == f"models:/{NAME}@champion" and summary["profile"] == "salesforce"
-    assert (project["paths"]["reports"] / "report.html").exists()
+    page = (project["paths"]["reports"] / "report.html").read_text()
+    # the weekly page: the trend over the kept history (weeks 1 and 2 of the test above, and this run)
+    entries = json.loads((project["paths"]["reports"] / "score_history" / "index.json").read_text())
+    assert len(entries) >= 3 and "Week by week" in page
+    section = page.split("Week by week", 1)[1]
+    assert "2026-10-01" in section and "2026-10-02" in section
     table = {int(line.split("|")[1]) for line in doc.split("## Exit codes", 1)[1].splitlines()
              if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
     assert table == {0, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_DRIFT, cli.EXIT_PROMOTION_REFUSED}

@@ -88,6 +88,126 @@ def test_drift_table_flags_only_the_shifted_column_and_puts_it_first():
         mon.drift_table(ref, cur, ["nope"])
 
 
+# ------------------------------------------------------------------ the drift rule: effect size and sample size
+
+
+def test_psi_noise_is_the_psi_of_two_samples_of_one_distribution():
+    rng = np.random.default_rng(2)
+    for n_ref, n_cur in ((300, 300), (2000, 500)):
+        values = [mon.psi(pd.Series(rng.normal(size=n_ref)), pd.Series(rng.normal(size=n_cur)))
+                  for _ in range(150)]
+        assert np.mean(values) == pytest.approx(mon.psi_noise(10, n_ref, n_cur), rel=0.15)
+    assert mon.psi_noise(10, 200, 200) == pytest.approx(0.09)  # nearly psi_warn at 200 rows a side
+    assert mon.psi_noise(10, 50_000, 50_000) < 0.001
+
+
+def test_small_samples_of_one_distribution_raise_no_alarm():
+    rng = np.random.default_rng(3)
+    cols = [f"x{i}" for i in range(30)]
+
+    def table(n):
+        ref = pd.DataFrame(rng.gamma(2.0, 1.0, size=(n, 30)), columns=cols)
+        return mon.drift_table(ref, pd.DataFrame(rng.gamma(2.0, 1.0, size=(n, 30)), columns=cols), cols)
+
+    small = table(250)
+    assert small["psi"].mean() == pytest.approx(mon.psi_noise(10, 250, 250), rel=0.2)  # raw PSI: noise ~ 0.07
+    assert small["psi_excess"].mean() < 0.02  # the effect size of pure noise is about nothing ...
+    assert (small["psi"] >= 0.10).sum() >= 3 and not (small["flag"] == mon.DRIFT).any()  # ... and never drift
+    assert (small["psi_excess"] <= small["psi"]).all()
+    assert set(table(1000)["flag"]) == {mon.OK}
+
+
+def test_a_column_is_not_judged_on_too_few_rows():
+    rng = np.random.default_rng(4)
+    ref, cur = pd.DataFrame({"x": rng.normal(size=150)}), pd.DataFrame({"x": rng.normal(2.0, 1.0, size=150)})
+    assert mon.drift_table(ref, cur, ["x"])["flag"].iloc[0] == mon.FEW_ROWS
+    assert mon.drift_table(ref, cur, ["x"], mon.DriftThresholds(min_rows=100))["flag"].iloc[0] == mon.DRIFT
+    t = mon.DriftThresholds()
+    assert mon.drift_flag(5.0, 0.9, 0.0, t, n_reference=150, n_current=5000) == mon.FEW_ROWS
+
+
+def _accounts(rng, n_accounts: int, leads_per_account: int) -> pd.DataFrame:
+    """Leads of accounts: the industry is the account's, so an account's leads are one sample, not many."""
+    industry = rng.choice(["Software", "Retail", "Health", "Finance"], n_accounts, p=[0.4, 0.3, 0.2, 0.1])
+    size = rng.normal(size=n_accounts)
+    idx = np.repeat(np.arange(n_accounts), leads_per_account)
+    return pd.DataFrame({"account_id": [f"A{i}" for i in idx], "industry": industry[idx],
+                         "log_size": size[idx], "engagement": rng.gamma(2.0, 1.0, len(idx))})
+
+
+def test_the_leads_of_one_account_count_as_one_sample_when_the_cluster_is_given():
+    rng = np.random.default_rng(5)
+    ref, cur = _accounts(rng, 60, 50), _accounts(rng, 60, 50)  # 3,000 leads a side, but only 60 accounts
+    cur["account_id"] = cur["account_id"] + "_cur"
+    cols = ["industry", "log_size", "engagement"]
+    naive = mon.drift_table(ref, cur, cols, mon.DriftThresholds(min_rows=50)).set_index("feature")
+    robust = mon.drift_table(ref, cur, cols, mon.DriftThresholds(min_rows=50),
+                             cluster_column="account_id").set_index("feature")
+    assert naive.loc[["industry", "log_size"], "flag"].isin([mon.WARN, mon.DRIFT]).any()  # 60 accounts read as 3,000
+    assert robust.loc["log_size", "neff_current"] == pytest.approx(60, rel=0.35)
+    assert robust.loc["engagement", "neff_current"] > 1500  # a lead-level column keeps its rows
+    assert set(robust["flag"]) <= {mon.OK, mon.FEW_ROWS}
+    assert set(mon.drift_table(ref, cur, cols, cluster_column="account_id")["flag"]) <= {mon.OK, mon.FEW_ROWS}
+
+
+def _aging_pool(rng, as_ofs, start="2024-01-01", per_day=12, rate=0.3) -> pd.DataFrame:
+    """Open leads created at a steady rate since `start`: at each as-of date their age spans [0, as_of - start],
+    and a count to date grows with the age. Nothing about the leads changes; only the calendar moves."""
+    parts = []
+    for as_of in pd.to_datetime(as_ofs):
+        span = (as_of - pd.Timestamp(start)).days
+        age = rng.uniform(0, span, per_day * span // 10)
+        parts.append(pd.DataFrame({"as_of": as_of, "lead_age_days": age, "n_activities_all": rng.poisson(rate * age / 30),
+                                   "engagement": rng.gamma(2.0, 1.0, len(age))}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_calendar_columns_are_compared_with_their_trend_not_the_pooled_past():
+    rng = np.random.default_rng(6)
+    train_dates = pd.date_range("2025-09-01", periods=8, freq="30D")
+    ref, cur = _aging_pool(rng, train_dates), _aging_pool(rng, ["2026-10-01"])
+    cols, calendar = ["lead_age_days", "n_activities_all", "engagement"], ["lead_age_days", "n_activities_all"]
+    pooled = mon.drift_table(ref, cur, cols).set_index("feature")
+    assert (pooled.loc[calendar, "flag"] == mon.DRIFT).all()  # the old comparison: the calendar looks like drift
+    trend = mon.drift_table(ref, cur, cols, trend_columns=calendar, age_columns=["lead_age_days"]).set_index("feature")
+    assert trend["flag"].to_dict() == {"lead_age_days": "ok", "n_activities_all": "ok", "engagement": "ok"}
+    assert (trend.loc[calendar, "basis"] == "trend").all() and trend.loc["engagement", "basis"] == "pooled"
+    assert trend.loc["lead_age_days", "reference_mean"] == pytest.approx(cur["lead_age_days"].mean(), rel=0.05)
+    # A real shift on top of the calendar still shows: the pool half again as old as the trend says (an import of
+    # old leads), or twice the activities to date (a second tracking source).
+    shifted = cur.assign(lead_age_days=cur["lead_age_days"] * 1.5, n_activities_all=cur["n_activities_all"] * 2)
+    table = mon.drift_table(ref, shifted, cols, trend_columns=calendar, age_columns=["lead_age_days"])
+    assert table.set_index("feature")["flag"].to_dict() == {"lead_age_days": "drift", "n_activities_all": "drift",
+                                                            "engagement": "ok"}
+    # Without dates to fit a trend on, a calendar column is compared with the pooled reference.
+    one_date = mon.drift_table(ref.drop(columns="as_of"), cur, cols, trend_columns=calendar)
+    assert set(one_date["basis"]) == {"pooled"}
+
+
+def test_an_injected_shift_raises_exactly_that_column():
+    rng = np.random.default_rng(7)
+    n = 4000
+    source = ["Organic Search", "Paid Search", "Event", "Referral", "Partner"]
+
+    def frame(p_source):
+        return pd.DataFrame({"lead_source": rng.choice(source, n, p=p_source),
+                             "engagement": rng.gamma(2.0, 1.0, n), "seniority": rng.integers(0, 7, n),
+                             "budget": np.where(rng.random(n) < 0.5, rng.choice([1e4, 2.5e4, 5e4, 1e5], n), np.nan)})
+
+    mix = [0.35, 0.25, 0.15, 0.15, 0.10]
+    ref, same = frame(mix), frame(mix)
+    cols = ["lead_source", "engagement", "seniority", "budget"]
+    assert set(mon.drift_table(ref, same, cols)["flag"]) == {mon.OK}
+    moved = frame([0.10, 0.25, 0.40, 0.15, 0.10])  # a campaign season: events replace organic search
+    table = mon.drift_table(ref, moved, cols).set_index("feature")
+    assert table.index[table["flag"] == mon.DRIFT].tolist() == ["lead_source"]
+    assert not (table["flag"] == mon.WARN).any()
+    scaled = same.assign(engagement=same["engagement"] * 2)
+    table = mon.drift_table(ref, scaled, cols).set_index("feature")
+    assert table.index[table["flag"] != mon.OK].tolist() == ["engagement"]
+    assert table.loc["engagement", "flag"] == mon.DRIFT
+
+
 def _scored():
     # 8 leads: gates, SQL decision and the outcome that followed.
     return pd.DataFrame({

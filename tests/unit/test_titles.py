@@ -141,3 +141,48 @@ def test_parse_titles_empty_series() -> None:
     assert result.empty
     assert list(result.columns) == ["seniority", "seniority_level", "department", "is_decision_maker"]
     assert result["seniority"].dtype == "string"
+
+
+# --- hostile input: one long word must not stall the typo search (issue 15, item 5) -----------------
+
+
+def _random_word(n: int, seed: int = 1) -> str:
+    rng = np.random.default_rng(seed)
+    return "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=n))
+
+
+@pytest.mark.parametrize("size", [20_000_000, 5_000_000])
+def test_huge_title_finishes_in_under_a_second(size: int) -> None:
+    import time
+
+    one_word = "m" + _random_word(1_000) * (size // 1_000)
+    many_words = ("Vertriebsleiterin Maketing Maneger " * (size // 36 + 1))[:size]
+    # The one word and the unsegmented Japanese run are cut whole: nothing is left to parse.
+    cases = [(one_word, UNKNOWN), (many_words, "director"), ("営業部長" * (size // 4), UNKNOWN)]
+    for title, seniority in cases:
+        series = pd.Series([title, "VP Sales"], dtype=object)  # building it is pandas' cost, not ours
+        start = time.perf_counter()
+        assert parse_title(title)[0] == seniority
+        assert parse_titles(series)["seniority"].tolist() == [seniority, "vp"]
+        assert time.perf_counter() - start < 1.0, title[:40]
+
+
+@pytest.mark.parametrize("size", [1_600, 999, 100])
+def test_long_word_is_fast_and_unknown(size: int) -> None:
+    import time
+
+    word = _random_word(size, seed=size)
+    start = time.perf_counter()
+    assert parse_title(word) == (UNKNOWN, UNKNOWN)
+    assert parse_title(f"{word} VP Sales") == (("vp", "sales") if size < 990 else (UNKNOWN, UNKNOWN))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_title_cap_keeps_the_first_words_and_drops_a_cut_word() -> None:
+    # The limit falls inside "Marketing": the cut "Market..." must not be read as a word.
+    padding = "x" * 985
+    assert parse_title(f"{padding} Head of Marketing") == ("director", UNKNOWN)
+    assert parse_title(f"Senior Manager Finance {padding}") == ("manager", "finance")
+    # Typos and compounds near the vocabulary's longest words still work.
+    assert parse_title("Vorstandsvorsitzendr") == parse_title("Vorstandsvorsitzender")
+    assert parse_title("Vertriebsleiterin") == ("director", "sales")
