@@ -586,9 +586,76 @@ def validate_export(tables: Mapping[str, pd.DataFrame], export_date: Any, c: Val
     empty optional table is left out: nothing to check); `check_quarantine_limit` separately."""
     present = {name: table for name, table in CONTRACT.items()
                if name not in OPTIONAL_TABLES or (name in tables and len(tables[name]))}
-    return validate_tables({k: tables[k] for k in present if k in tables}, export_date, contract=present,
-                           engine=c.engine)
+    result = validate_tables({k: tables[k] for k in present if k in tables}, export_date, contract=present,
+                             engine=c.engine)
+    return quarantine_leads_of_quarantined_opportunities(result, tables)
 
+
+OPPORTUNITY_QUARANTINED = "opportunity {} quarantined"  # the lead's reason: its opportunity failed a check
+
+
+def quarantine_leads_of_quarantined_opportunities(result: ValidationResult,
+                                                  tables: Mapping[str, pd.DataFrame]) -> ValidationResult:
+    """A lead whose opportunity was quarantined is quarantined too (reason ``opportunity <id> quarantined``), and
+    with it its other activities and opportunities (``lead_id: references leads``): the opportunity decides the
+    lead's label and whether sales already works it, so without it a won customer would be scored as an open lead.
+    The quarantined leads are the rows as they came in; counts and failures follow. Modifies and returns
+    ``result``."""
+    if not {"leads", "opportunities"} <= set(result.counts):
+        return result
+    bad_opps = result.quarantine["opportunities"]
+    if not len(bad_opps) or "lead_id" not in bad_opps:
+        return result
+    leads = result.valid["leads"]
+    hit = bad_opps[bad_opps["lead_id"].notna() & bad_opps["lead_id"].isin(leads["lead_id"])]
+    if not len(hit):
+        return result
+    first_opp = hit.drop_duplicates("lead_id").set_index("lead_id")["opportunity_id"].astype(str)
+    moving = leads["lead_id"].isin(first_opp.index).to_numpy()
+    original = tables["leads"]
+    q_rows = result.quarantine["leads"][SOURCE_ROW].to_numpy()
+    positions = np.setdiff1d(np.arange(len(original)), q_rows)[moving]  # the valid rows' places in the input
+    moved = original.iloc[positions].reset_index(drop=True).drop(columns=[SOURCE_ROW, REASON], errors="ignore")
+    moved[SOURCE_ROW] = pd.Series(positions, dtype="int64")
+    moved[REASON] = pd.Series(
+        [OPPORTUNITY_QUARANTINED.format(first_opp[k]) for k in leads.loc[moving, "lead_id"]], dtype="str")
+    gone = set(leads.loc[moving, "lead_id"])
+    result.valid["leads"] = leads[~moving].reset_index(drop=True)
+    result.quarantine["leads"] = (pd.concat([result.quarantine["leads"], moved], ignore_index=True)
+                                  .sort_values(SOURCE_ROW, kind="stable").reset_index(drop=True))
+    result.failures["leads"]["opportunity quarantined"] = int(moving.sum())
+    for child in ("activities", "opportunities"):  # their lead is no longer valid: orphans, as for any lead
+        if child not in result.counts:
+            continue
+        valid = result.valid[child]
+        orphan = valid["lead_id"].isin(gone).to_numpy()
+        if not orphan.any():
+            continue
+        original = tables[child]
+        q_rows = result.quarantine[child][SOURCE_ROW].to_numpy()
+        positions = np.setdiff1d(np.arange(len(original)), q_rows)[orphan]
+        rows = original.iloc[positions].reset_index(drop=True).drop(columns=[SOURCE_ROW, REASON], errors="ignore")
+        rows[SOURCE_ROW] = pd.Series(positions, dtype="int64")
+        rows[REASON] = pd.Series(["lead_id: references leads"] * len(rows), dtype="str")
+        result.valid[child] = valid[~orphan].reset_index(drop=True)
+        result.quarantine[child] = (pd.concat([result.quarantine[child], rows], ignore_index=True)
+                                    .sort_values(SOURCE_ROW, kind="stable").reset_index(drop=True))
+        failures = result.failures[child]
+        failures["lead_id: references leads"] = failures.get("lead_id: references leads", 0) + int(orphan.sum())
+    for name in ("leads", "activities", "opportunities"):
+        if name in result.counts:
+            result.counts[name] = {"rows_in": result.counts[name]["rows_in"], "valid": len(result.valid[name]),
+                                   "quarantined": len(result.quarantine[name])}
+    return result
+
+
+def flat_result(flat: pd.DataFrame, quarantine: pd.DataFrame, failures: Mapping[str, int]) -> ValidationResult:
+    """A flat export's row checks (made when it was mapped: empty and duplicate ids, numbers, ranges, dates) as a
+    validation result for `check_quarantine_limit` and the metrics: rows in = valid + quarantined."""
+    return ValidationResult(valid={"flat": flat}, quarantine={"flat": quarantine},
+                            counts={"flat": {"rows_in": len(flat) + len(quarantine), "valid": len(flat),
+                                             "quarantined": len(quarantine)}},
+                            failures={"flat": {k: int(v) for k, v in failures.items()}})
 
 def check_quarantine_limit(result: ValidationResult, c: ValidateConfig, quarantine_dir: Any = None) -> None:
     """Raise `QuarantineLimitError` naming the checks that failed most when more than
@@ -609,6 +676,7 @@ __all__ = [
     "QuarantineLimitError",
     "ValidateConfig",
     "check_quarantine_limit",
+    "flat_result",
     "validate_export",
     "BOOL_TOKENS",
     "DUPLICATE_ID",

@@ -22,6 +22,8 @@ from pipeline.sources.exports import DEMO, ingest_export
 from pipeline.sources.profiles import Profile, ProfileError
 
 MANIFEST = "ingest.json"
+FLAT_QUARANTINE = "flat_quarantine.parquet"  # a flat export's rows the row checks refused (ingest -> validate)
+FLAT_FAILURES = "flat_failures.json"  # per check: the flat rows that failed it
 TRUTH_NOTE = "README.txt"
 
 
@@ -62,6 +64,9 @@ def run(profile: Profile, input_path: Path | str, raw_dir: Path, truth_dir: Path
         stale.unlink()
     if data.flat is not None:
         write_parquet(data.flat, raw_dir / "flat.parquet")
+        quarantine = data.flat_quarantine if data.flat_quarantine is not None else pd.DataFrame()
+        write_parquet(as_storable(quarantine), raw_dir / FLAT_QUARANTINE)  # validate writes it out, with counts
+        write_json(data.flat_failures, raw_dir / FLAT_FAILURES)
     for name, table in data.tables.items():
         write_parquet(as_storable(table), raw_dir / f"{name}.parquet")
     if truth_dir.exists():

@@ -17,12 +17,14 @@ import pandas as pd
 
 from features.config import ValidateConfig
 from features.schema import CONTRACT, FLAT, TABLE_ORDER
-from features.validation import check_quarantine_limit, validate_export
+from features.validation import check_quarantine_limit, flat_result, validate_export
 from pipeline.io import read_json, read_tables, write_csv, write_json, write_parquet
 from pipeline.progress import log
 from pipeline.sources.profiles import typed_table
 
 MANIFEST = "ingest.json"
+FLAT_QUARANTINE = "flat_quarantine.parquet"  # written by ingest: the flat rows the row checks refused
+FLAT_FAILURES = "flat_failures.json"
 
 
 def is_text_typed(df: pd.DataFrame, table: str) -> bool:
@@ -46,13 +48,7 @@ def run(raw_dir: Path, out_dir: Path, reports_dir: Path, p: ValidateConfig) -> d
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(raw_dir / MANIFEST, out_dir / MANIFEST)
     if manifest["variant"] == FLAT:
-        flat = pd.read_parquet(raw_dir / "flat.parquet")
-        write_parquet(flat, out_dir / "flat.parquet")
-        metrics = {"quarantined_share": 0.0, "variant": FLAT,
-                   "counts": {"flat": {"rows_in": len(flat), "valid": len(flat), "quarantined": 0}}, "failures": {}}
-        write_json(metrics, Path(reports_dir) / "validation.json")
-        log(f"flat: {len(flat):,} rows (parsed and checked column by column when ingested)")
-        return metrics
+        return run_flat(raw_dir, out_dir, reports_dir, p)
     tables = read_tables(raw_dir, TABLE_ORDER)
     result = validate_export(tables, pd.Timestamp(manifest["as_of"]), p)
     present = list(result.counts)  # a table the export does not have (activities) is not validated: it stays empty
@@ -68,5 +64,24 @@ def run(raw_dir: Path, out_dir: Path, reports_dir: Path, p: ValidateConfig) -> d
         log(f"{name}: {c['rows_in']:,} in = {c['valid']:,} valid + {c['quarantined']:,} quarantined")
     for line in other_lines(metrics.get("other", {})):
         log(line)
+    check_quarantine_limit(result, p, out_dir / "quarantine")
+    return metrics
+
+
+def run_flat(raw_dir: Path, out_dir: Path, reports_dir: Path, p: ValidateConfig) -> dict:
+    """The flat variant: the rows ingest's row checks refused go to ``quarantine/flat.csv`` with their reasons,
+    the counts to ``validation.json``; the run fails above ``validate.max_quarantine_share``."""
+    flat = pd.read_parquet(raw_dir / "flat.parquet")
+    q_path, f_path = raw_dir / FLAT_QUARANTINE, raw_dir / FLAT_FAILURES
+    quarantine = pd.read_parquet(q_path) if q_path.exists() else pd.DataFrame(columns=["source_row", "reason"])
+    failures = read_json(f_path) if f_path.exists() else {}
+    result = flat_result(flat, quarantine, failures)
+    write_parquet(flat, out_dir / "flat.parquet")
+    write_csv(quarantine, out_dir / "quarantine" / "flat.csv")
+    metrics = {**result.to_dict(), "variant": FLAT}
+    metrics.pop("other", None)
+    write_json(metrics, Path(reports_dir) / "validation.json")
+    c = result.counts["flat"]
+    log(f"flat: {c['rows_in']:,} in = {c['valid']:,} valid + {c['quarantined']:,} quarantined")
     check_quarantine_limit(result, p, out_dir / "quarantine")
     return metrics

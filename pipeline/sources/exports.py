@@ -19,6 +19,7 @@ import yaml
 from features.schema import BANT_CONFIRMED_COLUMNS, FLAT, FLAT_TIME, SNAPSHOTS, TABLE_ORDER
 from pipeline.sources.demo_crm import DemoConfig, generate_demo_crm
 from pipeline.sources.profiles import (
+    FlatData,
     Profile,
     ProfileError,
     empty_table,
@@ -127,9 +128,18 @@ def _input_file(input_path: Path, name: str | None) -> Path:
 
 def read_flat_export(profile: Profile, input_path: Path, cv_folds: int = 0) -> tuple[pd.DataFrame, int]:
     """A flat export as one table: ``lead_id``, ``label`` (1 / 0, missing for open leads), ``_time`` when the
-    profile declares a time column, then the declared feature columns. Returns (table, rows read).
+    profile declares a time column, then the declared feature columns. Returns (table, rows read); the rows that
+    failed a row check are left out (`read_flat_export_checked` returns them).
 
     Refuses, naming the file and the label, labels too few for the hold-out (and `cv_folds`-fold CV)."""
+    table, rows, _ = read_flat_export_checked(profile, input_path, cv_folds)
+    return table, rows
+
+
+def read_flat_export_checked(profile: Profile, input_path: Path, cv_folds: int = 0,
+                             not_after: pd.Timestamp | None = None) -> tuple[pd.DataFrame, int, FlatData]:
+    """(table of the valid rows, rows read, the mapped `FlatData` with its ``quarantine`` and ``failures``):
+    `read_flat_export` with the rows `map_flat` quarantined (``not_after``: the latest plausible date)."""
     input_path = Path(input_path)
     path = _input_file(input_path, profile.file)
     raw = read_export(path)
@@ -144,7 +154,7 @@ def read_flat_export(profile: Profile, input_path: Path, cv_folds: int = 0) -> t
     if missing:
         raise ProfileError(f"{path}: column {missing[0]!r} missing{wrong_delimiter_hint(raw, missing[0])}; "
                            f"the file has {list(raw.columns)[:12]}")
-    data = map_flat(raw, profile, positives, source=str(path))
+    data = map_flat(raw, profile, positives, source=str(path), not_after=not_after)
     labelled = data.y.notna()
     if labelled.sum() == 0 or data.y[labelled].nunique() < 2:
         raise ProfileError(f"{path}: column {profile.label.column or profile.label.key!r}: the label needs both "
@@ -160,7 +170,7 @@ def read_flat_export(profile: Profile, input_path: Path, cv_folds: int = 0) -> t
     if data.time is not None:
         head[FLAT_TIME] = data.time.to_numpy()
     table = pd.concat([pd.DataFrame(head), data.X.reset_index(drop=True)], axis=1)
-    return table, len(raw)
+    return table, len(raw), data
 
 
 # ------------------------------------------------------------------------------------------------- ingest
@@ -177,6 +187,9 @@ class Ingested:
     flat: pd.DataFrame | None = None  # flat variant
     rows_read: dict[str, int] = field(default_factory=dict)
     truth: dict[str, pd.DataFrame] = field(default_factory=dict)  # the demo's hidden state (evaluation only)
+    # flat variant: the rows the row checks refused (source columns, `source_row`, `reason`) and per check counts
+    flat_quarantine: pd.DataFrame | None = None
+    flat_failures: dict[str, int] = field(default_factory=dict)
 
     def manifest(self, input_path: Any) -> dict[str, Any]:
         return {"profile": self.profile, "variant": self.variant, "as_of": str(self.as_of.date()),
@@ -208,13 +221,20 @@ def ingest_export(profile: Profile, input_path: Path | str, demo: DemoConfig | N
                         rows_read={n: len(t) for n, t in tables.items()},
                         truth={"truth": crm.truth, "dirty_rows": crm.dirty})
     if variant_of(profile) == FLAT:
-        flat, n_rows = read_flat_export(profile, Path(input_path), cv_folds)
+        declared = next((v for v in (as_of, profile.export_date) if v and v != "auto"), None)
+        try:
+            not_after = pd.Timestamp(declared).normalize() + pd.Timedelta(days=1) if declared else today
+        except ValueError:
+            not_after = today  # resolve_as_of names the bad date below
+        flat, n_rows, mapped = read_flat_export_checked(profile, Path(input_path), cv_folds,
+                                                         not_after - pd.Timedelta(microseconds=1))
         found = None
         if FLAT_TIME in flat and pd.api.types.is_datetime64_any_dtype(flat[FLAT_TIME]) and flat[FLAT_TIME].notna().any():
             found = pd.Timestamp(flat[FLAT_TIME].max()).normalize() + pd.Timedelta(days=1)
         found = found if found is not None else pd.Timestamp.now().normalize()
         return Ingested(profile.name, FLAT, resolve_as_of(as_of, profile, found), flat=flat,
-                        rows_read={"flat": n_rows})
+                        rows_read={"flat": n_rows}, flat_quarantine=mapped.quarantine,
+                        flat_failures=mapped.failures)
     mapped, rows_read = read_tables_export(profile, Path(input_path))
     present = {k: v for k, v in mapped.items() if len(v)}
     found = export_as_of(present, not_after=today) if present else None

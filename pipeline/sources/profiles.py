@@ -108,6 +108,9 @@ class Profile:
     # off by default: on a drifting time split (UCI bank months) the shares of the past mislead
     category_shares: bool = False
     gates: Mapping[str, Any] = field(default_factory=dict)  # flat: BANT gates on the flat feature names
+    # flat: numeric source column -> (min, max), either None; a value outside goes to the quarantine. Columns
+    # not declared get `default_range` (counts, durations and sizes are never negative).
+    ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     # tables: the leads.crm_status values (after the value map) that mean sales already works the lead
     working_statuses: tuple[str, ...] = ()
 
@@ -129,7 +132,7 @@ _TOP_KEYS = {
                "overrides", "tables", "working_statuses"},
     "flat": {"name", "kind", "description", "missing", "decimal", "date_formats", "drop", "export_date",
              "overrides", "file", "id", "label", "time", "numeric", "categorical", "values", "job_title", "gates",
-             "time_features", "category_shares"},
+             "time_features", "category_shares", "ranges"},
 }
 _TABLE_KEYS = {"file", "columns", "values", "scale", "constants"}
 
@@ -296,7 +299,42 @@ def _parse_flat(data: Mapping[str, Any], name: str, common: dict) -> Profile:
         time_features=bool(data.get("time_features", False)),
         category_shares=bool(data.get("category_shares", False)),
         gates=_as_mapping(data.get("gates"), f"{name}.gates"),
+        ranges=_parse_ranges(data.get("ranges"), name, numeric),
     )
+
+
+def _parse_ranges(value: Any, name: str, numeric: tuple[str, ...]) -> dict[str, tuple[float | None, float | None]]:
+    """``ranges: {Employees: [0, 5000000], Score: [null, 100]}``: per numeric column its allowed [min, max]."""
+    ranges = {}
+    for col, bounds in _as_mapping(value, f"{name}.ranges").items():
+        where = f"{name}.ranges.{col}"
+        if str(col) not in numeric:
+            raise ProfileError(f"{where}: not a numeric column of the profile ({list(numeric)})")
+        if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+            raise ProfileError(f"{where}: give [min, max] (null for no bound), not {bounds!r}")
+        try:
+            low, high = (None if b is None else float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ProfileError(f"{where}: bounds must be numbers or null, not {bounds!r}") from None
+        if low is not None and high is not None and low > high:
+            raise ProfileError(f"{where}: min {low:g} above max {high:g}")
+        ranges[str(col)] = (low, high)
+    return ranges
+
+
+# Words in a numeric column's name that make it a count, duration or size: never negative unless the profile's
+# `ranges` says otherwise.
+NON_NEGATIVE_WORDS = frozenset({
+    "count", "counts", "number", "num", "total", "visit", "visits", "view", "views", "page", "pages", "click",
+    "clicks", "open", "opens", "email", "emails", "call", "calls", "session", "sessions", "time", "duration",
+    "day", "days", "hour", "hours", "minute", "minutes", "second", "seconds", "size", "employees", "revenue", "age",
+})
+
+
+def default_range(column: str) -> tuple[float | None, float | None]:
+    """The range of a numeric flat column the profile does not declare: [0, ∞) for a count, duration or size
+    (a word of `NON_NEGATIVE_WORDS` in its name), else unbounded."""
+    return (0.0, None) if set(feature_name(column).split("_")) & NON_NEGATIVE_WORDS else (None, None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -566,6 +604,9 @@ class FlatData:
     ids: pd.Series
     time: pd.Series | None  # naive datetimes (or row order) when the profile declares a time column
     dropped: Mapping[str, str]
+    # the source rows that failed a row check, as they came in, with `source_row` (0-based) and `reason`
+    quarantine: pd.DataFrame = field(default_factory=pd.DataFrame)
+    failures: dict[str, int] = field(default_factory=dict)  # per check: rows that failed it
 
 
 MAX_LISTED_LABELS = 20  # undeclared label values listed by name in the error (the most frequent first)
@@ -607,37 +648,53 @@ def map_label(s: pd.Series, profile: Profile, source: str = "input") -> pd.Serie
     return y
 
 
-def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = None, source: str = "input") -> FlatData:
-    """Features, label, ids and times of a flat export. ``positives``: ids in the label file (``in_file``)."""
+FLAT_SOURCE_ROW, FLAT_REASON = "source_row", "reason"  # the quarantine's columns, as for the four tables
+MIN_PLAUSIBLE_FLAT_DATE = pd.Timestamp("1990-01-01")  # as the contract's dates (features.schema)
+
+
+def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = None, source: str = "input",
+             not_after: pd.Timestamp | None = None) -> FlatData:
+    """Features, label, ids and times of a flat export. ``positives``: ids in the label file (``in_file``).
+
+    Row checks, as for the four tables: a row with an empty id (``<id>: not null``), a repeated id (``duplicate
+    id``, the first occurrence stays), a value that is not a number (``<col>: type float``) or outside its range
+    (``<col>: in range``: the profile's ``ranges``, else `default_range`), a time that is not a date (``<col>: type
+    datetime``), before 1990 (``<col>: not before 1990-01-01``) or after ``not_after`` (``<col>: not in future``)
+    goes to ``quarantine`` with every reason; the other rows are mapped. Label values are file-level: an
+    undeclared one stops the run (`map_label`)."""
     df = df.drop(columns=[c for c in profile.drop if c in df.columns]).reset_index(drop=True)
     missing = [c for c in profile.source_columns() if c not in df.columns]
     if missing:
         raise ProfileError(f"{source}: column {missing[0]!r} missing; the file has {list(df.columns)[:12]}")
-    if profile.id:
-        ids = df[profile.id].astype("string")
-        null = ids.isna() | (ids.str.strip() == "")
-        if null.any():
-            raise ProfileError(f"{source}: row {int(np.flatnonzero(null)[0]) + 2}, column {profile.id!r}: empty id")
-        dup = ids.duplicated()
-        if dup.any():
-            r = int(np.flatnonzero(dup)[0])
-            raise ProfileError(f"{source}: row {r + 2}, column {profile.id!r}: duplicate id {ids.iloc[r]!r}")
-    else:
-        ids = pd.Series([str(i + 1) for i in range(len(df))], dtype="string")
     if len(df) == 0:
         raise ProfileError(f"{source}: no data rows")
+    masks: dict[str, np.ndarray] = {}
+    if profile.id:
+        ids = df[profile.id].astype("string")
+        null = (ids.isna() | (ids.str.strip() == "")).fillna(True).to_numpy(dtype=bool)
+        masks[f"{profile.id}: not null"] = null
+        masks["duplicate id"] = (~null & ids.duplicated(keep="first").to_numpy(dtype=bool))
+    else:
+        ids = pd.Series([str(i + 1) for i in range(len(df))], dtype="string")
 
     X = pd.DataFrame(index=df.index)
     names: dict[str, str] = {}
     for col in profile.numeric:
         s = map_values(blank_missing(df[col], profile.missing), profile.values.get(col, {}))
         values = parse_numbers(s, profile.decimal, keep_text=False)
-        bad = s.notna() & values.isna()
-        if bad.any():
-            r = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ProfileError(f"{source}: row {r + 2}, column {col!r}: {s.iloc[r]!r} is not a number")
+        bad = (s.notna() & values.isna()).to_numpy(dtype=bool)
+        masks[f"{col}: type float"] = bad
+        low, high = profile.ranges.get(col, default_range(col))
+        arr = values.to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            out = np.zeros(len(arr), dtype=bool)
+            if low is not None:
+                out |= arr < low
+            if high is not None:
+                out |= arr > high
+        masks[f"{col}: in range"] = out
         names[col] = feature_name(col)
-        X[names[col]] = values.to_numpy(dtype=float)
+        X[names[col]] = arr
     for col in profile.categorical:
         s = map_values(blank_missing(df[col], profile.missing), profile.values.get(col, {}))
         names[col] = feature_name(col)
@@ -657,22 +714,37 @@ def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = No
     else:
         y = pd.Series(ids.isin(positives or set()).astype(int).to_numpy(), dtype="Int8")
 
+    t = None
+    if profile.time and profile.time != "row_order":
+        raw_time = blank_missing(df[profile.time], profile.missing)
+        t = parse_dates(raw_time, profile.date_formats, keep_text=False)
+        masks[f"{profile.time}: type datetime"] = (t.isna() & pd.Series(raw_time).notna()).to_numpy(dtype=bool)
+        masks[f"{profile.time}: not before {MIN_PLAUSIBLE_FLAT_DATE.date()}"] = (t < MIN_PLAUSIBLE_FLAT_DATE).to_numpy(dtype=bool)
+        if not_after is not None:
+            masks[f"{profile.time}: not in future"] = (t > pd.Timestamp(not_after)).to_numpy(dtype=bool)
+
+    failed = np.zeros(len(df), dtype=bool)
+    for mask in masks.values():
+        failed |= mask
+    keep = ~failed
+    quarantine = df[failed].reset_index(drop=True)
+    quarantine[FLAT_SOURCE_ROW] = pd.Series(np.flatnonzero(failed), dtype="int64")
+    quarantine[FLAT_REASON] = pd.Series(
+        ["; ".join(n for n, m in masks.items() if m[r]) for r in np.flatnonzero(failed)], dtype="str")
+    X, y, ids = X[keep].reset_index(drop=True), y[keep].reset_index(drop=True), ids[keep].reset_index(drop=True)
+
     time = None
     if profile.time == "row_order":
-        time = pd.Series(np.arange(len(df)), dtype="int64")
-    elif profile.time:
-        t = parse_dates(blank_missing(df[profile.time], profile.missing), profile.date_formats, keep_text=False)
-        bad = t.isna() & df[profile.time].notna()
-        if bad.any():
-            r = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ProfileError(f"{source}: row {r + 2}, column {profile.time!r}: {df[profile.time].iloc[r]!r} is not a date")
-        time = t
+        time = pd.Series(np.flatnonzero(keep), dtype="int64")  # the rows' places in the file
+    elif t is not None:
+        time = t[keep].reset_index(drop=True)
         if profile.time_features:
             base = feature_name(profile.time)
-            X[f"{base}_month"] = t.dt.month.astype(float).to_numpy()
-            X[f"{base}_weekday"] = t.dt.weekday.astype(float).to_numpy()
-            X[f"{base}_days"] = ((t - t.min()).dt.total_seconds() / 86_400).astype(float).to_numpy()
-    return FlatData(X=X, y=y.reset_index(drop=True), ids=ids.reset_index(drop=True), time=time, dropped=profile.drop)
+            X[f"{base}_month"] = time.dt.month.astype(float).to_numpy()
+            X[f"{base}_weekday"] = time.dt.weekday.astype(float).to_numpy()
+            X[f"{base}_days"] = ((time - time.min()).dt.total_seconds() / 86_400).astype(float).to_numpy()
+    return FlatData(X=X, y=y, ids=ids, time=time, dropped=profile.drop, quarantine=quarantine,
+                    failures={n: int(m.sum()) for n, m in masks.items()})
 
 
 __all__ = [
@@ -683,6 +755,7 @@ __all__ = [
     "ProfileError",
     "TableSource",
     "blank_missing",
+    "default_range",
     "empty_table",
     "feature_name",
     "export_as_of",

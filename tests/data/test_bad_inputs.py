@@ -228,6 +228,11 @@ def test_row_quarantined_with_reason(tmp_path, case):
     _, _, _, result = validate(tmp_path, **changes)
     assert quarantined(result, table) == expected
     others = {n: c["quarantined"] for n, c in result.counts.items() if n != table}
+    if table == "opportunities":  # issue 15: the opportunity's lead (L2) and its activity (T3) follow it
+        opp = result.quarantine["opportunities"]["opportunity_id"].iloc[0]
+        assert quarantined(result, "leads") == [(1, f"opportunity {opp} quarantined")]
+        assert quarantined(result, "activities") == [(2, "lead_id: references leads")]
+        others = {n: k for n, k in others.items() if n not in ("leads", "activities")}
     assert others == dict.fromkeys(others, 0)
     assert_counts_add_up(result)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +15,7 @@ from typer.testing import CliRunner
 from models.decision import HELD_OUT_REPLAY, OPEN_LEADS, rows_to_score
 from models.evaluate import ECE_WARN, EvaluateConfig, calibration_warning
 from pipeline import evaluate
+from pipeline.artifacts import save_model
 from pipeline.cli import app
 from pipeline.params import Params
 from pipeline.run import run
@@ -194,8 +194,7 @@ def _evaluate_with(tmp_path: Path, scale: float) -> dict:
     features.parent.mkdir(parents=True)
     table.to_parquet(features, index=False)
     models = tmp_path / "models"
-    models.mkdir()
-    joblib.dump(ScaledModel(scale), models / "model.joblib")
+    save_model(models, ScaledModel(scale), {}, {})  # the one save: records the model file's SHA-256
     evaluate.run(features, models, None, tmp_path / "reports", EvaluateConfig(n_bootstrap=20), horizon_days=90)
     return json.loads((tmp_path / "reports" / "metrics.json").read_text())
 

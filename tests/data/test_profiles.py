@@ -302,7 +302,12 @@ def test_four_table_fixture_runs_end_to_end(tmp_path, name):
     assert metrics["model_kind"] == "logistic_fallback"
     assert metrics["fallback_reason"].endswith("(train.min_positives = 100): too few for a boosted model, using "
                                                "the regularised logistic regression")
-    assert 0.65 < metrics["roc_auc"] < 0.95 and 0.65 < metrics["cv_roc_auc"] < 0.95  # a real, imperfect signal
+    # Better than chance, far from perfect, on the decision population: the leads not already with sales (22
+    # held-out conversions of this 1,200-lead fixture, 53 training ones: the logistic fallback). Measured
+    # 2026-11-30: hold-out 0.63 / 0.61, 5-fold CV 0.55 / 0.57 (Salesforce / HubSpot); with the leads already with
+    # sales counted (their open opportunity gives them away) it was above 0.65.
+    shown = {k: metrics.get(k) for k in ("roc_auc", "cv_roc_auc", "n_test", "base_rate_test")}
+    assert 0.55 < metrics["roc_auc"] < 0.95 and 0.5 < metrics["cv_roc_auc"] < 0.95, shown
     assert metrics["leakage_warnings"] == []
     counts = metrics["validation"]["counts"]
     assert all(c["rows_in"] == c["valid"] + c["quarantined"] for c in counts.values())
