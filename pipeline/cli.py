@@ -20,7 +20,9 @@ ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file")]
 
 
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
+    from pipeline.secrets import redact
+
+    typer.secho(f"error: {redact(message)}", fg="red", err=True)
     raise typer.Exit(code=1)
 
 
@@ -136,7 +138,10 @@ def evaluate(params: ParamsOpt = Path("params.yaml")) -> None:
 @app.command()
 def score(
     params: ParamsOpt = Path("params.yaml"),
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the scored folder)")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        envvar="LEADSCORE_DATABASE_URL", show_envvar=True,
+        help="SQLAlchemy URL (default: env LEADSCORE_DATABASE_URL, else SQLite in the scored folder); "
+             "its password is never printed")] = None,
     model: Annotated[str | None, typer.Option(
         help="champion, challenger, latest or an MLflow URI such as models:/leadscore-conversion/3 "
              "(default: params score.model, the registered champion)")] = None,
@@ -165,6 +170,7 @@ def score(
     from pipeline.sources.profiles import ProfileError
     from pipeline.sources.readers import InputFileError
     from pipeline.tracking import ModelLoadError
+    from pipeline.transaction import ExportError
 
     prm, stage_profile = _stage(params)
     P = _paths(prm)
@@ -188,7 +194,8 @@ def score(
                       P["reports"], p, database_url, history, prm.featurize.icp, prm.train.registered_model,
                       prm.ingest.profile)
     except (GateConfigError, AssignmentConfigError, SchemaError, FeatureSchemaError, QuarantineLimitError,
-            FileContractError, InputFileError, ProfileError, ModelLoadError, FileNotFoundError, ValueError) as exc:
+            FileContractError, InputFileError, ProfileError, ModelLoadError, FileNotFoundError, ValueError,
+            ExportError) as exc:
         _fail(str(exc))
 
 

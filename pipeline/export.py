@@ -12,13 +12,19 @@ from pathlib import Path
 import pandas as pd
 
 from models.decision import OUTPUT_COLUMNS, SCHEMA_VERSION, SQL_LEADS_SCHEMA  # noqa: F401 - the schema is the score core's
-from pipeline.io import write_atomic, write_csv, write_parquet
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-# A cell that is only a number in any of its written forms (a phone +49 30 123456, -12.5, (555) 123-4567) cannot
-# run anything and is matched on by the CRM: it keeps its + or - (no quote that would break the match).
-PLAIN_NUMBER = r"^[+-]?[0-9][0-9 ().,/-]*$"
-
+# The one CSV writer (formulas neutralised, CR/LF fields quoted) and its rule: pipeline/io.py. A cell that is only
+# a number in any of its written forms (a phone +49 30 123456, -12.5, (555) 123-4567) cannot run anything and is
+# matched on by the CRM: it keeps its + or - (no quote that would break the match).
+from pipeline.io import (  # noqa: F401
+    FORMULA_PREFIXES,
+    PLAIN_NUMBER,
+    csv_text,
+    neutralise_formulas,
+    write_atomic,
+    write_csv,
+    write_parquet,
+)
 
 SALESFORCE_FIELDS = {  # our column -> Salesforce field API name (custom fields end in __c)
     "lead_id": "Id", "first_name": "FirstName", "last_name": "LastName", "company": "Company", "job_title": "Title",
@@ -83,35 +89,33 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     return df[order]
 
 
-def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
-    """Make text cells inert for spreadsheets: a leading =, +, -, @, tab or CR gets a quote (CSV injection).
-    A plain number in any written form (`PLAIN_NUMBER`: phones such as +4930123456) is left as it is."""
-    out = df.copy()
-    for col in out.columns:
-        if pd.api.types.is_string_dtype(out[col]) or out[col].dtype == object:
-            text = out[col].astype("string")
-            risky = (text.str.startswith(FORMULA_PREFIXES) & ~text.str.match(PLAIN_NUMBER)).fillna(False)
-            if risky.any():
-                out[col] = text.where(~risky, "'" + text)
-    return out
-
-
 def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
-                    before_swap: Callable[[], None] | None = None) -> None:
+                    before_swap: Callable[[], None] | None = None, wait: float | None = None) -> None:
     """Replace `table` in one transaction: readers see the old table or the new one, never half of it.
 
     The new rows go to a staging table and are swapped in by DROP + RENAME inside the same transaction, so a
     writer killed at any point leaves the previous table as it was. `before_swap` runs after the rows are staged
-    and before the swap (tests kill the writer there).
-    """
-    from sqlalchemy import create_engine, inspect, text
+    and before the swap (tests kill the writer there; `export_all` waits there until the files are staged).
 
-    engine = create_engine(url)
+    A reader holding the table (an open read transaction) makes the swap wait `wait` seconds at most (env
+    LEADSCORE_DB_WAIT, 30 by default: SQLite's busy timeout, PostgreSQL's lock_timeout); then it fails with
+    `DatabaseBusyError` and the previous table stays as it was.
+    """
+    from sqlalchemy import inspect, text
+    from sqlalchemy.exc import OperationalError
+
+    from pipeline.secrets import hide_password
+    from pipeline.transaction import DB_WAIT_ENV, DB_WAIT_S, DatabaseBusyError, sqlite_engine, wait_seconds
+
+    wait = wait_seconds(DB_WAIT_ENV, DB_WAIT_S) if wait is None else wait
+    engine = sqlite_engine(url, wait)
     if engine.dialect.name == "sqlite":
         _transactional_ddl(engine)
     staging = f"{table}__staging_{uuid.uuid4().hex[:8]}"
     try:
         with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
             if engine.dialect.name == "sqlite":
                 df.to_sql(staging, conn, if_exists="fail", index=False, method=_sqlite_executemany)
             else:
@@ -121,6 +125,14 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
             if inspect(conn).has_table(table):
                 conn.execute(text(f'DROP TABLE "{table}"'))
             conn.execute(text(f'ALTER TABLE "{staging}" RENAME TO "{table}"'))
+    except OperationalError as exc:
+        message = str(getattr(exc, "orig", exc)).lower()
+        if "locked" in message or "lock timeout" in message or "busy" in message:
+            raise DatabaseBusyError(
+                f"database {hide_password(url)}: table {table!r} is held by another connection (a reader's open "
+                f"transaction?); waited {wait:.0f} s and gave up, the previous table is unchanged "
+                "(LEADSCORE_DB_WAIT sets the wait)") from None
+        raise
     finally:
         engine.dispose()
 
@@ -197,9 +209,8 @@ def write_crm_files(df: pd.DataFrame, files: dict[str, tuple[dict[str, str], Pat
     for key, (mapping, target) in files.items():
         cols = tuple(crm_columns(df, mapping))
         if cols not in bodies:
-            rows = neutralise_formulas(df.loc[df["lead_id"].notna(), list(cols)])
-            bodies[cols] = rows.to_csv(index=False, header=False)
-        header = pd.DataFrame(columns=[mapping[c] for c in cols]).to_csv(index=False)
+            bodies[cols] = csv_text(df.loc[df["lead_id"].notna(), list(cols)], header=False)
+        header = csv_text(pd.DataFrame(columns=[mapping[c] for c in cols]))
         text = header + bodies[cols]
         paths[key] = str(write_atomic(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8", newline="")))
     return paths
@@ -257,37 +268,80 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
 
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
                changes: pd.DataFrame | None = None, contacts: pd.DataFrame | None = None,
-               owners: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
-    """Every export of one scoring; each file is written atomically, the SQL table swapped in one transaction.
+               owners: dict[str, dict[str, str]] | None = None,
+               extra_files: dict[str, Callable[[Path], object]] | None = None) -> dict[str, str]:
+    """Every export of one scoring, as one transaction (`pipeline.transaction`): under the scored folder's lock,
+    after every destination is checked, the files are written into a staging folder (`extra_files`: name ->
+    writer of further files of the run, e.g. the summary), fsynced and sealed as ``runs/<run>``; the SQL table is
+    swapped; then `current` is switched to the run, the previous run kept. Any failure before the switch leaves
+    what readers see unchanged and removes the staged files.
 
     `contacts` (lead id + `CONTACT_FIELDS`) and `owners` (CRM -> rep name -> user id) go into the hand-over files
     (queues, CRM import files) only: `sql_leads` keeps its documented schema.
 
-    The SQL table is written in a second thread while the files are written: sqlite3 releases the GIL while it
-    stores rows, so the two overlap (at a million leads the exports took 34 s one after the other). A failure of
-    either is raised after both have finished.
+    The SQL rows are written in a second thread while the files are staged (sqlite3 releases the GIL while it
+    stores rows, so the two overlap); the writer holds its transaction open until the files are staged and swaps
+    the table only then, so a failed file never meets a new table. Returned paths are the top-level ones (they
+    resolve through `current`), plus ``run`` (the run folder).
     """
+    from pipeline.transaction import (
+        ScoringRun,
+        check_destinations,
+        checkpoint,
+        default_database_url,
+        estimate_bytes,
+        recover,
+        scoring_lock,
+    )
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     df = conform(df)
-    url = database_url or f"sqlite:///{(out_dir / 'leadscore.db').resolve()}"
-    sql_errors: list[BaseException] = []
+    url = database_url or default_database_url(out_dir)
+    run_id = str(df["scoring_run_id"].iloc[0]) if len(df) else "empty"
+    with scoring_lock(out_dir):
+        recover(out_dir, url, name)
+        check_destinations(out_dir, database_url, needed_bytes=estimate_bytes(len(df), df.shape[1]))
+        run = ScoringRun(out_dir, run_id)
+        sql_errors: list[BaseException] = []
+        files_done = threading.Event()
+        files_failed = threading.Event()
 
-    def _write_sql() -> None:
+        def _wait_for_files() -> None:
+            files_done.wait()
+            if files_failed.is_set():
+                raise RuntimeError("the files failed: the table is not swapped")
+
+        def _write_sql() -> None:
+            try:
+                write_sql_table(df, url, name, before_swap=_wait_for_files)
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread below
+                sql_errors.append(exc)
+
+        sql_writer = threading.Thread(target=_write_sql, name=f"{name}-sql-writer")
+        sql_writer.start()
         try:
-            write_sql_table(df, url, name)
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread below
-            sql_errors.append(exc)
-
-    sql_writer = threading.Thread(target=_write_sql, name=f"{name}-sql-writer")
-    sql_writer.start()
-    try:
-        paths = _write_files(df, out_dir, name, changes, with_contacts(df, contacts, owners))
-    finally:
-        sql_writer.join()
-    if sql_errors:
-        raise sql_errors[0]
-    return {"database": url, **paths}
+            try:
+                paths = _write_files(df, run.staging, name, changes, with_contacts(df, contacts, owners))
+                for file_name, writer in (extra_files or {}).items():
+                    writer(run.staging / file_name)
+                run.seal()
+                checkpoint("staged")
+                run.mark_pending()
+            except BaseException:
+                files_failed.set()
+                raise
+            finally:
+                files_done.set()
+                sql_writer.join()
+            if sql_errors:
+                raise sql_errors[0]
+            checkpoint("database")
+            run.switch()
+        except BaseException:
+            run.abort()
+            raise
+    top = {k: str(out_dir / Path(v).relative_to(run.staging)) for k, v in paths.items()}
+    return {"database": url, **top, "run": str(run.folder)}
 
 
 def _write_files(df: pd.DataFrame, out_dir: Path, name: str, changes: pd.DataFrame | None,

@@ -13,7 +13,10 @@ _console = Console(stderr=True, highlight=False)
 
 
 def log(message: str) -> None:
-    _console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}")
+    """One progress line; passwords of URLs in it are hidden (`pipeline.secrets.redact`)."""
+    from pipeline.secrets import redact
+
+    _console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {redact(message)}")
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from pipeline import evaluate, featurize, ingest, package, score, train, validat
 from pipeline.io import write_json
 from pipeline.params import Params
 from pipeline.progress import log
+from pipeline.secrets import hide_password
 from pipeline.sources.exports import apply_overrides, available_profiles, load_profile, variant_of  # noqa: F401
 from pipeline.sources.profiles import Profile
 
@@ -107,7 +108,7 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
         "seconds": round(time.perf_counter() - start, 1),
     }
     if info is not None:
-        metrics["mlflow"] = {"tracking_uri": info["tracking_uri"], "experiment": info["experiment"],
+        metrics["mlflow"] = {"tracking_uri": hide_password(info["tracking_uri"]), "experiment": info["experiment"],
                              "run_id": info["run_id"], "model_uri": info["model_uri"]}
     write_json(metrics, workdir / "metrics.json")
     cv = f", {cv_folds}-fold CV ROC AUC {metrics['cv_roc_auc']:.4f}" if "cv_roc_auc" in metrics else ""

@@ -26,7 +26,7 @@ from models.decision import (
 from models.ranking import WITH_SALES
 from models.reasons import Phrasebook
 from pipeline import tracking
-from pipeline.artifacts import features_variant, load_model
+from pipeline.artifacts import ModelIntegrityError, features_variant, load_model
 from pipeline.export import CONTACT_FIELDS, contact_table, export_all, owner_ids
 from pipeline.history import History, scoring_key
 from pipeline.io import find_table, read_table, write_csv, write_json, write_parquet
@@ -82,19 +82,35 @@ def champion_misfit(model, rows: pd.DataFrame, run_id: str, profile: str | None)
 
 def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_dir: Path, reports_dir: Path,
            history_dir: Path | None, database_url: str | None, phrasebook: Phrasebook | None,
-           contacts: pd.DataFrame | None = None, key: str | None = None, extra: dict | None = None) -> dict:
+           contacts: pd.DataFrame | None = None, key: str | None = None, extra: dict | None = None,
+           shadow_table: pd.DataFrame | None = None) -> dict:
     """Hand over, compare with the previous scoring, write every export, the summary and the history entry.
+
+    One transaction under the scored folder's lock (`pipeline.transaction`): a second scorer waits; the history's
+    previous scoring is read, every export (with a copy of the summary and `shadow_table`) is written into the
+    run's folder and switched to at once, and only then the history entry and the reports' summary are written.
 
     `contacts`: the leads' contact fields for the hand-over files (`pipeline.export.contact_table`); `key`: the
     scoring's history key (`pipeline.history.scoring_key`)."""
+    from pipeline.transaction import scoring_lock
+
     table = hand_over(scored, rows, model, p, phrasebook)
+    with scoring_lock(out_dir):
+        return _finish_locked(table, p, out_dir, reports_dir, history_dir, database_url, contacts, key, extra,
+                              shadow_table)
+
+
+def _finish_locked(table: pd.DataFrame, p: ScoreConfig, out_dir: Path, reports_dir: Path, history_dir: Path | None,
+                   database_url: str | None, contacts: pd.DataFrame | None, key: str | None, extra: dict | None,
+                   shadow_table: pd.DataFrame | None) -> dict:
+    from pipeline.secrets import hide_password
+
     history = History(history_dir) if history_dir else None
     previous = history.previous(key) if history and key else None
     changes = diff_scorings(previous, table)
     table = table.merge(changes[["lead_id", "change"]], on="lead_id", how="left")
     ordered = [c for c in OUTPUT_COLUMNS if c in table] + [c for c in table if c not in OUTPUT_COLUMNS]
     table = table[ordered]
-    paths = export_all(table, out_dir, database_url, changes=changes, contacts=contacts, owners=owner_ids(p.assignment))
     handed = table["assigned_rep"].notna()
     summary = {
         "n_scored": int(len(table)),
@@ -116,6 +132,11 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
         "schema_version": SCHEMA_VERSION,
         **(extra or {}),
     }
+    files = {"score_summary.json": lambda target: write_json(summary, target)}  # the run's copy (no history fields)
+    if shadow_table is not None:
+        files[SHADOW_FILE] = lambda target: write_parquet(shadow_table, target)
+    paths = export_all(table, out_dir, database_url, changes=changes, contacts=contacts, owners=owner_ids(p.assignment),
+                       extra_files=files)
     if history and key:
         entry = history.add(table, key, summary)
         summary["history_entries"] = len(history.entries())
@@ -123,8 +144,24 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
     write_json(summary, Path(reports_dir) / "score_summary.json")
     log(f"scored {summary['n_scored']:,} leads with {summary['model_version']}: {summary['n_sql']:,} SQLs, "
         f"{summary['n_assigned']:,} handed to reps, {summary['n_call_queue']:,} queued for a call, "
-        f"{summary['n_with_sales']:,} already with sales; changes {summary['changes']}; written to {paths['database']}")
+        f"{summary['n_with_sales']:,} already with sales; changes {summary['changes']}; written to {hide_password(paths['database'])} and {paths['run']}")
     return summary
+
+
+def check_destinations(out_dir: Path, database_url: str | None, reports_dir: Path, mlflow_uri: str | None) -> None:
+    """Before any work: the scored and reports folders take files, the database answers and takes a table, the
+    MLflow store answers (`pipeline.transaction.check_destinations`; the free space is checked again with the
+    table's size before the exports)."""
+    from pipeline.transaction import check_destinations as check
+
+    check(out_dir, database_url, reports_dir, mlflow_uri)
+
+
+def store_uri() -> str:
+    """The MLflow tracking store the registered models are read from."""
+    import os
+
+    return os.environ.get("MLFLOW_TRACKING_URI", tracking.DEFAULT_TRACKING_URI)
 
 
 def new_scoring_run_id() -> str:
@@ -146,11 +183,15 @@ def score_rows(rows: pd.DataFrame, model, p: ScoreConfig, version: str, run_id: 
 def shadow(rows: pd.DataFrame, uri: str, champion_version: str, p: ScoreConfig, accounts, opportunities,
            out_dir: Path) -> dict | None:
     """Score the same rows with the challenger beside the champion (nothing handed over): what reps would get if
-    it were promoted. Writes `shadow_challenger.parquet`; None when there is no challenger (or it is the champion)."""
+    it were promoted. The table for `shadow_challenger.parquet` (written with the run by `finish`) is under the
+    key ``_table``; None when there is no challenger (or it is the champion)."""
     try:
         model, p_chal, version, run_id = load_scorer(uri, p)
-    except tracking.ModelLoadError:
+    except tracking.ModelLoadError:  # no challenger registered
         return None
+    except ModelIntegrityError as exc:
+        log(f"WARNING shadow scoring skipped: {exc}")
+        return {"skipped": str(exc)}
     if version == champion_version:
         return None
     try:
@@ -160,9 +201,8 @@ def shadow(rows: pd.DataFrame, uri: str, champion_version: str, p: ScoreConfig, 
         return {"version": version, "skipped": str(exc)}
     scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
     table = score_frame(rows, model, accounts, opportunities, p_chal, version, run_id, scored_at, new_scoring_run_id())
-    write_parquet(table[["lead_id", "rank", "status", "is_sql", "score", "p_convert", "tier", "model_version"]],
-                  Path(out_dir) / SHADOW_FILE)
-    return {"version": version, "n_sql": int(table["is_sql"].sum()), "file": SHADOW_FILE}
+    kept = table[["lead_id", "rank", "status", "is_sql", "score", "p_convert", "tier", "model_version"]]
+    return {"version": version, "n_sql": int(table["is_sql"].sum()), "file": SHADOW_FILE, "_table": kept}
 
 
 def run(features_path: Path, models_dir: Path, package_dir: Path | None, validated_dir: Path, out_dir: Path,
@@ -170,6 +210,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         icp: Icp | None = None, registered_model: str | None = None, profile: str | None = None) -> dict:
     """Score the open leads of the feature table with `p.model` (the registered champion by default; ``latest``:
     the package stage's model) and, when the champion scores, the challenger in shadow beside it."""
+    check_destinations(out_dir, database_url, reports_dir, store_uri() if registered_model else None)
     features_path = Path(features_path)
     variant = features_variant(features_path)
     table = pd.read_parquet(features_path, filters=[("split", "in", ["score", "test"])] if variant == FLAT
@@ -178,9 +219,14 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     if what != OPEN_LEADS:
         log(f"WARNING: the export has no open (unlabelled) leads; scoring the {what}")
     uri = model_uri(p.model, registered_model) if registered_model else None  # no registry: the package's model
-    model, p_used, version, run_id = load_scorer(uri, p, models_dir, package_dir)
     extra = {"scored": what, "model": p.model}
-    misfit = champion_misfit(model, rows, run_id, profile) if uri is not None else None
+    try:
+        model, p_used, version, run_id = load_scorer(uri, p, models_dir, package_dir)
+        misfit = champion_misfit(model, rows, run_id, profile) if uri is not None else None
+    except (tracking.ModelLoadError, ModelIntegrityError) as exc:  # e.g. a version from before artefact hashes
+        if uri is None:
+            raise
+        version, misfit = uri, f"it cannot be loaded: {exc}"
     if misfit:
         log(f"WARNING {p.model} {version} cannot score this export ({misfit}); scoring with this pipeline's model")
         uri = None
@@ -196,8 +242,9 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     if uri is not None and p.model == tracking.CHAMPION:
         extra["shadow"] = shadow(rows, model_uri(tracking.CHALLENGER, registered_model), version, p, accounts,
                                  opportunities, out_dir)
+    shadow_table = extra["shadow"].pop("_table", None) if extra.get("shadow") else None
     summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                     phrasebook_for(icp), contact_table(leads, accounts), key, extra)
+                     phrasebook_for(icp), contact_table(leads, accounts), key, extra, shadow_table)
     return summary
 
 
@@ -224,7 +271,7 @@ def read_export(profile, input_path: Path, as_of: str | None, featurize_params: 
     pipeline's stages do, but only the scoring snapshot (no training rows)."""
     from features.build import flat_features
     from features.split import flat_split
-    from features.validation import check_quarantine_limit, validate_export
+    from features.validation import check_quarantine_limit, flat_result, validate_export
     from pipeline.sources.exports import ingest_export
     from pipeline.sources.profiles import typed_table
 
@@ -239,6 +286,9 @@ def read_export(profile, input_path: Path, as_of: str | None, featurize_params: 
     else:
         data = ingest_export(profile, Path(input_path), None, as_of or "auto")
         if data.flat is not None:
+            checked = flat_result(data.flat, data.flat_quarantine, data.flat_failures)
+            write_csv(checked.quarantine["flat"], Path(quarantine_dir) / "flat.csv")
+            check_quarantine_limit(checked, validate_params, quarantine_dir)
             table = flat_features(data.flat, data.as_of, flat_split(data.flat, seed))
             rows, what = rows_to_score(table, FLAT)
             if what != OPEN_LEADS:
@@ -282,8 +332,9 @@ def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Pat
                      seed: int = 42) -> dict:
     """`leadscore score --profile P --input EXPORT`: score a fresh export with a registered model (the champion
     by default), without training. `profile` None: `input_path` is a feature file or a folder of contract tables."""
+    check_destinations(out_dir, database_url, reports_dir, store_uri())
     model, p_used, version, run_id = load_scorer(uri, p)
-    quarantine = Path(out_dir) / "quarantine"
+    quarantine = Path(reports_dir) / "quarantine"  # the evidence of this export's bad rows, beside its summary
     if profile is not None:
         rows, tables = read_export(profile, input_path, as_of, featurize_params, validate_params, quarantine, seed)
     else:

@@ -198,19 +198,20 @@ def test_crm_files_sharing_one_body_are_byte_identical_to_separate_writes(tmp_pa
     assert len(pd.read_csv(paths["hs"])) == df["lead_id"].notna().sum()
 
 
-def test_export_all_raises_the_sql_writers_error_after_the_files_are_written(tmp_path):
-    from sqlalchemy.exc import OperationalError
-
+def test_export_all_checks_the_database_before_writing_any_file(tmp_path):
     from pipeline.export import OUTPUT_COLUMNS, conform, export_all
+    from pipeline.transaction import ExportError
 
     df = _scored(12)
     full = pd.DataFrame({c: df.get(c, "x") for c in OUTPUT_COLUMNS if c != "gate_<name>"})
     full["rank"], full["queue_position"], full["call_queue_position"] = np.arange(1, 13), pd.NA, pd.NA
     full["assigned_rep"] = pd.array([None] * 12, dtype="string")
     conform(full)  # a valid sql_leads table
-    with pytest.raises(OperationalError, match="unable to open database file"):
+    with pytest.raises(ExportError, match="unable to open database file"):
         export_all(full, tmp_path / "out", database_url=f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
-    assert len(pd.read_parquet(tmp_path / "out" / "sql_leads.parquet")) == 12  # the other thread finished its files
+    assert not (tmp_path / "out" / "sql_leads.parquet").exists()  # a bad database URL is found before any file
+    export_all(full, tmp_path / "out")  # the table and the files, then one switch
+    assert len(pd.read_parquet(tmp_path / "out" / "sql_leads.parquet")) == 12
 
 
 def test_the_blends_logistic_part_is_fitted_on_at_most_logistic_max_rows():

@@ -1,0 +1,414 @@
+"""A scoring run is one transaction (issue 15, items 2, 3 and 8): every export of the current run shares one
+scoring_run_id whatever kills, fails or runs beside it, the previous run stays intact, `dvc repro` keeps the
+scored folder, and no password reaches a log line or a file."""
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from test_exports import postgres_url, scored_table  # noqa: F401 - postgres_url: a fixture
+
+from pipeline import transaction
+from pipeline.export import export_all
+from pipeline.secrets import hide_password, redact
+from pipeline.transaction import CURRENT, PENDING, RUNS, ExportError, scoring_lock
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "salesforce"
+NAME = "transaction-test-model"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def run_ids(out: Path) -> dict[str, set]:
+    """Every export readers see in `out` (top-level names, through `current`) -> the scoring_run_ids in it."""
+    seen: dict[str, set] = {}
+    visible = [e for e in sorted(out.iterdir()) if e.name not in (RUNS, CURRENT, "quarantine")]
+    for path in [f for e in visible for f in (sorted(e.iterdir()) if e.is_dir() else [e])]:
+        rel = path.relative_to(out)
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif path.suffix == ".csv":
+            df = pd.read_csv(path, dtype=str)
+        else:
+            continue
+        col = next((c for c in df.columns if "scoring_run_id" in c.lower()), None)
+        if col is not None:
+            seen[str(rel)] = set(df[col].dropna())
+    return seen
+
+
+def db_run_id(out: Path, db: Path | None = None) -> str:
+    with sqlite3.connect(db or out / "leadscore.db") as conn:
+        return conn.execute("SELECT DISTINCT scoring_run_id FROM sql_leads").fetchall()
+
+
+def db_run_id_or_none(out: Path):
+    if not (out / "leadscore.db").exists():
+        return None
+    with sqlite3.connect(out / "leadscore.db") as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return conn.execute("SELECT DISTINCT scoring_run_id FROM sql_leads").fetchall() if "sql_leads" in tables else None
+
+
+def assert_one_run(out: Path, run: str | None = None) -> str:
+    """Every visible export holds one and the same run (the database too, when `run` is the database's)."""
+    ids = run_ids(out)
+    assert ids and {"sql_leads.parquet", "sql_leads.csv", "crm/salesforce_leads.csv"} <= set(ids)
+    union = set().union(*ids.values())
+    assert len(union) == 1, ids
+    current = (out / CURRENT).resolve()
+    manifest = json.loads((current / "manifest.json").read_text())
+    assert union == {manifest["scoring_run_id"]}
+    if run is not None:
+        assert union == {run}
+    return union.pop()
+
+
+def no_leftovers(out: Path) -> None:
+    assert not list((out / RUNS).glob(".staging-*"))
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+# -------------------------------------------------------------------------------- export_all: the unit
+def test_runs_are_folders_switched_by_one_pointer_and_the_previous_run_is_kept(tmp_path):
+    out = tmp_path / "scored"
+    for run in ("run-1", "run-2", "run-3"):
+        paths = export_all(scored_table(run=run), out)
+        assert_one_run(out, run)
+        assert db_run_id(out) == [(run,)]
+    assert (out / CURRENT).is_symlink() and Path(paths["run"]).resolve() == (out / CURRENT).resolve()
+    kept = sorted(p.name for p in (out / RUNS).iterdir())
+    assert len(kept) == 2 and kept[0].endswith("run-2") and kept[1].endswith("run-3")  # current + previous
+    previous = out / RUNS / kept[0]
+    assert set(pd.read_parquet(previous / "sql_leads.parquet")["scoring_run_id"]) == {"run-2"}
+    assert json.loads((previous / "manifest.json").read_text())["scoring_run_id"] == "run-2"
+    no_leftovers(out)
+
+
+def test_a_folder_written_by_the_old_exporter_becomes_the_previous_run(tmp_path):
+    from pipeline.export import _write_files, conform, with_contacts
+
+    out = tmp_path / "scored"
+    old = conform(scored_table(run="old"))
+    _write_files(old, out, "sql_leads", None, with_contacts(old, None, None))  # plain files, as before issue 15
+    export_all(scored_table(run="new"), out)
+    assert_one_run(out, "new")
+    (previous,) = [p for p in (out / RUNS).iterdir() if p.resolve() != (out / CURRENT).resolve()]
+    assert set(pd.read_csv(previous / "crm" / "hubspot_contacts.csv")["leadscore_scoring_run_id"]) == {"old"}
+
+
+def test_a_bad_database_url_is_found_before_any_visible_file_changes(tmp_path):
+    out = tmp_path / "scored"
+    export_all(scored_table(run="run-1"), out)
+    before = {p: p.stat().st_mtime_ns for p in (out / CURRENT).resolve().rglob("*")}
+    bad = f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}"
+    with pytest.raises(ExportError, match="cannot write.*nothing was written"):
+        export_all(scored_table(run="run-2"), out, database_url=bad)
+    assert_one_run(out, "run-1")
+    assert {p: p.stat().st_mtime_ns for p in (out / CURRENT).resolve().rglob("*")} == before
+    assert len(list((out / RUNS).iterdir())) == 1
+    no_leftovers(out)
+
+
+def test_a_failing_file_leaves_the_previous_files_and_table_and_no_temp_files(tmp_path, monkeypatch):
+    import pipeline.export as export
+
+    out = tmp_path / "scored"
+    export_all(scored_table(run="run-1"), out)
+    real = export.write_crm_files
+
+    def disk_full(*args, **kwargs):
+        real(*args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "write_crm_files", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export_all(scored_table(run="run-2"), out)
+    assert_one_run(out, "run-1")
+    assert db_run_id(out) == [("run-1",)]  # the table waited for the files and was not swapped
+    no_leftovers(out)
+    assert len(list((out / RUNS).iterdir())) == 1
+
+
+def test_too_little_free_space_is_refused_before_any_work(tmp_path, monkeypatch):
+    out = tmp_path / "scored"
+    export_all(scored_table(run="run-1"), out)
+    monkeypatch.setattr(transaction.shutil, "disk_usage", lambda _p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(ExportError, match="MB free, the scoring needs about"):
+        export_all(scored_table(run="run-2"), out)
+    assert_one_run(out, "run-1")
+    assert db_run_id(out) == [("run-1",)]
+
+
+def test_a_second_scorer_waits_a_bounded_time_then_refuses_with_a_message(tmp_path, monkeypatch):
+    out = tmp_path / "scored"
+    export_all(scored_table(run="run-1"), out)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_scorer():
+        with scoring_lock(out):
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=other_scorer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        monkeypatch.setenv("LEADSCORE_LOCK_WAIT", "1")
+        start = time.monotonic()
+        with pytest.raises(ExportError, match=r"another scoring is writing this folder \(pid \d+"):
+            export_all(scored_table(run="run-2"), out)
+        assert time.monotonic() - start < 10
+    finally:
+        release.set()
+        thread.join()
+    assert_one_run(out, "run-1")
+    export_all(scored_table(run="run-3"), out)  # the lock is free again
+    assert_one_run(out, "run-3")
+
+
+def test_a_reader_holding_the_table_makes_the_swap_fail_after_a_bounded_wait(tmp_path, monkeypatch):
+    out = tmp_path / "scored"
+    export_all(scored_table(run="run-1"), out)
+    reader = sqlite3.connect(out / "leadscore.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM sql_leads").fetchall()  # a BI tool's open read transaction
+    monkeypatch.setenv("LEADSCORE_DB_WAIT", "1")
+    start = time.monotonic()
+    try:
+        with pytest.raises(transaction.DatabaseBusyError, match="held by another connection.*waited 1 s"):
+            export_all(scored_table(run="run-2"), out)
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    assert time.monotonic() - start < 30
+    assert_one_run(out, "run-1")
+    assert db_run_id(out) == [("run-1",)]
+    no_leftovers(out)
+
+
+# ------------------------------------------------------------------------------- DVC keeps the folder
+def test_dvc_score_stage_persists_the_scored_folder():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    outs = stages["score"]["outs"]
+    scored = [o for o in outs if isinstance(o, dict) and "${paths.scored}" in o]
+    assert scored, outs
+    spec = scored[0]["${paths.scored}"]
+    assert spec["persist"] is True and spec["cache"] is False
+
+
+STAGE_SCRIPT = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}, {tests_root!r}]
+from test_exports import scored_table
+from pipeline.export import export_all
+export_all(scored_table(run=sys.argv[1]), "scored")
+"""
+
+
+def _dvc_repro_killed(tmp_path: Path, spec: dict) -> Path:
+    """A DVC repo whose stage writes the scored folder with the score stage's out `spec` (from dvc.yaml): run
+    once, then run again killed mid-stage. Returns the scored folder."""
+    dvc = shutil.which("dvc", path=str(Path(sys.executable).parent)) or shutil.which("dvc")
+    if dvc is None or shutil.which("git") is None:
+        pytest.skip("dvc and git are needed")
+    repo = tmp_path / "repo"
+    repo.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(transaction.KILL_AT_ENV, None)
+
+    def run(*cmd, **extra):
+        return subprocess.run(cmd, cwd=repo, env={**env, **extra}, capture_output=True, text=True, timeout=300)
+
+    assert run("git", "init", "-q").returncode == 0
+    assert run(dvc, "init", "-q").returncode == 0
+    (repo / "stage.py").write_text(STAGE_SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests" / "pipeline"),
+                                                           tests_root=str(ROOT / "tests")))
+    stage = {"cmd": f"{sys.executable} stage.py ${{run}}", "deps": ["stage.py"], "params": ["run"],
+             "outs": ["scored" if spec is None else {"scored": spec}]}
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"score": stage}}))
+    (repo / "params.yaml").write_text("run: run-1\n")
+    first = run(dvc, "repro", "-q")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert_one_run(repo / "scored", "run-1")
+    (repo / "params.yaml").write_text("run: run-2\n")
+    killed = run(dvc, "repro", "-q", **{transaction.KILL_AT_ENV: "staged"})
+    assert killed.returncode != 0
+    return repo / "scored"
+
+
+@pytest.mark.slow
+def test_dvc_repro_killed_in_the_score_stage_keeps_the_previous_run_and_table(tmp_path):
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    (spec,) = [o["${paths.scored}"] for o in stages["score"]["outs"] if isinstance(o, dict) and "${paths.scored}" in o]
+    out = _dvc_repro_killed(tmp_path / "persisted", spec)
+    assert assert_one_run(out) == "run-1" and db_run_id(out) == [("run-1",)]
+    # the out as it was (`- ${paths.scored}`): DVC deletes the folder, the database included, before the stage runs
+    out = _dvc_repro_killed(tmp_path / "plain", None)
+    assert not (out / "sql_leads.parquet").exists() and db_run_id_or_none(out) is None
+
+
+# ---------------------------------------------------------------------------------------- secrets
+def test_hide_password_covers_database_urls_http_uris_and_free_text():
+    assert hide_password("postgresql+psycopg://u:s3cr3t@db:5432/leads") == "postgresql+psycopg://u:***@db:5432/leads"
+    assert hide_password("https://bob:s3cr3t@mlflow.example/api?x=1") == "https://bob:***@mlflow.example/api?x=1"
+    assert hide_password("mssql+pyodbc://u@h/db?password=s3cr3t") == "mssql+pyodbc://u@h/db?password=***"
+    assert hide_password("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    assert hide_password(None) is None
+    assert "s3cr3t" not in redact("could not reach https://a:s3cr3t@h and postgresql://b:s3cr3t@h/d")
+
+
+def test_an_unreachable_mlflow_store_is_named_without_its_password():
+    with pytest.raises(ExportError, match=r"MLflow store https://bob:\*\*\*@127.0.0.1:1: not reachable") as caught:
+        transaction.check_mlflow_store("https://bob:s3cr3t@127.0.0.1:1")
+    assert "s3cr3t" not in str(caught.value)
+
+
+# ------------------------------------------------------------------- score as a whole, in subprocesses
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project with a registered champion (salesforce fixture, trained up to package)."""
+    from _stages import run_stages
+    from conftest import isolated_store
+
+    from pipeline.params import load_params
+
+    root = tmp_path_factory.mktemp("txproject")
+    mp = isolated_store(root)
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["paths"] = {k: str(root / v) for k, v in data["paths"].items()}
+    data["ingest"].update(profile="salesforce", input=str(FIXTURE))
+    data["train"].update(n_jobs=1, registered_model=NAME, experiment="transaction-test")
+    (root / "params.yaml").write_text(yaml.safe_dump(data))
+    stages = run_stages(root, load_params(root / "params.yaml"), "salesforce", FIXTURE, upto="package",
+                        source="transaction")
+    assert stages["package"]["alias"] == "champion"
+    yield {"root": root, "params": root / "params.yaml", "paths": stages["paths"],
+           "store": f"sqlite:///{root / 'mlflow.db'}"}
+    mp.undo()
+
+
+def _score(project, out: Path, day: int, kill_at: str | None = None, database_url: str | None = None,
+           env: dict | None = None, wait: bool = True):
+    """`leadscore score --input FIXTURE` as a subprocess; each `day` scores as of another date (another run)."""
+    cmd = [sys.executable, "-c", "from pipeline.cli import app; app()", "score", "--params", str(project["params"]),
+           "--profile", "salesforce", "--input", str(FIXTURE), "--out", str(out), "--as-of", f"2026-10-{day:02d}"]
+    if database_url:
+        cmd += ["--database-url", database_url]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": project["store"], **(env or {})}
+    full_env.pop(transaction.KILL_AT_ENV, None)
+    if kill_at:
+        full_env[transaction.KILL_AT_ENV] = kill_at
+    proc = subprocess.Popen(cmd, cwd=project["root"], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    if not wait:
+        return proc
+    output, _ = proc.communicate(timeout=600)
+    return proc.returncode, output
+
+
+@pytest.mark.slow
+def test_score_killed_at_every_step_leaves_one_run_and_the_previous_run_intact(project, tmp_path):
+    out = tmp_path / "scored"
+    code, output = _score(project, out, 2)
+    assert code == 0, output
+    first = assert_one_run(out)
+    assert db_run_id(out) == [(first,)]
+    first_folder = (out / CURRENT).resolve()
+    first_files = {p: p.read_bytes() for p in first_folder.rglob("*") if p.is_file()}
+
+    # killed after the files are staged (the table's rows are in an open transaction): nothing visible changed
+    code, _ = _score(project, out, 3, kill_at="staged")
+    assert code == -9
+    assert assert_one_run(out) == first and db_run_id(out) == [(first,)]
+    assert {p: p.read_bytes() for p in first_folder.rglob("*") if p.is_file()} == first_files
+
+    # killed after the database swap, before the pointer switch: the files still show the previous run, and
+    # pending.json tells the next run to roll forward (the database already holds the new run)
+    for point, day in (("database", 4), ("switch", 5)):
+        code, _ = _score(project, out, day, kill_at=point)
+        assert code == -9
+        assert assert_one_run(out) == first
+        pending = json.loads((out / PENDING).read_text())
+        assert db_run_id(out) == [(pending["scoring_run_id"],)] and pending["scoring_run_id"] != first
+        assert {p: p.read_bytes() for p in first_folder.rglob("*") if p.is_file()} == first_files
+        from pipeline.transaction import recover
+
+        with scoring_lock(out):
+            assert "rolled forward" in recover(out, None)
+        assert assert_one_run(out) == pending["scoring_run_id"]
+        assert not (out / PENDING).exists()
+        first = pending["scoring_run_id"]
+        first_folder = (out / CURRENT).resolve()
+        first_files = {p: p.read_bytes() for p in first_folder.rglob("*") if p.is_file()}
+
+    # killed right after the switch (before cleaning up): the new run is whole, the previous run kept
+    code, _ = _score(project, out, 6, kill_at="switched")
+    assert code == -9
+    now = assert_one_run(out)
+    assert now != first and db_run_id(out) == [(now,)]
+    assert {p: p.read_bytes() for p in first_folder.rglob("*") if p.is_file()} == first_files
+
+    # and the next scoring finishes the job: one run, no staging folders, no temp files, summary copy in the run
+    code, output = _score(project, out, 7)
+    assert code == 0, output
+    last = assert_one_run(out)
+    assert db_run_id(out) == [(last,)] and not (out / PENDING).exists()
+    summary = json.loads(((out / CURRENT) / "score_summary.json").read_text())
+    assert summary["scoring_run_id"] == last
+    reports = json.loads((project["paths"]["reports"] / "score_summary.json").read_text())
+    assert reports["scoring_run_id"] == last
+    no_leftovers(out)
+    assert len(list((out / RUNS).iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_two_scorers_on_one_folder_give_one_whole_run_and_keep_the_other(project, tmp_path):
+    out = tmp_path / "scored"
+    procs = [_score(project, out, day, wait=False) for day in (8, 9)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    now = assert_one_run(out)
+    assert db_run_id(out) == [(now,)]
+    runs = [p for p in (out / RUNS).iterdir()]
+    assert len(runs) == 2
+    (other,) = [p for p in runs if p.resolve() != (out / CURRENT).resolve()]
+    other_id = json.loads((other / "manifest.json").read_text())["scoring_run_id"]
+    assert other_id != now
+    for path in other.rglob("*.csv"):  # the previous run intact: all of it the other scorer's
+        df = pd.read_csv(path, dtype=str)
+        col = next((c for c in df.columns if "scoring_run_id" in c.lower()), None)
+        if col is not None and len(df):
+            assert set(df[col]) == {other_id}, path
+    no_leftovers(out)
+
+
+@pytest.mark.slow
+def test_no_password_in_any_output_file_or_log_line(project, postgres_url, tmp_path):  # noqa: F811 - the fixture
+    secret = "Kn0wn-S3cret-pw"
+    url = postgres_url.replace("leadscore@", f"leadscore:{secret}@")  # trust auth: any password opens it
+    out = tmp_path / "scored"
+    code, output = _score(project, out, 10, env={"LEADSCORE_DATABASE_URL": url})
+    assert code == 0, output
+    assert "leadscore:***@" in output and secret not in output  # the log names the database without it
+    # a database the password does not open: the error names the URL, never the password
+    code, output = _score(project, out, 11, database_url=url.replace("127.0.0.1", "127.0.0.1:1"))
+    assert code == 1 and secret not in output and "***" in output
+    # an MLflow store behind a password: named without it
+    code, output = _score(project, out, 12, env={"MLFLOW_TRACKING_URI": f"https://bob:{secret}@127.0.0.1:1"})
+    assert code == 1 and secret not in output and "bob:***@" in output
+    for folder in (out, project["paths"]["reports"], project["paths"]["package"]):
+        for path in Path(folder).rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
