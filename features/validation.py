@@ -125,6 +125,9 @@ class ValidationResult:
     counts: dict[str, dict[str, int]]
     failures: dict[str, dict[str, int]]
     other: dict[str, dict[str, dict]] = field(default_factory=dict)
+    # valid leads some of whose activities were quarantined: kept (an activity decides neither the label nor the
+    # eligibility), their engagement features miss those events; counted so that it is never silent
+    leads_missing_activities: int = 0
 
     def quarantined_share(self) -> float:
         """Quarantined rows over all rows, across all tables (0.0 when there are no rows)."""
@@ -141,6 +144,7 @@ class ValidationResult:
             "other": {t: {c: {"to": o["to"], "mapped": int(o["mapped"]),
                               "top": [{"value": str(v["value"]), "count": int(v["count"])} for v in o["top"]]}
                           for c, o in cols.items()} for t, cols in self.other.items()},
+            "leads_missing_activities": int(self.leads_missing_activities),
         }
 
 
@@ -588,7 +592,17 @@ def validate_export(tables: Mapping[str, pd.DataFrame], export_date: Any, c: Val
                if name not in OPTIONAL_TABLES or (name in tables and len(tables[name]))}
     result = validate_tables({k: tables[k] for k in present if k in tables}, export_date, contract=present,
                              engine=c.engine)
-    return quarantine_leads_of_quarantined_opportunities(result, tables)
+    result = quarantine_leads_of_quarantined_opportunities(result, tables)
+    return count_leads_missing_activities(result)
+
+
+def count_leads_missing_activities(result: ValidationResult) -> ValidationResult:
+    """Set `leads_missing_activities`: the valid leads with at least one quarantined activity."""
+    bad = result.quarantine.get("activities")
+    leads = result.valid.get("leads")
+    if bad is not None and len(bad) and leads is not None and "lead_id" in bad:
+        result.leads_missing_activities = int(leads["lead_id"].isin(bad["lead_id"].dropna()).sum())
+    return result
 
 
 OPPORTUNITY_QUARANTINED = "opportunity {} quarantined"  # the lead's reason: its opportunity failed a check

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,13 @@ class AssignmentPolicy:
         return {r.name: r.crm_ids[crm] for r in self.reps if crm in r.crm_ids}
 
 
+def queue_file_stem(name: str) -> str:
+    """The rep's queue file name (without .csv): the name's letters and digits in any script, lower case, other
+    characters as one underscore ("Ann Lee" -> ann_lee, "Анна Ли" -> анна_ли). Two reps with one stem are refused."""
+    text = unicodedata.normalize("NFKC", str(name)).casefold()
+    return re.sub(r"[\W_]+", "_", text).strip("_") or "rep"
+
+
 def parse_assignment(config: Mapping[str, Any] | None) -> AssignmentPolicy:
     """Build the policy from the `score.assignment` params section, with errors naming the bad key."""
     where = "score.assignment"
@@ -79,6 +88,13 @@ def parse_assignment(config: Mapping[str, Any] | None) -> AssignmentPolicy:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise AssignmentConfigError(f"{where}.reps: duplicate rep name(s) {dupes}")
+    stems: dict[str, list[str]] = {}
+    for n in names:
+        stems.setdefault(queue_file_stem(n), []).append(n)
+    clashes = [group for group in stems.values() if len(group) > 1]
+    if clashes:
+        raise AssignmentConfigError(f"{where}.reps: rep names {clashes[0]} would share one queue file "
+                                    f"({queue_file_stem(clashes[0][0])}.csv); make them differ in letters or digits")
     if mode == "territory" and reps and not any(r.territories for r in reps):
         raise AssignmentConfigError(f"{where}: mode 'territory' needs at least one rep with territories")
     return AssignmentPolicy(mode=mode, territory_column=str(config.get("territory_column", "region")),

@@ -3,7 +3,6 @@ CRM import files (Salesforce, HubSpot), per-rep queues and the change report."""
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.assignment import queue_file_stem
 from models.decision import OUTPUT_COLUMNS, SCHEMA_VERSION, SQL_LEADS_SCHEMA  # noqa: F401 - the schema is the score core's
 
 # The one CSV writer (formulas neutralised, CR/LF fields quoted) and its rule: pipeline/io.py. A cell that is only
@@ -217,7 +217,7 @@ def write_crm_files(df: pd.DataFrame, files: dict[str, tuple[dict[str, str], Pat
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_") or "rep"
+    return queue_file_stem(name)
 
 
 def rep_queues(df: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -95,6 +95,8 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
     from pipeline.transaction import scoring_lock
 
     table = hand_over(scored, rows, model, p, phrasebook)
+    if history_dir and not key and len(scored):  # a caller without score_rows: the key of what it scored
+        key = scoring_key(rows, str(scored["model_version"].iloc[0]), p)
     with scoring_lock(out_dir):
         return _finish_locked(table, p, out_dir, reports_dir, history_dir, database_url, contacts, key, extra,
                               shadow_table)

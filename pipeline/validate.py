@@ -64,6 +64,9 @@ def run(raw_dir: Path, out_dir: Path, reports_dir: Path, p: ValidateConfig) -> d
         log(f"{name}: {c['rows_in']:,} in = {c['valid']:,} valid + {c['quarantined']:,} quarantined")
     for line in other_lines(metrics.get("other", {})):
         log(line)
+    if metrics.get("leads_missing_activities"):
+        log(f"{metrics['leads_missing_activities']:,} kept lead(s) have quarantined activities: their engagement "
+            f"features miss those events (quarantine/activities.csv)")
     check_quarantine_limit(result, p, out_dir / "quarantine")
     return metrics
 

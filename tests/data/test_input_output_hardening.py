@@ -217,7 +217,8 @@ def test_flat_dates_after_today_are_refused_without_a_declared_date(tmp_path):
 
 # ------------------------------------------------------------------------ quarantined opportunity -> its lead
 def test_a_lead_whose_opportunity_is_quarantined_is_quarantined_too(tmp_path):
-    from tests.data.test_bad_inputs import BASE, PERMISSIVE as TABLES_PERMISSIVE, export
+    from tests.data.test_bad_inputs import BASE, export
+    from tests.data.test_bad_inputs import PERMISSIVE as TABLES_PERMISSIVE
 
     bad = BASE["Opportunity.csv"].replace('"$40,000.00"', "forty thousand")  # O1 (L1's closed-won) unparsable
     data = ingest_export(load_profile("salesforce"), export(tmp_path, Opportunity_csv=bad))
@@ -230,3 +231,17 @@ def test_a_lead_whose_opportunity_is_quarantined_is_quarantined_too(tmp_path):
     assert set(result.quarantine["activities"]["lead_id"]) == {"L1"}  # its activities follow it
     for name, c in result.counts.items():
         assert c["rows_in"] == c["valid"] + c["quarantined"] == len(result.valid[name]) + len(result.quarantine[name])
+
+
+def test_a_lead_with_a_quarantined_activity_is_kept_and_counted_never_silently(tmp_path):
+    """An activity decides neither the label nor the eligibility: its lead is kept, and validation.json counts the
+    leads whose engagement misses quarantined events."""
+    from tests.data.test_bad_inputs import BASE, export
+    from tests.data.test_bad_inputs import PERMISSIVE as TABLES_PERMISSIVE
+
+    bad = BASE["Event.csv"].replace("02/10/2026 11:00 AM", "not a date")  # E1, L3's meeting
+    data = ingest_export(load_profile("salesforce"), export(tmp_path, Event_csv=bad))
+    result = validate_export(data.tables, data.as_of, TABLES_PERMISSIVE.validate)
+    assert result.quarantine["activities"]["activity_id"].tolist() == ["E1"]
+    assert "L3" in set(result.valid["leads"]["lead_id"])  # the lead stays, its label and eligibility untouched
+    assert result.leads_missing_activities == 1 and result.to_dict()["leads_missing_activities"] == 1

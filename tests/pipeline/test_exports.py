@@ -538,3 +538,16 @@ def test_a_crm_export_folder_is_validated_and_featurized_before_the_schema_check
         score_new_export(champion["uri"], tmp_path / "crm", tmp_path / "out", tmp_path / "reports",
                          ScoreConfig(gates=GATES), params.export_date, FeaturizeConfig(), ValidateConfig())
     assert not (tmp_path / "out").exists()
+
+
+def test_reps_in_any_script_each_get_their_whole_queue_file(tmp_path):
+    """Names whose ASCII slug would collide (any two Cyrillic names) lost hand-overs: each rep has their own file."""
+    df = scored_table(n=12)
+    names = ["Анна Ли", "Иван Петров", "Ann Lee", "Zoë Ådahl"]
+    df["assigned_rep"] = pd.array(names * 2 + [None] * 4, dtype="string")
+    df["queue_position"] = pd.array([1, 1, 1, 1, 2, 2, 2, 2] + [None] * 4, dtype="Int64")
+    export_all(df, tmp_path)
+    files = sorted(p.name for p in (tmp_path / "queues").glob("*.csv") if not p.name.startswith("_"))
+    assert files == sorted(["анна_ли.csv", "иван_петров.csv", "ann_lee.csv", "zoë_ådahl.csv"])
+    handed = pd.concat([pd.read_csv(tmp_path / "queues" / f, dtype=str) for f in files])
+    assert len(handed) == 8 and set(handed["lead_id"]) == set(df["lead_id"].iloc[:8])

@@ -87,3 +87,14 @@ def test_the_projects_params_assignment_config_is_valid():
     p = load_params(Path(__file__).resolve().parents[2] / "params.yaml").score
     policy = parse_assignment(p.assignment)
     assert policy.mode == "territory" and policy.capacity == sum(r["capacity"] for r in p.assignment["reps"])
+
+
+def test_rep_names_sharing_a_queue_file_are_refused_and_other_scripts_keep_their_letters():
+    from models.assignment import queue_file_stem
+
+    for names in (["Ann Lee", "ann-lee"], ["Ann Lee", "ANN  LEE"]):
+        with pytest.raises(AssignmentConfigError, match="would share one queue file"):
+            parse_assignment({"mode": "round_robin", "reps": [{"name": n, "capacity": 1} for n in names]})
+    cyrillic = ["Анна Ли", "Иван Петров", "Ольга Смирнова"]
+    policy = parse_assignment({"mode": "round_robin", "reps": [{"name": n, "capacity": 1} for n in cyrillic]})
+    assert [queue_file_stem(r.name) for r in policy.reps] == ["анна_ли", "иван_петров", "ольга_смирнова"]
