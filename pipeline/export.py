@@ -197,21 +197,35 @@ def crm_file(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
     return df.loc[df["lead_id"].notna(), cols].rename(columns=mapping)
 
 
-def write_crm_files(df: pd.DataFrame, files: dict[str, tuple[dict[str, str], Path]]) -> dict[str, str]:
-    """Each CRM import file, written atomically; files whose mappings select the same columns share one body.
+OWNER_PREFIX = "owner_user_id_"  # with_contacts' per-CRM owner columns: the one column the CRM files differ in
 
-    Salesforce and HubSpot take the same columns under other names: the rows are rendered to CSV once and
-    written under each header, byte for byte what a separate to_csv per file writes (the rows are the cost:
-    820k of them at a million leads).
+
+def write_crm_files(df: pd.DataFrame, files: dict[str, tuple[dict[str, str], Path]]) -> dict[str, str]:
+    """Each CRM import file, written atomically. Salesforce and HubSpot take the same columns under other names,
+    except the owner's user id: the shared columns are rendered to CSV once (the rows are the cost: 820k of them
+    at a million leads) and each file's owner column is appended to every line, byte for byte what one render of
+    all its columns writes.
     """
+    rows = df.loc[df["lead_id"].notna()]
     paths: dict[str, str] = {}
-    bodies: dict[tuple[str, ...], str] = {}
+    bodies: dict[tuple[str, ...], list[str]] = {}
     for key, (mapping, target) in files.items():
-        cols = tuple(crm_columns(df, mapping))
-        if cols not in bodies:
-            bodies[cols] = csv_text(df.loc[df["lead_id"].notna(), list(cols)], header=False)
-        header = csv_text(pd.DataFrame(columns=[mapping[c] for c in cols]))
-        text = header + bodies[cols]
+        cols = crm_columns(df, mapping)
+        owner = [c for c in cols if c.startswith(OWNER_PREFIX)]
+        common = tuple(c for c in cols if c not in owner)
+        if common not in bodies:
+            bodies[common] = csv_text(rows[list(common)], header=False).split("\n")[:-1]
+        lines = bodies[common]
+        if owner:
+            extra = csv_text(rows[owner], header=False).split("\n")[:-1]
+            if len(extra) == len(lines) == len(rows):
+                body = "".join([f"{a},{b}\n" for a, b in zip(lines, extra, strict=True)])
+            else:  # a quoted line break inside a cell: render the file's columns together
+                body = csv_text(rows[[*common, *owner]], header=False)
+        else:
+            body = "\n".join(lines) + ("\n" if lines else "")
+        header = csv_text(pd.DataFrame(columns=[mapping[c] for c in (*common, *owner)]))
+        text = header + body
         paths[key] = str(write_atomic(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8", newline="")))
     return paths
 

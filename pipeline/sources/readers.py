@@ -159,10 +159,8 @@ _CR = "\ue000"  # a bare CR inside a line while the rows are split (restored in 
 
 
 def _read_csv_text(text: str, path: Path, encoding: str, allow_empty: bool = False) -> pd.DataFrame:
-    if _CR in text:  # the placeholder itself occurs: keep the file's bare CRs as row breaks rather than guess
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    else:
-        text = _row_breaks(text)
+    # the placeholder itself occurs: keep the file's bare CRs as row breaks rather than guess
+    text = text.replace("\r\n", "\n").replace("\r", "\n") if _CR in text else _row_breaks(text)
     lines = text.split("\n")
     header = next((ln for ln in lines if ln.strip()), "")
     delimiter = sniff_delimiter(header)

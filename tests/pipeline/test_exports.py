@@ -551,3 +551,21 @@ def test_reps_in_any_script_each_get_their_whole_queue_file(tmp_path):
     assert files == sorted(["анна_ли.csv", "иван_петров.csv", "ann_lee.csv", "zoë_ådahl.csv"])
     handed = pd.concat([pd.read_csv(tmp_path / "queues" / f, dtype=str) for f in files])
     assert len(handed) == 8 and set(handed["lead_id"]) == set(df["lead_id"].iloc[:8])
+
+
+def test_crm_files_with_owner_ids_read_back_whole_even_with_line_breaks_in_cells(tmp_path):
+    """The shared body plus each CRM's owner column: the same rows and cells as rendering the file in one go."""
+    df = scored_table()
+    df.loc[0, "reasons_for"] = "VP-level title\n=evil()"
+    df.loc[1, "reasons_for"] = "line one\r\nline two"
+    owners = owner_ids({"mode": "round_robin", "reps": [{"name": "Ana", "capacity": 5, "crm_ids": {"salesforce": "005A"}},
+                                                        {"name": "Ben", "capacity": 5, "crm_ids": {"hubspot": "77"}}]})
+    for rows in (df, df.iloc[2:]):  # with quoted line breaks (one render) and without (shared body)
+        paths = export_all(rows.reset_index(drop=True), tmp_path / str(len(rows)), owners=owners)
+        sf = pd.read_csv(paths["salesforce"], dtype=str, keep_default_na=False)
+        hs = pd.read_csv(paths["hubspot"], dtype=str, keep_default_na=False)
+        assert len(sf) == len(hs) == len(rows) and sf["Id"].tolist() == rows["lead_id"].tolist()
+        expected_sf = rows["assigned_rep"].map({"Ana": "005A"}).fillna("").tolist()
+        assert sf["OwnerId"].tolist() == expected_sf
+        assert hs["hubspot_owner_id"].tolist() == rows["assigned_rep"].map({"Ben": "77"}).fillna("").tolist()
+    assert sf.columns[-1] == "OwnerId"

@@ -157,6 +157,9 @@ def test_the_documented_weekly_job_runs_and_its_exit_codes_are_the_clis(project,
     assert [shlex.split(c)[:2] for c in weekly] == [["leadscore", "score"], ["leadscore", "report"]]
     export = tmp_path / "latest"
     shutil.copytree(FIXTURE, export)
+    tasks = pd.read_csv(export / "Task.csv", dtype=str, keep_default_na=False)
+    tasks.loc[0, "ActivityDate"] = "not a date"  # one bad row: quarantined with its reason, kept as evidence
+    tasks.to_csv(export / "Task.csv", index=False)
     for command in weekly:
         args = [str(export) if a == "exports/latest/" else a for a in shlex.split(command)[1:]]
         result = CliRunner().invoke(app, [*args, "--params", str(project["params"])])
@@ -165,6 +168,8 @@ def test_the_documented_weekly_job_runs_and_its_exit_codes_are_the_clis(project,
             assert "drift flagged" in result.output
     summary = json.loads((project["paths"]["reports"] / "score_summary.json").read_text())
     assert summary["model"] == f"models:/{NAME}@champion" and summary["profile"] == "salesforce"
+    evidence = pd.read_csv(project["paths"]["reports"] / "quarantine" / "activities.csv", dtype=str)
+    assert evidence["activity_id"].tolist() == [tasks.loc[0, "Id"]] and "occurred_at" in evidence["reason"].iloc[0]
     page = (project["paths"]["reports"] / "report.html").read_text()
     # the weekly page: the trend over the kept history (weeks 1 and 2 of the test above, and this run)
     entries = json.loads((project["paths"]["reports"] / "score_history" / "index.json").read_text())
