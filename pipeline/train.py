@@ -24,8 +24,14 @@ class TrainingDataError(ValueError):
 
 def check_outcomes(table: pd.DataFrame, source: Path) -> None:
     """A plain error, before any fitting, when the training or held-out rows lack one of the outcomes."""
+    with_sales = int((table["split"] == "with_sales").sum())
     for split in ("train", "test"):
         part = table.loc[table["split"] == split, "label"]
+        if len(part) == 0 and with_sales:
+            raise TrainingDataError(
+                f"{source}: no {split} rows: every labelled lead ({with_sales:,} rows) is already with sales (an "
+                f"opportunity open at its date), so none is an SQL candidate; an export of deals, not of leads to "
+                f"qualify, has no decision to learn")
         if part.nunique() < 2:
             raise TrainingDataError(
                 f"{source}: the {split} rows ({len(part):,}) do not hold both outcomes "

@@ -25,6 +25,7 @@ from models.decision import HELD_OUT_REPLAY
 from pipeline.params import load_params
 from pipeline.run import run
 from pipeline.sources.exports import load_profile
+from pipeline.train import TrainingDataError
 
 REAL = Path(__file__).parents[3] / "shared/data/real"
 PARAMS = Path(__file__).parents[2] / "params.yaml"
@@ -79,15 +80,19 @@ def test_x_education_leaky_columns_inflate_the_score(tmp_path):
 
 
 def test_maven_crm_runs_through_the_contract(tmp_path):
-    metrics = run(load_profile("maven_crm"), REAL / "maven_crm_sales_opportunities", tmp_path, _params(), n_jobs=1,
-                  track=False)
-    counts = metrics["validation"]["counts"]
+    # Each Maven opportunity is its own lead, opened when engaged: every lead is already with sales, so there is
+    # no SQL decision to learn; the run says so after the contract (the point of this set) has been checked.
+    with pytest.raises(TrainingDataError, match="every labelled lead .* is already with sales"):
+        run(load_profile("maven_crm"), REAL / "maven_crm_sales_opportunities", tmp_path, _params(), n_jobs=1,
+            track=False)
+    validation = json.loads((tmp_path / "data" / "06_reports" / "validation.json").read_text())
+    counts = validation["counts"]
     assert counts["accounts"] == {"rows_in": 85, "valid": 85, "quarantined": 0}
     assert counts["leads"]["rows_in"] == 8800
     assert all(c["rows_in"] == c["valid"] + c["quarantined"] for c in counts.values())
     quarantine = pd.read_csv(tmp_path / "data" / "02_validated" / "quarantine" / "leads.csv")
     # pipeline rows without an account yet (1,425 in the source) are quarantined for it, never dropped silently
     assert (quarantine["reason"].str.contains("account_id: not null")).sum() == 1425
-    assert metrics["as_of"] == "2018-01-01" and metrics["split"] == "time"  # midnight after the last close
-    scored = pd.read_parquet(tmp_path / "data" / "05_scored" / "sql_leads.parquet")
-    assert len(scored) == metrics["n_scored"] > 0 and scored["p_convert"].between(0, 1).all()
+    assert validation["as_of"] == "2018-01-01"  # midnight after the last close
+    splits = pd.read_parquet(tmp_path / "data" / "03_features" / "features.parquet", columns=["split"])["split"]
+    assert (splits == "train").sum() == 0 and (splits == "with_sales").sum() > 1000
