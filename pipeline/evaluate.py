@@ -56,7 +56,8 @@ def held_out(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def held_out_all_leads(table: pd.DataFrame) -> pd.DataFrame:
-    """Every held-out lead, those already with sales included (the old all-leads figure, shown beside)."""
+    """Every held-out lead, those already with sales included (the old all-leads figure, shown beside): the
+    held-out rows first, in `held_out`'s order, then the leads already with sales on the same date."""
     test = table[table["split"] == "test"]
     if not len(test):
         return test
@@ -64,22 +65,23 @@ def held_out_all_leads(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([test, table[same_date]], ignore_index=True)
 
 
-def all_leads_metrics(table: pd.DataFrame, model, truth_dir: Path | None, raw_dir: Path | None,
-                      horizon_days: int) -> dict:
-    """AUC (and the demo's oracle AUC and gap) on every held-out lead, those already with sales included."""
-    rows = held_out_all_leads(table)
+def oracle_metrics(y: np.ndarray, oracle: np.ndarray, roc_auc: float, prefix: str = "") -> dict:
+    """The oracle's ROC AUC on the rows it knows and the model's gap to it (`roc_auc`: the model's)."""
+    known = ~np.isnan(oracle)
+    oracle_auc = float(roc_auc_score(y[known], oracle[known]))
+    return {f"{prefix}oracle_roc_auc": oracle_auc, f"{prefix}oracle_gap": oracle_auc - roc_auc}
+
+
+def all_leads_metrics(rows: pd.DataFrame, p_all: np.ndarray, oracle: np.ndarray | None) -> dict:
+    """AUC (and the demo's oracle AUC and gap) on every held-out lead (`held_out_all_leads`), those already with
+    sales included; `p_all` and `oracle` are the model's and the oracle's scores of those rows."""
     y = rows["label"].astype(int).to_numpy()
     if len(rows) == 0 or len(np.unique(y)) < 2:
         return {}
-    p_all = model.predict_proba(rows[list(model.feature_names_in_)])[:, 1]
     out = {"all_leads_roc_auc": float(roc_auc_score(y, p_all)), "all_leads_n_test": int(len(rows)),
            "n_test_with_sales": int((rows["split"] == WITH_SALES).sum())}
-    if truth_dir is not None:
-        oracle = oracle_scores(truth_dir, raw_dir, rows, horizon_days)
-        if oracle is not None:
-            known = ~np.isnan(oracle)
-            out["all_leads_oracle_roc_auc"] = float(roc_auc_score(y[known], oracle[known]))
-            out["all_leads_oracle_gap"] = out["all_leads_oracle_roc_auc"] - out["all_leads_roc_auc"]
+    if oracle is not None:
+        out.update(oracle_metrics(y, oracle, out["all_leads_roc_auc"], prefix="all_leads_"))
     return out
 
 
@@ -136,14 +138,18 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     if baselines:
         metrics["beats_baselines"] = bool(all(metrics["roc_auc"] > metrics[f"baseline_{n}_roc_auc"] for n in baselines))
 
-    if truth_dir is not None:
-        oracle = oracle_scores(truth_dir, raw_dir, test, horizon_days)
-        if oracle is not None:
-            known = ~np.isnan(oracle)
-            metrics["oracle_roc_auc"] = float(roc_auc_score(y[known], oracle[known]))
-            metrics["oracle_gap"] = metrics["oracle_roc_auc"] - metrics["roc_auc"]
-            metrics["oracle_coverage"] = float(known.mean())
-    metrics.update(all_leads_metrics(table, model, truth_dir, raw_dir, horizon_days))
+    # the held-out rows and the leads already with sales on the same date: scored and looked up in the truth once
+    all_rows = held_out_all_leads(table)
+    with_sales = all_rows.iloc[len(test):]
+    p_all = np.concatenate([p_hat, model.predict_proba(with_sales[list(model.feature_names_in_)])[:, 1]]) \
+        if len(with_sales) else p_hat
+    oracle_all = oracle_scores(truth_dir, raw_dir, all_rows, horizon_days) \
+        if truth_dir is not None and len(all_rows) else None
+    if oracle_all is not None:
+        oracle = oracle_all[: len(test)]
+        metrics.update(oracle_metrics(y, oracle, metrics["roc_auc"]))
+        metrics["oracle_coverage"] = float((~np.isnan(oracle)).mean())
+    metrics.update(all_leads_metrics(all_rows, p_all, oracle_all))
     table = table[table["split"] != WITH_SALES]
     metrics["leakage_warnings"] = leakage_check(table, [str(c) for c in model.feature_names_in_])
     if p.cv_folds > 1:
