@@ -47,3 +47,25 @@ def run_stages(root: Path, params: Params, profile: str = "demo", input_path: Pa
     for name in STAGES[: STAGES.index(upto) + 1]:
         out[name] = steps[name]()
     return out
+
+
+def champion_project(root: Path, profile: str, export: Path, registered_model: str, experiment: str,
+                     source: str, **sections: dict) -> dict:
+    """A project folder scored through the CLI: the shipped params.yaml with every path under `root`, `profile`'s
+    `export` as ingest.input, one LightGBM thread, `registered_model` in `experiment` (plus `sections`' fields),
+    written to root/params.yaml, and the stages run up to `package`: version 1 is the registered champion.
+    The caller points MLflow at root (conftest.isolated_store)."""
+    import yaml
+
+    from pipeline.params import load_params
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    data["paths"] = {k: str(root / v) for k, v in data["paths"].items()}
+    data["ingest"].update(profile=profile, input=str(export))
+    data["train"].update(n_jobs=1, registered_model=registered_model, experiment=experiment)
+    for section, fields in sections.items():
+        data[section].update(fields)
+    (root / "params.yaml").write_text(yaml.safe_dump(data))
+    stages = run_stages(root, load_params(root / "params.yaml"), profile, export, upto="package", source=source)
+    assert stages["package"]["alias"] == "champion"
+    return {**stages, "params_file": root / "params.yaml"}

@@ -279,21 +279,12 @@ def test_an_unreachable_mlflow_store_is_named_without_its_password():
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A project with a registered champion (salesforce fixture, trained up to package)."""
-    from _stages import run_stages
+    from _stages import champion_project
     from conftest import isolated_store
-
-    from pipeline.params import load_params
 
     root = tmp_path_factory.mktemp("txproject")
     mp = isolated_store(root)
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    data["paths"] = {k: str(root / v) for k, v in data["paths"].items()}
-    data["ingest"].update(profile="salesforce", input=str(FIXTURE))
-    data["train"].update(n_jobs=1, registered_model=NAME, experiment="transaction-test")
-    (root / "params.yaml").write_text(yaml.safe_dump(data))
-    stages = run_stages(root, load_params(root / "params.yaml"), "salesforce", FIXTURE, upto="package",
-                        source="transaction")
-    assert stages["package"]["alias"] == "champion"
+    stages = champion_project(root, "salesforce", FIXTURE, NAME, "transaction-test", "transaction")
     yield {"root": root, "params": root / "params.yaml", "paths": stages["paths"],
            "store": f"sqlite:///{root / 'mlflow.db'}"}
     mp.undo()

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from _stages import run_stages
+from _stages import champion_project
 from conftest import isolated_store
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "salesforce"
@@ -30,15 +28,7 @@ def _cli(*args: str):
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("weekly")
     mp = isolated_store(root)
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    data["paths"] = {k: str(root / v) for k, v in data["paths"].items()}
-    data["ingest"].update(profile="salesforce", input=str(FIXTURE))
-    data["train"].update(n_jobs=1, registered_model=NAME, experiment="weekly-test")
-    data["evaluate"]["n_bootstrap"] = 20
-    (root / "params.yaml").write_text(yaml.safe_dump(data))
-    params = load_params(root / "params.yaml")
-    stages = run_stages(root, params, "salesforce", FIXTURE, upto="package", source="weekly")
-    assert stages["package"]["alias"] == "champion"
+    stages = champion_project(root, "salesforce", FIXTURE, NAME, "weekly-test", "weekly", evaluate={"n_bootstrap": 20})
     yield {"root": root, "params": root / "params.yaml", "paths": stages["paths"], "stages": stages}
     mp.undo()
 
