@@ -1,0 +1,102 @@
+"""Where the demo's oracle gap comes from: the same learner, given one piece of the demo's hidden state at a time.
+
+    python -m benchmarks.hidden_information RUN_FOLDER      # a `leadscore run --profile demo` work folder (~15 min)
+
+The oracle (`pipeline.sources.demo_crm.oracle_probability`) reads the generator's hidden state: each lead's
+interest peak, its opportunity and win propensities (`p_opp`, `p_win`, which include lead-level noise that no
+column of the export carries, by design) and the timing laws. To see which part of that knowledge the features
+miss, one fixed LightGBM (learning rate 0.05, the params' tree shape, 2 threads) is fitted on the run's training
+rows of the decision population, with the feature table's columns alone (`base`) and with hidden columns added:
+
+    peak        days since the lead's interest peak at the as-of date (the timing the oracle knows)
+    propensity  log(p_opp * p_win) (the lead's true conversion odds, noise included)
+    drivers     the same odds from the generator's drivers alone (interest, fit, BANT truth), without the
+                lead-level logit noise that no column carries: what a perfect reading of the signals could give
+    all         both, and the peak's width
+
+and judged on the held-out rows (ROC AUC at 150 and 300 trees). A hidden column that lifts the AUC towards the
+oracle's is information the features lack; one that does not is information they already carry. Results in
+benchmarks/results/hidden_information.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = ROOT / "benchmarks" / "results" / "hidden_information.json"
+META = ("lead_id", "account_id", "as_of", "split", "label", "with_sales")
+HIDDEN = {"base": [], "peak": ["h_peak_age"], "propensity": ["h_log_propensity"], "drivers": ["h_log_drivers"],
+          "all": ["h_peak_age", "h_log_propensity", "h_peak_width"]}
+TREES = (150, 300)
+
+
+def hidden_columns(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """The feature table with the generator's hidden state of each lead, as of each row's date, beside it."""
+    from scipy.special import expit
+
+    from pipeline.sources import demo_crm
+
+    drivers = truth[["interest", "fit", "authority", "budget_ok", "timeline_ok", "need"]].astype(float).rename(
+        columns={"budget_ok": "budget", "timeline_ok": "timeline"})
+    opp = demo_crm.OPP_INTERCEPT + sum(w * drivers[k] for k, w in demo_crm.OPP_WEIGHTS.items())
+    win = demo_crm.WIN_INTERCEPT + sum(w * drivers[k] for k, w in demo_crm.WIN_WEIGHTS.items())
+    truth = truth.assign(h_log_drivers=np.log(expit(opp)) + np.log(expit(win)))
+    t = table.merge(truth[["lead_id", "peak_at", "p_opp", "p_win", "peak_width_days", "h_log_drivers"]],
+                    on="lead_id", how="left")
+    t["h_peak_age"] = (pd.to_datetime(t["as_of"]) - pd.to_datetime(t["peak_at"])).dt.total_seconds() / 86_400
+    t["h_log_propensity"] = np.log(t["p_opp"]) + np.log(t["p_win"])
+    t["h_peak_width"] = t["peak_width_days"]
+    return t.drop(columns=["peak_at", "p_opp", "p_win", "peak_width_days"])
+
+
+def measure(folder: Path, variants: list[str], n_jobs: int = 2) -> dict:
+    data = folder / "data" if (folder / "data").is_dir() else folder
+    table = pd.read_parquet(data / "03_features" / "features.parquet", filters=[("split", "in", ["train", "test"])])
+    t = hidden_columns(table, pd.read_parquet(data / "00_truth" / "truth.parquet"))
+    for c in t.columns:
+        if not pd.api.types.is_numeric_dtype(t[c]) and c not in META:
+            t[c] = t[c].astype("category")
+    base = [c for c in table.columns if c not in META]
+    train, test = t[t["split"] == "train"], t[t["split"] == "test"]
+    params = dict(objective="binary", learning_rate=0.05, num_leaves=15, min_child_samples=300, subsample=0.5,
+                  subsample_freq=1, colsample_bytree=0.5, reg_lambda=5.0, n_estimators=max(TREES), n_jobs=n_jobs,
+                  verbose=-1, random_state=1)
+    out = {}
+    for name in variants:
+        cols = base + HIDDEN[name]
+        start = time.perf_counter()
+        model = lgb.LGBMClassifier(**params).fit(train[cols], train["label"].astype(int))
+        out[name] = {f"auc_{k}_trees": round(float(roc_auc_score(
+            test["label"].astype(int), model.predict_proba(test[cols], num_iteration=k)[:, 1])), 4) for k in TREES}
+        out[name]["seconds"] = round(time.perf_counter() - start, 1)
+        print(name, out[name], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, help="a `leadscore run --profile demo` work folder (or its data/)")
+    ap.add_argument("--variants", default="base,peak,propensity,drivers,all")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    results = measure(a.folder, a.variants.split(","), a.threads)
+    metrics = a.folder / "data" / "06_reports" / "metrics.json"
+    oracle = json.loads(metrics.read_text()).get("oracle_roc_auc") if metrics.exists() else None
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(json.dumps({"machine": platform.processor() or platform.machine(), "threads": a.threads,
+                                  "oracle_roc_auc": oracle, "variants": results}, indent=2) + "\n")
+    print(f"oracle ROC AUC {oracle}; written {RESULT}")
+
+
+if __name__ == "__main__":
+    main()
