@@ -3,7 +3,9 @@
     python -m benchmarks.run                                   # 100k and 1M leads, every stage (= make bench)
     python -m benchmarks.run --sizes 100000 --stages generate,validate,featurize
     python -m benchmarks.run --score-chunked 10000000          # 10M leads scored in chunks (needs the 1M run)
-    python -m benchmarks.run --report                          # print the README table from the JSON results
+    python -m benchmarks.run --stages score,naive,floor --sizes 100000   # leadscore's scorer beside its peers
+    python -m benchmarks.run --stages real --real-sets uci_bank           # `leadscore run` beside plain CV peers
+    python -m benchmarks.run --report                          # print the README tables from the JSON results
 
 Stages (per size, data under benchmarks/data/<size>/, results in benchmarks/results/bench_<size>.json); each
 runs the shipped stage function (`pipeline.<stage>.run`) or, where no stage does exactly that work, its core:
@@ -17,8 +19,17 @@ runs the shipped stage function (`pipeline.<stage>.run`) or, where no stage does
   package          the `package` stage: the model bundled, logged and registered in a local MLflow store
   score            the `score` stage (gates, decision, tiers, rank, hand-over, exports) on the one-date table
   floor            reading the feature table and LightGBM predict_proba alone on the same rows
+  naive            the naive pandas scorer (benchmarks/peers.py): read the same rows, predict with the same model,
+                   sort, write Parquet, CSV and SQLite with pandas -- the peer `score` is compared with
   bench_score      benchmarks/bench_score.py main(), when that module exists (the demo model: `make demo`)
   e2e              validate -> featurize -> score in one process (the path of a scoring run)
+  real             not per size: on each real data set (--real-sets, read from --real-data; skipped with the
+                   reason when that folder is absent) `leadscore run` (pipeline.run.run, 5-fold CV, tracked in
+                   its own store), then a plain LightGBM and a one-hot logistic 5-fold CV on the rows and columns
+                   that run trained on (benchmarks/peers.py); results in benchmarks/results/real_peers.json
+
+Every leadscore / peer ratio (score / naive, score / floor, peak memory, run / plain LightGBM CV) is printed at
+the end with its target and the load, and written to benchmarks/results/peers.json (`--report` prints them).
 
 Each stage runs in a fresh subprocess; the parent reads that child's peak RSS from os.wait4. CPU is user +
 system time of the child. LightGBM threads are the params' train.n_jobs (2) unless --threads; nothing else is
@@ -40,14 +51,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
-STAGES = ("generate", "validate", "featurize", "featurize_train", "train", "package", "score", "floor", "bench_score",
-          "e2e")
+STAGES = ("generate", "validate", "featurize", "featurize_train", "train", "package", "score", "floor", "naive",
+          "bench_score", "e2e")
+REAL = "real"  # the real-data peers: not a per-size stage, run once after the sizes
+# real data set (its shipped profile) -> its folder under the real-data root (tests/data/test_real_data.py)
+REAL_SETS = {"x_education": "x_education_leads", "uci_bank": "uci_bank_marketing", "olist": "olist_marketing_funnel"}
+REAL_STAGES = ("run", "lgbm_cv", "logreg_cv")
+REAL_DATA_ENV = "LEADSCORE_REAL_DATA"  # the real-data root (default: ../shared/data/real beside the checkout)
 DEFAULT_SIZES = (100_000, 1_000_000)
 BENCH_HISTORY_DAYS = 540  # the generated CRMs span this many days (see the generate stage)
 BENCH_EXPERIMENT = "leadscore-bench"
 TARGETS = {  # 2 cores; seconds and GB
     "validate_featurize_score_s_1m": 90.0, "featurize_s_1m": 60.0, "featurize_peak_gb_1m": 6.0,
     "validate_s_1m": 60.0, "score_over_floor": 3.0, "train_s_1m": 180.0, "peak_gb": 8.0,
+    "score_over_naive": 1.0, "run_over_lgbm_cv_uci_bank": 3.0,
 }
 
 
@@ -64,7 +81,7 @@ def _paths(size: int) -> dict[str, Path]:
             "features_score": root / "03_features" / "features_score.parquet",
             "features_train": root / "03_features_train", "models": model_root / "04_models",
             "package": model_root / "04_package", "scored": root / "05_scored", "reports": root / "06_reports",
-            "mlflow": root / "mlflow.db", "mlruns": root / "mlruns"}
+            "mlflow": root / "mlflow.db", "mlruns": root / "mlruns", "model_mlflow": model_root / "mlflow.db"}
 
 
 def _params():
@@ -179,6 +196,20 @@ def _floor(size: int) -> dict:
             "model_trained_on": _model_size(size)}
 
 
+def _naive(size: int) -> dict:
+    """The naive pandas scorer (benchmarks/peers.py) on the score stage's feature file and model."""
+    from benchmarks.peers import naive_score
+    from pipeline.artifacts import load_model
+
+    P = _paths(size)
+    t = time.perf_counter()
+    model, info = load_model(P["models"], _package_dir(P))
+    load_s = time.perf_counter() - t
+    out = naive_score(P["features_score"], model, P["root"] / "05_naive", info["model_version"])
+    return {"load_model_s": round(load_s, 2), **out, "model_trained_on": _model_size(size),
+            "model_version": info["model_version"]}
+
+
 def _package(size: int, prm) -> dict:
     """The package stage into this size's own MLflow store (artifacts beside it, never in the working folder)."""
     import mlflow
@@ -202,7 +233,9 @@ def run_stage(stage: str, size: int) -> dict:
     """The work of one stage (called inside the child process). Returns stage-specific details."""
     prm = _params()
     P = _paths(size)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{P['mlflow']}"
+    # the scorers log into the store that holds their model's training run (`--model-from`: that size's)
+    store = P["model_mlflow"] if stage in ("score", "naive", "floor", "e2e") else P["mlflow"]
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}"
     validate_cfg = dataclasses.replace(prm.validate, engine="pandas")
     if stage == "generate":
         from pipeline import ingest
@@ -237,6 +270,8 @@ def run_stage(stage: str, size: int) -> dict:
         return _score(size, prm)
     if stage == "floor":
         return _floor(size)
+    if stage == "naive":
+        return _naive(size)
     if stage == "bench_score":
         try:
             from benchmarks import bench_score
@@ -266,6 +301,8 @@ def _worker(stage: str, size: int, out: Path, extra: list[str]) -> None:
         detail = synth_chunks(int(extra[0]), int(extra[1]))
     elif stage == "chunked_score":
         detail = score_chunks(int(extra[0]), int(extra[1]))
+    elif stage.startswith("real_"):
+        detail = real_stage(stage.removeprefix("real_"), extra[0], Path(extra[1]))
     else:
         detail = run_stage(stage, size)
     detail["seconds"] = round(time.perf_counter() - start, 2)
@@ -275,7 +312,7 @@ def _worker(stage: str, size: int, out: Path, extra: list[str]) -> None:
 # ----------------------------------------------------------------------------------- the parent side
 def measure(stage: str, size: int, extra: tuple[str, ...] = ()) -> dict:
     """Run one stage in a child process; wall, CPU and peak RSS of that child, plus what the stage reported."""
-    out = DATA / f".{stage}-{size}.json"
+    out = DATA / (f".{stage}-{extra[0]}.json" if stage.startswith("real_") else f".{stage}-{size}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.run", "--worker", stage, "--size", str(size), "--out", str(out), *extra]
@@ -289,7 +326,8 @@ def measure(stage: str, size: int, extra: tuple[str, ...] = ()) -> dict:
     result = {"stage": stage, "size": size, "ok": proc.returncode == 0,
               "process_wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
               "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3),  # ru_maxrss is KiB on Linux
-              "load_avg_at_start": [round(x, 2) for x in load]}
+              "load_avg_at_start": [round(x, 2) for x in load],
+              "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]}
     if proc.returncode == 0 and out.exists():
         detail = json.loads(out.read_text())
         result["seconds"] = detail.pop("seconds")
@@ -297,7 +335,8 @@ def measure(stage: str, size: int, extra: tuple[str, ...] = ()) -> dict:
     else:
         result["error"] = f"exit code {proc.returncode}"
     out.unlink(missing_ok=True)
-    print(f"  {stage:<16} {size:>10,}  {result.get('seconds', float('nan')):8.1f} s  "
+    print(f"  {stage:<16} {extra[0] if stage.startswith('real_') else f'{size:>10,}'}  "
+          f"{result.get('seconds', float('nan')):8.1f} s  "
           f"cpu {result['cpu_s']:8.1f} s  peak {result['peak_rss_gb']:6.2f} GB  {'' if result['ok'] else 'FAILED'}",
           flush=True)
     return result
@@ -323,6 +362,12 @@ def machine() -> dict:
             "lightgbm_threads": _threads(), "load_avg_at_start": os.getloadavg()}
 
 
+def _stamp_end(doc: dict) -> dict:
+    """The machine's load average when the results were last written (the end of the run so far)."""
+    doc["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return doc
+
+
 def summarise(stages: dict[str, dict]) -> dict:
     def sec(name):
         s = stages.get(name)
@@ -340,6 +385,9 @@ def summarise(stages: dict[str, dict]) -> dict:
         out["score_over_floor"] = round(sec("score") / floor_s, 2)
         # the same without writing the three exports (SQLite, Parquet, CSV), which the floor does not do
         out["score_without_export_over_floor"] = round((sec("score") - score.get("export_s", 0.0)) / floor_s, 2)
+    if sec("score") is not None and sec("naive") is not None:
+        out["score_over_naive"] = round(sec("score") / sec("naive"), 2)
+        out["score_peak_over_naive_peak"] = round(stages["score"]["peak_rss_gb"] / stages["naive"]["peak_rss_gb"], 2)
     peaks = [s["peak_rss_gb"] for s in stages.values() if s.get("ok")]
     if peaks:
         out["max_peak_rss_gb"] = max(peaks)
@@ -353,17 +401,109 @@ def run_sizes(sizes: list[int], stages: list[str]) -> None:
         previous = json.loads(path.read_text()) if path.exists() else {"stages": {}}
         print(f"size {size:,}: {', '.join(stages)}", flush=True)
         results = dict(previous.get("stages", {}))
+        started_machine = machine()  # the load average at the start of this size's stages
         for stage in stages:
             results[stage] = measure(stage, size)
             results[stage]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             # Written after every stage: a partial or interrupted run keeps what it measured.
-            doc = {"size": size, "machine": machine(), "stages": results, "summary": summarise(results),
+            doc = {"size": size, "machine": started_machine, "stages": results, "summary": summarise(results),
                    "targets": TARGETS}
+            _stamp_end(doc)
             path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
             if not results[stage]["ok"] and stage in ("generate", "validate", "featurize", "featurize_train"):
                 print(f"  {stage} failed: later stages need its output, stopping this size", flush=True)
                 break
         print(f"  -> {path.relative_to(ROOT)}  {doc['summary']}", flush=True)
+
+
+# ------------------------------------------------------------------------------ real data: leadscore run vs peers
+def real_data_root(given: Path | None = None) -> Path:
+    """--real-data, else env LEADSCORE_REAL_DATA, else ../shared/data/real beside the checkout (as the tests)."""
+    return Path(given or os.environ.get(REAL_DATA_ENV) or ROOT.parent / "shared" / "data" / "real")
+
+
+def _real_workdir(profile: str) -> Path:
+    return DATA / "real" / profile
+
+
+def real_stage(kind: str, profile: str, folder: Path) -> dict:
+    """One real-data stage in the child: `run` is `leadscore run` (pipeline.run.run: every stage, 5-fold CV,
+    tracked in the work folder's own MLflow store); `lgbm_cv` / `logreg_cv` the peers on the feature table that
+    run wrote, with the profile's training columns (benchmarks/peers.py)."""
+    import shutil
+
+    from benchmarks.peers import CV_FOLDS, cv_peer
+    from pipeline.sources.exports import apply_overrides, load_profile
+
+    prm = _params()
+    threads = _threads(prm)
+    workdir = _real_workdir(profile)
+    profile_ = load_profile(profile)
+    if kind == "run":
+        from pipeline.run import run
+
+        if workdir.exists():  # a fresh work folder: no earlier scoring history, store or outputs
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
+        t = time.perf_counter()
+        m = run(profile_, folder, workdir, prm, n_jobs=threads, cv_folds=CV_FOLDS, track=True)
+        run_s = time.perf_counter() - t
+        keep = ("cv_roc_auc", "cv_roc_auc_folds", "roc_auc", "n_train", "n_test", "n_features", "model_kind",
+                "best_iteration", "split", "seconds")
+        return {"profile": profile, "input": str(folder), "run_s": round(run_s, 2), "lightgbm_threads": threads,
+                "cv_folds": CV_FOLDS, **{k: m[k] for k in keep if k in m}}
+    params = apply_overrides(prm, profile_)
+    features = Path(params.paths.under(workdir).features) / "features.parquet"
+    if not features.exists():
+        raise FileNotFoundError(f"{features}: no feature table; the real stage `run` writes it first")
+    return {"profile": profile, **cv_peer(kind, features, params.train, threads)}
+
+
+def run_real(sets: list[str], root: Path) -> dict | None:
+    """`leadscore run` and its CV peers on each real data set under `root`; results/real_peers.json. Skipped,
+    with the reason printed, when `root` or a set's folder is absent."""
+    if not root.is_dir():
+        print(f"real-data peers skipped: {root} is absent (set --real-data or env {REAL_DATA_ENV})", flush=True)
+        return None
+    unknown = sorted(set(sets) - set(REAL_SETS))
+    if unknown:
+        raise SystemExit(f"unknown real data set(s) {unknown}; known: {', '.join(REAL_SETS)}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    started_machine = machine()
+    path = RESULTS / "real_peers.json"
+    doc = json.loads(path.read_text()) if path.exists() else {"sets": {}}
+    for name in sets:
+        folder = root / REAL_SETS[name]
+        if not folder.is_dir():
+            print(f"real data set {name} skipped: {folder} is absent", flush=True)
+            continue
+        print(f"real data set {name} ({folder}): {', '.join(REAL_STAGES)}", flush=True)
+        entry = {}
+        for stage in REAL_STAGES:
+            entry[stage] = measure(f"real_{stage}", 0, (name, str(folder)))
+            entry[stage]["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            if stage == "run" and not entry[stage]["ok"]:
+                print(f"  leadscore run failed on {name}: the peers need its feature table, skipping them", flush=True)
+                break
+        doc["sets"][name] = entry
+        doc["machine"] = started_machine
+        path.write_text(json.dumps(_stamp_end(doc), indent=2, sort_keys=True, default=str) + "\n")
+    print(f"  -> {path.relative_to(ROOT)}", flush=True)
+    return doc
+
+
+def write_peers(started: dict) -> Path:
+    """Every leadscore / peer ratio the results hold, with this invocation's machine and load (start and end),
+    to results/peers.json."""
+    from benchmarks.peers import ratios
+
+    doc = ratios(RESULTS)
+    doc["invocation"] = {**started, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+                         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path = RESULTS / "peers.json"
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    return path
 
 
 # ------------------------------------------------------------------------------ 10M scored in chunks
@@ -449,7 +589,8 @@ def report() -> str:
                     load = s.get("load_avg_at_start", ["?"])[0]
                     cells.append(f"{s['seconds']:.1f} / {s['cpu_s']:.1f} / {s['peak_rss_gb']:.2f} / {load}")
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-        for key in ("validate_featurize_score_s", "floor_s", "score_over_floor", "score_without_export_over_floor"):
+        for key in ("validate_featurize_score_s", "floor_s", "score_over_floor", "score_without_export_over_floor",
+                    "score_over_naive", "score_peak_over_naive_peak"):
             lines.append(f"| **{key}** | " + " | ".join(str(d["summary"].get(key, "–")) for d in docs) + " |")
     for p in sorted(RESULTS.glob("chunked_*.json")):
         d = json.loads(p.read_text())
@@ -458,22 +599,34 @@ def report() -> str:
             lines.append(f"\nChunked scoring, {d['rows']:,} rows in batches of {s['detail']['batch_rows']:,}: "
                          f"{s['seconds']:.1f} s ({d.get('seconds_per_million')} s per million), "
                          f"CPU {s['cpu_s']:.1f} s, peak {s['peak_rss_gb']:.2f} GB.")
+    from benchmarks.peers import ratio_table, ratios
+
+    found = ratios(RESULTS)
+    if found["scoring"] or found["real"]:
+        lines.append("\nleadscore beside its peers (benchmarks/results/peers.json):\n")
+        lines.append(ratio_table(found))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated lead counts")
-    ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {','.join(STAGES)}")
+    ap.add_argument("--stages", default=",".join((*STAGES, REAL)),
+                    help=f"comma-separated, from {','.join((*STAGES, REAL))}")
     ap.add_argument("--score-chunked", default=None, help="comma-separated row counts to score in chunks")
     ap.add_argument("--chunk-source", type=int, default=1_000_000, help="size whose one-date table is copied")
     ap.add_argument("--model-from", type=int, default=None,
-                    help="score and floor with the model trained at this size (e.g. 100000) instead of each size's own")
+                    help="score, naive and floor with the model trained at this size (e.g. 1000000) instead of each "
+                         "size's own")
     ap.add_argument("--threads", type=int, default=None,
                     help="LightGBM threads of the train stage (default: the params' train.n_jobs)")
     ap.add_argument("--demo-workdir", type=Path, default=None,
                     help="bench_score: the folder holding the demo pipeline's data/ (default: this checkout)")
-    ap.add_argument("--report", action="store_true", help="print the README table and exit")
+    ap.add_argument("--real-data", type=Path, default=None,
+                    help=f"the real data sets' folder (default: env {REAL_DATA_ENV}, else ../shared/data/real)")
+    ap.add_argument("--real-sets", default=",".join(REAL_SETS),
+                    help=f"stage `real`: comma-separated, from {','.join(REAL_SETS)}")
+    ap.add_argument("--report", action="store_true", help="print the README tables and exit")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -494,10 +647,17 @@ def main(argv: list[str] | None = None) -> None:
         run_chunked([int(x) for x in args.score_chunked.split(",")], args.chunk_source)
         return
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = sorted(set(stages) - set(STAGES))
+    unknown = sorted(set(stages) - {*STAGES, REAL})
     if unknown:
-        ap.error(f"unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
-    run_sizes([int(x) for x in args.sizes.split(",")], stages)
+        ap.error(f"unknown stage(s) {unknown}; stages are {', '.join((*STAGES, REAL))}")
+    started = {"load_avg_at_start": [round(x, 2) for x in os.getloadavg()], "stages": stages,
+               "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    per_size = [s for s in stages if s != REAL]
+    if per_size:
+        run_sizes([int(x) for x in args.sizes.split(",")], per_size)
+    if REAL in stages:
+        run_real([s.strip() for s in args.real_sets.split(",") if s.strip()], real_data_root(args.real_data))
+    print(f"ratios -> {write_peers(started).relative_to(ROOT)}", flush=True)
     print(report())
 
 

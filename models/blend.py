@@ -325,11 +325,12 @@ def fit_blend(X: pd.DataFrame, y, config: BlendConfig, time=None, groups=None, v
 
 
 def cross_validated_auc(fit: Callable[[pd.DataFrame, np.ndarray, np.ndarray | None], object], X: pd.DataFrame, y,
-                        n_folds: int = 5, seed: int = 42, groups=None, pass_positions: bool = False) -> list[float]:
+                        n_folds: int = 5, seed: int = 42, groups=None, pass_positions: bool = False,
+                        on_fold: Callable[[int, int], None] | None = None) -> list[float]:
     """ROC AUC on each of ``n_folds`` stratified folds (grouped when ``groups`` is given) of the model that
     ``fit(X_train, y_train, extra)`` returns, where ``extra`` is the training rows' groups (None without groups)
     or, with ``pass_positions``, their positions in ``X``. Everything the model chooses, it chooses inside the
-    training folds."""
+    training folds. ``on_fold(done, n_folds)`` is called after each fold (progress)."""
     y = np.asarray(y, dtype=int)
     X = X.reset_index(drop=True)
     if groups is None:
@@ -341,4 +342,6 @@ def cross_validated_auc(fit: Callable[[pd.DataFrame, np.ndarray, np.ndarray | No
         extra = train if pass_positions else (None if groups is None else np.asarray(groups)[train])
         model = fit(X.iloc[train].reset_index(drop=True), y[train], extra)
         scores.append(float(roc_auc_score(y[test], model.predict_proba(X.iloc[test])[:, 1])))
+        if on_fold is not None:
+            on_fold(len(scores), n_folds)
     return scores

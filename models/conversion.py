@@ -7,6 +7,7 @@ scoring cannot drift from training.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -61,9 +62,10 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
 
     def fit(self, X: pd.DataFrame, y, X_val: pd.DataFrame | None = None, y_val=None,
-            sample_weight=None) -> ConversionModel:
+            sample_weight=None, on_round: Callable[[int, int], None] | None = None) -> ConversionModel:
         """`sample_weight` (optional) weighs the training rows of the booster, e.g. 1 / rate for negatives kept at
-        that rate by down-sampling (models/sampling.py), so its log loss is the full data's in expectation."""
+        that rate by down-sampling (models/sampling.py), so its log loss is the full data's in expectation.
+        `on_round(done, total)`, when given, is called after each boosting round (progress; never stored)."""
         cfg = self.config or BoosterConfig()
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {list(CALIBRATIONS)}, not {self.calibration!r}")
@@ -104,6 +106,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             })
             if self.offset_model_ is not None:
                 fit_kwargs["eval_init_score"] = [self._offset(X_val)]
+        if on_round is not None:
+            fit_kwargs["callbacks"] = [*fit_kwargs.get("callbacks", []), round_callback(on_round)]
         self.booster_.fit(self._prepare(X), y, sample_weight=sample_weight, **fit_kwargs)
         self.best_iteration_ = int(self.booster_.best_iteration_ or self.booster_.n_estimators)
         self.blend_model_, self.blend_weight_ = None, 1.0
@@ -161,7 +165,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             margin = w * margin + (1.0 - w) * _logit(self.blend_model_.predict_proba(X)[:, 1])
         return 1.0 / (1.0 + np.exp(-margin))
 
-    def refit(self, X: pd.DataFrame, y) -> ConversionModel:
+    def refit(self, X: pd.DataFrame, y, on_round: Callable[[int, int], None] | None = None) -> ConversionModel:
         """Fit the trees (and the logistic part) again on more rows, typically all training snapshots.
 
         Early stopping and calibration need rows the model has not seen, so `fit` holds the latest snapshot's
@@ -181,6 +185,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         if getattr(self, "offset_model_", None) is not None:
             self.offset_model_ = LogisticBaseline(C=cfg.logistic_C).fit(X[self._linear_columns()], y)
             fit_kwargs["init_score"] = self._offset(X)
+        if on_round is not None:
+            fit_kwargs["callbacks"] = [round_callback(on_round)]
         booster.fit(self._prepare(X), y, **fit_kwargs)
         self.booster_ = booster
         if getattr(self, "blend_model_", None) is not None:
@@ -218,6 +224,14 @@ CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
 # Isotonic steps are fitted on a finite sample: a top block of a few all-positive rows would say p = 1.000.
 # Probabilities are kept inside [P_FLOOR, P_CEIL]; no lead is ever certain.
 P_FLOOR, P_CEIL = 1e-4, 0.995
+
+
+def round_callback(on_round: Callable[[int, int], None]):
+    """A LightGBM callback calling ``on_round(rounds done, rounds at most)`` after each boosting round."""
+    def callback(env) -> None:
+        on_round(env.iteration - env.begin_iteration + 1, env.end_iteration - env.begin_iteration)
+
+    return callback
 
 
 def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray):

@@ -8,6 +8,8 @@ calls these. `ScoreConfig` is the ``score:`` section of params.yaml. Pure: frame
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -31,6 +33,7 @@ def phrasebook_for(icp: Icp | None = None) -> Phrasebook:
 # could notice: a column added, removed, renamed or given another meaning. `gate_<name>` stands for one column
 # per configured gate (budget, authority, need, timeline by default).
 SCHEMA_VERSION = 3  # 3: status with_sales
+PROGRESS_CHUNK_ROWS = 50_000  # rows scored between two progress reports
 SQL_LEADS_SCHEMA: dict[str, str] = {
     "lead_id": "text: the CRM's lead id",
     "account_id": "text: the lead's company",
@@ -139,16 +142,17 @@ def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None, needed: list[str
 
 def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opportunities: pd.DataFrame | None,
                 p: ScoreConfig, model_version: str, run_id: str, scored_at: pd.Timestamp,
-                scoring_run_id: str = "") -> pd.DataFrame:
+                scoring_run_id: str = "", on_rows: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """The ranked table for feature rows of one as-of date: gates, probability, decision, value, tier, rank.
 
-    `run_id` is the MLflow run that trained the model; `scoring_run_id` identifies this scoring.
+    `run_id` is the MLflow run that trained the model; `scoring_run_id` identifies this scoring; `on_rows(done,
+    total)`, when given, is called as the rows are scored (progress).
     """
     rows = with_subscore_inputs(rows.reset_index(drop=True))
     gates = parse_gates(p.gates, list(dict.fromkeys([*rows.columns, *ACCOUNT_COLUMNS])))
     context = _context(rows, accounts, list(dict.fromkeys(c for g in gates for c in g.columns())))
     gate_table = evaluate_gates(context, gates)
-    p_convert = np.asarray(model.predict_proba(rows[[str(c) for c in model.feature_names_in_]])[:, 1], dtype=float)
+    p_convert = predict_rows(model, rows[[str(c) for c in model.feature_names_in_]], on_rows)
 
     as_of = pd.Timestamp(rows["as_of"].iloc[0]) if len(rows) and "as_of" in rows else scored_at
     if opportunities is not None and accounts is not None and len(opportunities):
@@ -185,6 +189,23 @@ def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opport
     out["schema_version"] = SCHEMA_VERSION
     ordered = [c for c in OUTPUT_COLUMNS if c in out] + [c for c in out if c not in OUTPUT_COLUMNS]
     return out[ordered].sort_values("rank").reset_index(drop=True)
+
+
+def predict_rows(model, X: pd.DataFrame, on_rows: Callable[[int, int], None] | None = None,
+                 chunk_rows: int = PROGRESS_CHUNK_ROWS) -> np.ndarray:
+    """P(convert) of each row; with `on_rows`, in chunks of `chunk_rows` rows, reporting after each (the
+    probabilities are the same: every model scores row by row)."""
+    if on_rows is None or len(X) <= chunk_rows:
+        p_convert = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
+    else:
+        parts = []
+        for start in range(0, len(X), chunk_rows):
+            parts.append(np.asarray(model.predict_proba(X.iloc[start:start + chunk_rows])[:, 1], dtype=float))
+            on_rows(min(start + chunk_rows, len(X)), len(X))
+        p_convert = np.concatenate(parts)
+    if on_rows is not None:
+        on_rows(len(X), len(X))
+    return p_convert
 
 
 def hand_over(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig,

@@ -37,6 +37,7 @@ from models.sampling import downsample_negatives, stratified_sample
 VALIDATION_GROUP_SHARE = 0.25
 
 Log = Callable[[str], None]
+Progress = Callable[[int, int], None]  # (done, total): boosting rounds or folds, for a progress display
 
 
 def _quiet(_: str) -> None:
@@ -161,16 +162,18 @@ def tune_config(fit_part: pd.DataFrame, val_part: pd.DataFrame, cols: list[str],
 
 
 def fit(table: pd.DataFrame, c: TrainConfig, variant: str = SNAPSHOTS, *, category_shares: bool = False,
-        log: Log = _quiet) -> TrainResult:
-    """The model of one pipeline variant, fitted on the ``split == "train"`` rows of a feature table."""
+        log: Log = _quiet, on_round: Progress | None = None) -> TrainResult:
+    """The model of one pipeline variant, fitted on the ``split == "train"`` rows of a feature table;
+    ``on_round(done, total)`` reports the boosting rounds of the snapshot variant's fits (progress)."""
     if variant == SNAPSHOTS:
-        return fit_snapshots(table, c, log=log)
+        return fit_snapshots(table, c, log=log, on_round=on_round)
     if variant == FLAT:
         return fit_flat(table, c, category_shares=category_shares, log=log)
     raise ValueError(f"unknown pipeline variant {variant!r}: choose one of {list(VARIANTS)}")
 
 
-def fit_snapshots(table: pd.DataFrame, c: TrainConfig, log: Log = _quiet) -> TrainResult:
+def fit_snapshots(table: pd.DataFrame, c: TrainConfig, log: Log = _quiet,
+                  on_round: Progress | None = None) -> TrainResult:
     """Four-table exports: the calibrated booster (or the logistic fallback) and the baselines on the snapshots."""
     table = table[table["split"] == "train"]
     fit_part, val_part = split_train_validation(table, VALIDATION_GROUP_SHARE, seed=c.seed)
@@ -203,7 +206,7 @@ def fit_snapshots(table: pd.DataFrame, c: TrainConfig, log: Log = _quiet) -> Tra
             extra["n_fit_rows_sampled"] = int(len(rows))
         model = ConversionModel(config, calibration=c.calibration).fit(
             fit_part.iloc[rows][cols], y_fit.iloc[rows], val_part[cols], y_val,
-            sample_weight=None if len(rows) == len(fit_part) else weight)
+            sample_weight=None if len(rows) == len(fit_part) else weight, on_round=on_round)
         model_kind = "lightgbm"
     fit_seconds = time.perf_counter() - start
     # Baselines are yardsticks, not the model: a stratified sample of at most baseline_max_rows rows fits them.
@@ -225,7 +228,7 @@ def fit_snapshots(table: pd.DataFrame, c: TrainConfig, log: Log = _quiet) -> Tra
         # so the held-out comparison stays fair). Large tables skip this: the hold-out costs them little.
         X_all, y_all = table[cols], table["label"].astype(int)
         start = time.perf_counter()
-        model = model.refit(X_all, y_all) if hasattr(model, "refit") else \
+        model = model.refit(X_all, y_all, on_round=on_round) if hasattr(model, "refit") else \
             LogisticBaseline(C=c.logistic_C).fit(X_all, y_all)
         fit_seconds += time.perf_counter() - start
         baselines = {"logistic": LogisticBaseline(C=c.logistic_C).fit(X_all, y_all),
@@ -303,7 +306,7 @@ def fit_flat(table: pd.DataFrame, c: TrainConfig, category_shares: bool = False,
 
 
 def cross_validate(table: pd.DataFrame, c: TrainConfig, variant: str = SNAPSHOTS, n_folds: int = 5, *,
-                   category_shares: bool = False) -> list[float]:
+                   category_shares: bool = False, on_fold: Progress | None = None) -> list[float]:
     """ROC AUC of each of ``n_folds`` stratified folds of the labelled rows (train and test splits), each fold's
     model fitted by the same `fit` as the final one, choosing everything inside its training folds.
 
@@ -316,7 +319,8 @@ def cross_validate(table: pd.DataFrame, c: TrainConfig, variant: str = SNAPSHOTS
         reason = fallback_reason(int(labelled.loc[labelled["split"] == "train", "label"].astype(int).sum()), c)
         fitter = flat_fitter(c, reason, category_shares)  # the final model's kind, in every fold
         # no time inside a fold: stratified folds mix periods anyway
-        return blend.cross_validated_auc(lambda Xf, yf, _g: fitter(Xf, yf, None), X, y, n_folds, c.seed)
+        return blend.cross_validated_auc(lambda Xf, yf, _g: fitter(Xf, yf, None), X, y, n_folds, c.seed,
+                                         on_fold=on_fold)
     if variant != SNAPSHOTS:
         raise ValueError(f"unknown pipeline variant {variant!r}: choose one of {list(VARIANTS)}")
     groups = labelled["lead_id"].astype("string").to_numpy()
@@ -325,7 +329,8 @@ def cross_validate(table: pd.DataFrame, c: TrainConfig, variant: str = SNAPSHOTS
         # the fold's rows as one training table: the latest snapshot among them validates, as in the full fit
         return _Columns(fit_snapshots(labelled.iloc[positions].assign(split="train"), c))
 
-    return blend.cross_validated_auc(fit_fold, labelled, y, n_folds, c.seed, groups=groups, pass_positions=True)
+    return blend.cross_validated_auc(fit_fold, labelled, y, n_folds, c.seed, groups=groups, pass_positions=True,
+                                     on_fold=on_fold)
 
 
 class _Columns:

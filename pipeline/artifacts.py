@@ -22,6 +22,9 @@ BASELINES_FILE = "baselines.joblib"
 TRAIN_METRICS = "train_metrics.json"
 MODEL_INFO = "model_info.json"  # in the package folder: MLflow run, registered version, model URI
 HASHES = "artefact_sha256"  # key in train_metrics.json / model_info.json: file name -> SHA-256 (hex)
+# key in the models folder's train_metrics.json: {"started": .., "finished": ..} (epoch seconds) of the train stage,
+# so the MLflow run the package stage logs spans the training (its duration is the work's, in one process or two)
+TRAINING_TIME = "training_time"
 
 
 class ModelIntegrityError(ValueError):

@@ -3,6 +3,7 @@ demo data, and plots (PNG for people, CSV for `dvc plots`)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from models.training import cross_validate
 from pipeline import tracking
 from pipeline.artifacts import features_variant, load_baselines, load_model
 from pipeline.io import write_atomic, write_csv, write_json
-from pipeline.progress import log
+from pipeline.progress import log, progress
 
 LEAKAGE_SAMPLE = 100_000  # labelled rows the single-column leakage check reads at most
 
@@ -112,6 +113,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
         train: TrainConfig | None = None, category_shares: bool = False) -> dict:
     """Held-out metrics of the model and its baselines (bootstrap CIs), the oracle gap on the demo, plots, the
     leakage check, and with `p.cv_folds` > 1 the cross-validated AUC of the same fit (`train`)."""
+    started = time.time()
     features_path = Path(features_path)
     table = pd.read_parquet(features_path, filters=[("split", "in", ["train", "test", WITH_SALES])])
     variant = features_variant(features_path)
@@ -153,7 +155,9 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     table = table[table["split"] != WITH_SALES]
     metrics["leakage_warnings"] = leakage_check(table, [str(c) for c in model.feature_names_in_])
     if p.cv_folds > 1:
-        folds = cross_validate(table, train or TrainConfig(), variant, p.cv_folds, category_shares=category_shares)
+        with progress("cross-validation", p.cv_folds, "folds") as on_fold:
+            folds = cross_validate(table, train or TrainConfig(), variant, p.cv_folds,
+                                   category_shares=category_shares, on_fold=on_fold)
         metrics.update({"cv_roc_auc": float(np.mean(folds)), "cv_roc_auc_std": float(np.std(folds)),
                         "cv_roc_auc_folds": [round(f, 4) for f in folds]})
         log(f"{p.cv_folds}-fold CV ROC AUC {metrics['cv_roc_auc']:.4f} ± {metrics['cv_roc_auc_std']:.4f}")
@@ -169,8 +173,26 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
         + (f"; on all leads (with sales included) AUC {metrics['all_leads_roc_auc']:.4f}"
            if "all_leads_roc_auc" in metrics else ""))
     if info.get("run_id"):
-        tracking.log_test_metrics(info["run_id"], metrics, [reports_dir / "metrics.json", *curves])
+        log_evaluation(info, metrics, [reports_dir / "metrics.json", *curves], p, started,
+                       str(test["as_of"].iloc[0])[:10] if len(test) else None)
     return metrics
+
+
+HEADLINE_TEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece")  # tagged on the registered version (``test_*``)
+
+
+def log_evaluation(info: dict, metrics: dict, files: list[Path], p: EvaluateConfig, started: float,
+                   test_date: str | None) -> str:
+    """The held-out metrics onto the training run (``test_*``) and its registered version (tags), and an
+    ``evaluate <profile> <test date>`` run nested under the training run with the evaluate params, the metrics
+    and the files (metrics.json, the plots). Returns the evaluate run's id."""
+    tracking.log_test_metrics(info["run_id"], metrics, [], info.get("model_version"),
+                              {f"test_{k}": f"{metrics[k]:.4f}" for k in HEADLINE_TEST_METRICS
+                               if isinstance(metrics.get(k), int | float)})
+    return tracking.log_stage_run("evaluate", info["run_id"], start_time=started,
+                                  params=tracking.loggable_params({"evaluate": p}), metrics=metrics,
+                                  artifacts=files, data_date=test_date,
+                                  tags={"model_version": str(info.get("model_version", ""))})
 
 
 def write_curves(y: np.ndarray, p_hat: np.ndarray, reports_dir: Path, importance: pd.Series | None = None,

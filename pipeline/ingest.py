@@ -20,6 +20,7 @@ from pipeline.progress import log
 from pipeline.sources.demo_crm import DemoConfig
 from pipeline.sources.exports import DEMO, ingest_export
 from pipeline.sources.profiles import Profile, ProfileError
+from pipeline.sources.readers import InputFileError
 
 MANIFEST = "ingest.json"
 FLAT_QUARANTINE = "flat_quarantine.parquet"  # a flat export's rows the row checks refused (ingest -> validate)
@@ -55,7 +56,7 @@ def run(profile: Profile, input_path: Path | str, raw_dir: Path, truth_dir: Path
     if profile.name != DEMO:
         check_input_location(input_path, list(outputs or []) + [Path(raw_dir), Path(truth_dir)])
         if not input_path.exists():
-            raise ProfileError(f"{input_path}: export not found (ingest.input); profile {profile.name!r} reads "
+            raise InputFileError(f"{input_path}: export not found (ingest.input); profile {profile.name!r} reads "
                                f"{'a file' if profile.kind == 'flat' else 'a folder of CSV/Parquet files'}")
     data = ingest_export(profile, input_path, demo, as_of, cv_folds=cv_folds)
     raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)

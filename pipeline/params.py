@@ -2,6 +2,10 @@
 
 The sections the library reads are the library's own config dataclasses (`FeaturizeConfig`, `TrainConfig`,
 `ScoreConfig`, ...): one definition per setting, so a default here cannot disagree with the code's.
+
+The package ships its defaults (`pipeline/defaults/params.yaml`, a copy of the project's params.yaml), so the CLI
+runs outside the checkout: `load_params` reads a params file over them key by key, and a folder without
+params.yaml runs on the defaults alone. Relative paths in either file are relative to the working folder.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,9 @@ from features.config import FeaturizeConfig, ValidateConfig
 from models.config import EvaluateConfig, ScoreConfig, TrainConfig
 from pipeline.sources.demo_crm import DemoConfig
 
-DEFAULT_PARAMS = Path("params.yaml")
+DEFAULT_PARAMS = Path("params.yaml")  # the project's file, in the working folder (where DVC reads it)
+# ships in the wheel (package data); a resource, so it is found in a zip on sys.path too (spark-submit --py-files)
+PACKAGED_PARAMS = resources.files("pipeline").joinpath("defaults").joinpath("params.yaml")
 
 
 class ParamsError(ValueError):
@@ -152,13 +160,58 @@ def params_from_dict(data: dict[str, Any]) -> Params:
     return _build(Params, data, "params")
 
 
-def load_params(path: Path | str = DEFAULT_PARAMS) -> Params:
-    path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path}: params file not found")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+def merge_params(base: dict[str, Any], override: dict[str, Any], cls: type = Params) -> dict[str, Any]:
+    """`override` over `base`, key by key: a section (or a config nested in one, such as `featurize.icp`) merges
+    field by field; any other value (a number, a list, a free mapping such as `score.gates`) replaces the base's
+    whole. Keys `cls` does not declare are kept, for `params_from_dict` to refuse by name."""
+    hints = typing.get_type_hints(cls)
+    merged = dict(base)
+    for key, value in override.items():
+        hint = hints.get(key)
+        if dataclasses.is_dataclass(hint) and isinstance(merged.get(key), dict) and isinstance(value, dict | None):
+            merged[key] = merge_params(merged[key], value or {}, hint)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read(path: Path | Traversable) -> dict[str, Any]:
     try:
-        return params_from_dict(data)
+        with path.open() as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read the params file ({exc.strerror})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of params sections, got {type(data).__name__}")
+    return data
+
+
+def load_params(path: Path | str | None = None) -> Params:
+    """The packaged defaults with the params file `path` read over them (`merge_params`), so the file may be partial.
+
+    `path` None: ./params.yaml when there is one, else the packaged defaults alone (said in one log line). A file
+    given by path must exist.
+    """
+    defaults = _read(PACKAGED_PARAMS)
+    if path is None:
+        if not DEFAULT_PARAMS.exists():
+            from pipeline.progress import log
+
+            log(f"no {DEFAULT_PARAMS} in {Path.cwd()}: using the packaged defaults {PACKAGED_PARAMS}")
+            try:
+                return params_from_dict(defaults)
+            except ParamsError as exc:
+                raise ParamsError(f"{PACKAGED_PARAMS}: {exc}") from None
+        path = DEFAULT_PARAMS
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found" if not path.exists() else f"{path}: not a file")
+    data = _read(path)
+    try:
+        return params_from_dict(merge_params(defaults, data))
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None

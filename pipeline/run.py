@@ -64,17 +64,19 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
         env_uri = os.environ.get("MLFLOW_TRACKING_URI")
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(workdir)
         try:
-            # artifacts beside the work folder's own store (never in the caller's cwd)
-            location = (workdir / "mlruns").resolve().as_uri() if env_uri is None else None
+            # the train run spans the training (train records its start), evaluate and score runs nest under it;
+            # artifacts live beside the store (`mlruns/`, relative: the work folder can move)
             info = package.run(features_path, P["models"], P["package"],
                                {"ingest": {"profile": profile.name, "input": str(input_path)}, "train": params.train,
                                 "featurize": params.featurize, "score": params.score},
                                source=profile.name, experiment=experiment_name(profile), registered_model=None,
-                               tags={"profile": profile.name, "input": str(input_path), "driver": "run"},
-                               artifact_location=location)
+                               tags={"profile": profile.name, "input": str(input_path), "driver": "run"})
             held = evaluate.run(features_path, P["models"], P["package"], P["reports"], params.evaluate,
                                 params.featurize.horizon_days, P["truth"], P["raw"], params.train,
                                 profile.category_shares)
+            scored = score.run(features_path, P["models"], P["package"], P["validated"], P["scored"], P["reports"],
+                               params.score, history_dir=P["reports"] / "score_history", icp=params.featurize.icp,
+                               profile=profile.name)
         finally:
             if env_uri is None:
                 os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -83,9 +85,8 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
     else:
         held = evaluate.run(features_path, P["models"], None, P["reports"], params.evaluate,
                             params.featurize.horizon_days, P["truth"], P["raw"], params.train, profile.category_shares)
-    scored = score.run(features_path, P["models"], P["package"] if track else None, P["validated"], P["scored"],
-                       P["reports"], params.score, history_dir=P["reports"] / "score_history",
-                       icp=params.featurize.icp)
+        scored = score.run(features_path, P["models"], None, P["validated"], P["scored"], P["reports"], params.score,
+                           history_dir=P["reports"] / "score_history", icp=params.featurize.icp, profile=profile.name)
 
     variant = variant_of(profile)
     metrics = {

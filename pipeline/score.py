@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from pipeline.artifacts import ModelIntegrityError, features_variant, load_model
 from pipeline.export import CONTACT_FIELDS, contact_table, export_all, owner_ids
 from pipeline.history import History, scoring_key
 from pipeline.io import find_table, read_table, write_csv, write_json, write_parquet
-from pipeline.progress import log
+from pipeline.progress import log, progress
 
 LATEST = "latest"  # score.model: the model this pipeline just trained and packaged (data/04_package)
 SHADOW_FILE = "shadow_challenger.parquet"
@@ -179,7 +180,9 @@ def score_rows(rows: pd.DataFrame, model, p: ScoreConfig, version: str, run_id: 
     known = History(history_dir).find(key) if history_dir else None
     scored_at = pd.Timestamp(known["scored_at"]) if known else pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
     run = known["scoring_run_id"] if known else new_scoring_run_id()
-    return score_frame(rows, model, accounts, opportunities, p, version, run_id, scored_at, run), key
+    with progress("scoring", len(rows), "rows") as on_rows:
+        table = score_frame(rows, model, accounts, opportunities, p, version, run_id, scored_at, run, on_rows=on_rows)
+    return table, key
 
 
 def shadow(rows: pd.DataFrame, uri: str, champion_version: str, p: ScoreConfig, accounts, opportunities,
@@ -212,6 +215,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         icp: Icp | None = None, registered_model: str | None = None, profile: str | None = None) -> dict:
     """Score the open leads of the feature table with `p.model` (the registered champion by default; ``latest``:
     the package stage's model) and, when the champion scores, the challenger in shadow beside it."""
+    started = time.time()
     check_destinations(out_dir, database_url, reports_dir, store_uri() if registered_model else None)
     features_path = Path(features_path)
     variant = features_variant(features_path)
@@ -247,7 +251,29 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     shadow_table = extra["shadow"].pop("_table", None) if extra.get("shadow") else None
     summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
                      phrasebook_for(icp), contact_table(leads, accounts), key, extra, shadow_table)
+    log_score_run(run_id, started, p_used, summary)
     return summary
+
+
+SCORE_RUN_METRICS = ("n_scored", "n_sql", "n_assigned", "n_call_queue", "n_with_sales", "n_explained",
+                     "expected_value_sql", "expected_value_assigned")
+
+
+def log_score_run(train_run_id: str, started: float, p: ScoreConfig, summary: dict) -> str | None:
+    """The scoring as an MLflow run (``score <profile> <as-of>``) nested under the training run of the model that
+    scored, with the policy it scored with (``score.*``) and the counts; None for a model without a run. The
+    scoring is done and written by then, so a store that refuses the run is a warning, not a failure."""
+    if not train_run_id:
+        return None
+    try:
+        return tracking.log_stage_run(
+            "score", train_run_id, start_time=started, params=tracking.loggable_params({"score": p}),
+            metrics={k: summary[k] for k in SCORE_RUN_METRICS if k in summary}, data_date=summary.get("as_of"),
+            tags={"model_version": str(summary.get("model_version", "")),
+                  "scoring_run_id": str(summary.get("scoring_run_id", ""))})
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; the scoring itself stands
+        log(f"WARNING the scoring was not logged to MLflow: {type(exc).__name__}: {exc}")
+        return None
 
 
 # ------------------------------------------------------------------------------------ scoring new data
@@ -334,6 +360,7 @@ def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Pat
                      seed: int = 42) -> dict:
     """`leadscore score --profile P --input EXPORT`: score a fresh export with a registered model (the champion
     by default), without training. `profile` None: `input_path` is a feature file or a folder of contract tables."""
+    started = time.time()
     check_destinations(out_dir, database_url, reports_dir, store_uri())
     model, p_used, version, run_id = load_scorer(uri, p)
     quarantine = Path(reports_dir) / "quarantine"  # the evidence of this export's bad rows, beside its summary
@@ -344,7 +371,9 @@ def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Pat
     accounts, opportunities = tables.get("accounts"), tables.get("opportunities")
     scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
                              str(input_path))
-    return finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                  phrasebook_for(featurize_params.icp), contact_table(tables.get("leads"), accounts), key,
-                  {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
-                   "profile": getattr(profile, "name", None)})
+    summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
+                     phrasebook_for(featurize_params.icp), contact_table(tables.get("leads"), accounts), key,
+                     {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
+                      "profile": getattr(profile, "name", None)})
+    log_score_run(run_id, started, p_used, summary)
+    return summary

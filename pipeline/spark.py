@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -170,8 +171,13 @@ def _won_before(tables: dict[str, DataFrame], as_of: pd.Timestamp) -> tuple[pd.D
 
 
 def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame], model: Any, p: ScoreConfig,
-          as_of: str | pd.Timestamp, model_version: str = "", run_id: str = "") -> DataFrame:
-    """The `sql_leads` table in Spark: `score_frame` per partition, then one global rank (a Spark sort)."""
+          as_of: str | pd.Timestamp, model_version: str = "", run_id: str = "", scoring_run_id: str = "",
+          scored_at: pd.Timestamp | None = None) -> DataFrame:
+    """The `sql_leads` table in Spark: `score_frame` per partition, then one global rank (a Spark sort).
+
+    `run_id` is the MLflow run that trained the model, `scoring_run_id` identifies this scoring and `scored_at`
+    is its time (default: now, UTC), as in the pandas score stage.
+    """
 
     from models.decision import ACCOUNT_COLUMNS, score_frame
     from pipeline.chunked import refuse_global_rule
@@ -185,7 +191,8 @@ def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame]
         "account_id", "left",
     )
     payload = spark.sparkContext.broadcast((model, won, won_accounts))
-    scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
+    scored_at = pd.Timestamp(scored_at) if scored_at is not None \
+        else pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
     feature_cols = features.columns
 
     def score_part(frame: pd.DataFrame) -> pd.DataFrame:
@@ -194,7 +201,7 @@ def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame]
             columns={f"_acc_{c}": c for c in acc_cols[1:]})
         acc = pd.concat([acc, won_acc[acc.columns.intersection(won_acc.columns)]], ignore_index=True)
         out = score_frame(frame[feature_cols].reset_index(drop=True), mdl, acc, won_, p, model_version, run_id,
-                          scored_at)
+                          scored_at, scoring_run_id)
         out[ORDER] = out["status"].map(STATUS_ORDER).astype("int64")
         return out.drop(columns=["rank"])
 
@@ -206,7 +213,8 @@ def score(spark: SparkSession, features: DataFrame, tables: dict[str, DataFrame]
             if len(frame):
                 yield _to_arrow_friendly(score_part(frame))
 
-    return rank(rows.mapInPandas(score_batches, schema=schema))
+    # Kept (memory and disk) so the rank's sampling pass and its sort read the scores instead of rerunning the model.
+    return rank(rows.mapInPandas(score_batches, schema=schema).persist())
 
 
 def rank(scored: DataFrame) -> DataFrame:
@@ -237,12 +245,15 @@ def read_tables(spark: SparkSession, folder: str) -> dict[str, DataFrame]:
     return {name: spark.read.parquet(f"{folder.rstrip('/')}/{name}.parquet") for name in TABLE_ORDER}
 
 
-def session(master: str | None = None, app: str = "leadscore"):
+def session(master: str | None = None, app: str = "leadscore", conf: dict[str, str] | None = None):
+    """A Spark session in UTC; `conf` adds settings (e.g. fewer shuffle partitions for a local run)."""
     from pyspark.sql import SparkSession
 
     if master and master.startswith("local"):  # workers must run this interpreter (its pandas, its leadscore)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app).config("spark.sql.session.timeZone", "UTC")
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
     if master:
         builder = builder.master(master)
     return builder.getOrCreate()
@@ -256,7 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", required=True, help="model.joblib, a models folder, or an MLflow model URI")
     ap.add_argument("--as-of", required=True, help="scoring date (the export date)")
     ap.add_argument("--out", required=True, help="output folder for sql_leads (Parquet)")
-    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--params", default=None,
+                    help="params file (default: ./params.yaml when present, else the packaged defaults)")
     ap.add_argument("--master", default=None, help="e.g. local[2]; spark-submit sets it otherwise")
     ap.add_argument("--buckets", type=int, default=DEFAULT_BUCKETS, help="account buckets (tasks) for featurize")
     args = ap.parse_args(argv)
@@ -265,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     tables = read_tables(spark, args.input)
     features = featurize(spark, tables, args.as_of, prm.featurize, args.buckets)
     model = load_scoring_model(args.model)
-    scored = score(spark, features, tables, model, prm.score, args.as_of)
+    scored = score(spark, features, tables, model, prm.score, args.as_of, scoring_run_id=uuid.uuid4().hex)
     scored.write.mode("overwrite").parquet(args.out)
     spark.stop()
 

@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import subprocess
+import time
+import warnings
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -31,15 +34,97 @@ TRUSTED_MODEL_TYPES = [
 
 
 def configure() -> str:
-    """Point MLflow at the project's store (env MLFLOW_TRACKING_URI overrides) with telemetry off."""
+    """Point MLflow at the project's store (env MLFLOW_TRACKING_URI overrides) with telemetry off.
+
+    A sqlite store given by a relative path is pinned to its absolute path here, so that working in the store's
+    folder (`in_store`) does not move the store."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     import mlflow
 
     uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    folder = store_folder(uri)
+    if folder is not None and not Path(uri.removeprefix(SQLITE_PREFIX)).is_absolute():
+        uri = SQLITE_PREFIX + os.path.abspath(uri.removeprefix(SQLITE_PREFIX))  # the query (if any) kept
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+# --------------------------------------------------------------------------------- a store that can be moved
+# MLflow resolves a relative local artifact location to an absolute path when it creates an experiment (from the
+# working directory), and derives every run's, logged model's and registered version's location from it: a moved
+# folder then points at the old place. A relative location stored as such is kept relative all the way down and
+# resolved at read time against the working directory. So each experiment leadscore creates in a sqlite store gets
+# the location `mlruns/<experiment id>` (relative), and leadscore does its MLflow work from the store's folder
+# (`in_store`); `make ui` starts the UI there. Moving the folder (mlflow.db with mlruns/) then keeps every model.
+SQLITE_PREFIX = "sqlite:///"
+ARTIFACT_FOLDER = "mlruns"
+# The MLflow UI's kind of an experiment (MLflow 3): "custom_model_development" is its model-training view (runs,
+# metrics, models), "genai_development" the GenAI view (traces). See docs/mlflow.md.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
+def store_file(uri: str | None = None) -> Path | None:
+    """The file of a sqlite store (None for another kind of store or an in-memory one)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    path = uri.removeprefix(SQLITE_PREFIX).split("?")[0]
+    if not uri.startswith(SQLITE_PREFIX) or path in ("", ":memory:"):
+        return None
+    return Path(os.path.abspath(path))
+
+
+def store_folder(uri: str | None = None) -> Path | None:
+    """The folder of a sqlite store file (None for another kind of store or an in-memory one)."""
+    file = store_file(uri)
+    return None if file is None else file.parent
+
+
+@contextmanager
+def in_store():
+    """Work in the sqlite store's folder, where its relative artifact locations resolve (elsewhere: no change)."""
+    import mlflow
+
+    folder = store_folder(mlflow.get_tracking_uri())
+    before = os.getcwd()
+    if folder is not None and folder.is_dir():
+        os.chdir(folder)
+    try:
+        yield folder
+    finally:
+        os.chdir(before)
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of experiment `name`, created when missing with a location relative to a sqlite store's folder;
+    tagged for the MLflow UI's model-training view either way."""
+    import sqlite3
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        experiment_id = client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+        file = store_file(mlflow.get_tracking_uri())
+        if file is not None:
+            # MLflow has no API to store a relative location (create_experiment makes it absolute): set it on the
+            # new, still empty experiment's row.
+            with sqlite3.connect(file) as db:
+                db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                           (f"{ARTIFACT_FOLDER}/{experiment_id}", int(experiment_id)))
+            db.close()
+        return experiment_id
+    if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    return found.experiment_id
+
+
+def run_name(stage: str, profile: str | None, data_date: str | None) -> str:
+    """What a run did, as the MLflow UI lists it: ``train demo 2026-10-01``."""
+    return " ".join(part for part in (stage, profile, data_date) if part)
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -72,8 +157,6 @@ def model_signature(example, output):
     The integer outputs (rank, score) are never missing, so MLflow's hint about integer columns that cannot hold
     missing values does not apply to them and is silenced here (the inputs are all doubles or strings).
     """
-    import warnings
-
     from mlflow.models import infer_signature
 
     with warnings.catch_warnings():
@@ -101,52 +184,148 @@ def loggable_params(sections: dict[str, object]) -> dict[str, str]:
     return out
 
 
-def log_model_run(bundle, example, metrics: dict, configs: dict[str, object], tags: dict[str, str], *,
-                  experiment: str, run_name: str, registered_model: str | None = None,
-                  artifacts: dict[str, dict] | None = None, artifact_location: str | None = None) -> dict:
-    """The one MLflow logging of a trained model: a run in `experiment` with `tags`, every field of `configs` as
-    params (``train.*``, ``featurize.*``, ``score.*``, ...), the numeric `metrics`, JSON `artifacts`, and the served
-    pyfunc `bundle` (registered as `registered_model` when given: the first version becomes ``@champion``, later
-    ones ``@challenger`` until `leadscore promote` moves the alias). A new experiment keeps its artifacts at
-    `artifact_location` when given (else the store's default). Returns what `model_info.json` records.
-    """
+def finite_metrics(metrics: dict) -> dict[str, float]:
+    """The numeric, finite values of `metrics` (flags, texts, lists and NaN are not MLflow metrics)."""
     import math
 
+    return {k: float(v) for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def table_dataset(sample, n_rows: int, source: str, name: str, digest: str, targets: str | None = None):
+    """A table as an MLflow dataset input without reading it whole: the schema from `sample` (MLflow infers a
+    pandas schema value by value, minutes on a training table), the profile from the table's `n_rows`, and the
+    table's own content `digest` (at most 36 characters, MLflow's limit)."""
+    import mlflow
+    from mlflow.data.pandas_dataset import PandasDataset
+
+    class TableDataset(PandasDataset):
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_rows": int(n_rows), "num_elements": int(n_rows) * int(self.df.shape[1])}
+
+    with warnings.catch_warnings():
+        # a local path is a LocalArtifactDatasetSource whichever way MLflow reads it; the integer-column hint is
+        # about serving signatures, not a dataset's description
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        resolved = mlflow.data.from_pandas(sample.head(0), source=source, targets=targets, name=name, digest=digest)
+        dataset = TableDataset(df=sample, source=resolved.source, targets=targets, name=name, digest=digest[:36])
+        _ = dataset.schema  # inferred (and cached) here, under the filters above
+    return dataset
+
+
+def log_model_run(bundle, example, metrics: dict, configs: dict[str, object], tags: dict[str, str], *,
+                  experiment: str, run_name: str, registered_model: str | None = None,
+                  artifacts: dict[str, dict] | None = None, start_time: float | None = None, dataset=None,
+                  version_tags: dict[str, str] | None = None, description: str | None = None) -> dict:
+    """The one MLflow logging of a trained model: a run named `run_name` in `experiment` (`ensure_experiment`) with
+    `tags`, every field of `configs` as params (``train.*``, ``featurize.*``, ``score.*``, ``input.*``, ...), the
+    numeric `metrics`, JSON `artifacts`, the training table `dataset` (`table_dataset`) as its input, and the served
+    pyfunc `bundle` (registered as `registered_model` when given: the first version becomes ``@champion``, later
+    ones ``@challenger`` until `leadscore promote` moves the alias; the version gets `version_tags` and
+    `description`). The run starts at `start_time` (epoch seconds; the training's start, so its duration is the
+    work's) else now, and ends when the model is logged. Returns what `model_info.json` records.
+    """
     configure()
     import mlflow
     from mlflow import MlflowClient
 
-    if artifact_location and mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location=artifact_location)
-    mlflow.set_experiment(experiment)
     signature = model_signature(example, bundle.score(example))
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({"git_commit": git_commit(Path(__file__).parent), **tags})
-        mlflow.log_params(loggable_params(configs))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()
-                            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)})
-        for name, payload in (artifacts or {}).items():
-            mlflow.log_dict(payload, name)
-        logged = mlflow.pyfunc.log_model(
-            name="model", python_model=bundle, signature=signature, input_example=example,
-            pip_requirements=model_requirements(), code_paths=model_code_paths(),
-            registered_model_name=registered_model,
-        )
-        version = getattr(logged, "registered_model_version", None)
-    digest = record_model_hashes(logged.model_uri, run.info.run_id, registered_model, version)
-    alias = None
-    if registered_model and version is not None:
+    with in_store():
         client = MlflowClient()
-        try:
-            client.get_model_version_by_alias(registered_model, CHAMPION)
-            alias = CHALLENGER
-        except mlflow.exceptions.MlflowException:
-            alias = CHAMPION  # the first registered version
-        client.set_registered_model_alias(registered_model, alias, str(version))
+        experiment_id = ensure_experiment(experiment)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        created = client.create_run(
+            experiment_id, run_name=run_name, tags={"git_commit": git_commit(Path(__file__).parent), **tags},
+            start_time=None if start_time is None else int(start_time * 1000))
+        with mlflow.start_run(run_id=created.info.run_id) as run:
+            mlflow.log_params(loggable_params(configs))
+            mlflow.log_metrics(finite_metrics(metrics))
+            for name, payload in (artifacts or {}).items():
+                mlflow.log_dict(payload, name)
+            if dataset is not None:
+                mlflow.log_input(dataset, context="training")
+            logged = mlflow.pyfunc.log_model(
+                name="model", python_model=bundle, signature=signature, input_example=example,
+                pip_requirements=model_requirements(), code_paths=model_code_paths(),
+                registered_model_name=registered_model,
+            )
+            version = getattr(logged, "registered_model_version", None)
+        digest = record_model_hashes(logged.model_uri, run.info.run_id, registered_model, version)
+        alias = None
+        if registered_model and version is not None:
+            try:
+                client.get_model_version_by_alias(registered_model, CHAMPION)
+                alias = CHALLENGER
+            except mlflow.exceptions.MlflowException:
+                alias = CHAMPION  # the first registered version
+            client.set_registered_model_alias(registered_model, alias, str(version))
+            for key, value in (version_tags or {}).items():
+                client.set_model_version_tag(registered_model, str(version), key, str(value))
+            if description:
+                client.update_model_version(registered_model, str(version), description=description)
+            if not client.get_registered_model(registered_model).description:
+                client.update_registered_model(registered_model, description=REGISTERED_MODEL_DESCRIPTION)
     return {"run_id": run.info.run_id, "experiment": experiment, "registered_model": registered_model,
             "model_version": f"{registered_model}/{version}" if version else run.info.run_id,
             "model_uri": logged.model_uri, "alias": alias, "tracking_uri": hide_password(mlflow.get_tracking_uri()),
             "model_sha256": digest}
+
+
+def earlier_run_of(experiment: str, tag: str, value: str) -> str | None:
+    """The id of a run of `experiment` whose tag `tag` is `value` (the same model file logged before), else None."""
+    configure()
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None or not value:
+        return None
+    runs = client.search_runs([found.experiment_id], f"tags.`{tag}` = '{value}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+REGISTERED_MODEL_DESCRIPTION = (
+    "leadscore's served lead-scoring model: the calibrated conversion probability of each open lead, its BANT gate "
+    "verdicts and the SQL decision policy in one pyfunc. @champion is what reps get; @challenger is scored in shadow "
+    "until `leadscore promote` moves the alias.")
+TRAIN_RUN_TAG = "leadscore.train_run_id"  # on an evaluate or score run: the training run of the model it used
+STAGE_TAG = "leadscore.stage"
+
+
+def log_stage_run(stage: str, train_run_id: str, *, start_time: float, params: dict[str, str],
+                  metrics: dict, tags: dict[str, str] | None = None, artifacts: list[Path] | None = None,
+                  data_date: str | None = None) -> str:
+    """A finished run of `stage` (evaluate, score) nested under the training run of the model it used: in that
+    run's experiment, with tag ``mlflow.parentRunId`` (the MLflow UI lists it under the training run) and
+    ``leadscore.train_run_id``, named ``<stage> <profile> <data date>``, from `start_time` (epoch seconds) to now.
+    Returns its run id. One process or many (`dvc repro` runs each stage apart): the link is the training run's id,
+    which every stage reads from ``model_info.json`` or from the registered version it scores with."""
+    configure()
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    artifacts = [Path(a).resolve() for a in artifacts or []]  # before in_store changes the working directory
+    with in_store():
+        client = MlflowClient()
+        parent = client.get_run(train_run_id)
+        profile = parent.data.tags.get("profile") or parent.data.tags.get("source")
+        run = client.create_run(
+            parent.info.experiment_id, start_time=int(start_time * 1000), run_name=run_name(stage, profile, data_date),
+            tags={"mlflow.parentRunId": train_run_id, TRAIN_RUN_TAG: train_run_id, STAGE_TAG: stage,
+                  "git_commit": git_commit(Path(__file__).parent), **({"profile": profile} if profile else {}),
+                  **(tags or {})})
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, 0) for k, v in finite_metrics(metrics).items()]
+        plist = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, max(len(batch), len(plist)), 100):
+            client.log_batch(run_id, metrics=batch[i:i + 100], params=plist[i:i + 100])
+        for path in artifacts:
+            client.log_artifact(run_id, str(path), artifact_path=stage)
+        client.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 # Written by MLflow into a registered model's folder when it is downloaded (name and version, read as YAML, never
@@ -176,34 +355,38 @@ def record_model_hashes(model_uri: str, run_id: str, registered_model: str | Non
     import mlflow
     from mlflow import MlflowClient
 
-    with tempfile.TemporaryDirectory(prefix="leadscore-hash-") as tmp:
+    with in_store(), tempfile.TemporaryDirectory(prefix="leadscore-hash-") as tmp:
         manifest = file_manifest(Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)))
-    digest = manifest_digest(manifest)
-    client = MlflowClient()
-    client.log_dict(run_id, manifest, MODEL_MANIFEST)
-    client.set_tag(run_id, SHA256_TAG, digest)
-    if registered_model and version is not None:
-        client.set_model_version_tag(registered_model, str(version), SHA256_TAG, digest)
+        digest = manifest_digest(manifest)
+        client = MlflowClient()
+        client.log_dict(run_id, manifest, MODEL_MANIFEST)
+        client.set_tag(run_id, SHA256_TAG, digest)
+        if registered_model and version is not None:
+            client.set_model_version_tag(registered_model, str(version), SHA256_TAG, digest)
     return digest
 
 
-def log_test_metrics(run_id: str, metrics: dict, artifacts: list[Path]) -> None:
-    """Held-out metrics (``test_*``) and files onto an existing run, by id (independent of the active experiment)."""
-    import math
-    import time
-
+def log_test_metrics(run_id: str, metrics: dict, artifacts: list[Path], model_version: str | None = None,
+                     version_tags: dict[str, str] | None = None) -> None:
+    """Held-out metrics (``test_*``) and files onto an existing run, by id (independent of the active experiment);
+    `version_tags` onto the registered `model_version` (``name/version``) when given."""
     configure()
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    client = MlflowClient()
-    now = int(time.time() * 1000)
-    batch = [Metric(f"test_{k}", float(v), now, 0) for k, v in metrics.items()
-             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
-    for i in range(0, len(batch), 500):
-        client.log_batch(run_id, metrics=batch[i:i + 500])
-    for path in artifacts:
-        client.log_artifact(run_id, str(path), artifact_path="evaluation")
+    artifacts = [Path(a).resolve() for a in artifacts]  # before in_store changes the working directory
+    with in_store():
+        client = MlflowClient()
+        now = int(time.time() * 1000)
+        batch = [Metric(f"test_{k}", v, now, 0) for k, v in finite_metrics(metrics).items()]
+        for i in range(0, len(batch), 500):
+            client.log_batch(run_id, metrics=batch[i:i + 500])
+        for path in artifacts:
+            client.log_artifact(run_id, str(path), artifact_path="evaluation")
+        name, _, version = (model_version or "").partition("/")
+        if name and version.isdigit():
+            for key, value in (version_tags or {}).items():
+                client.set_model_version_tag(name, version, key, str(value))
 
 
 class ModelLoadError(ValueError):
@@ -304,6 +487,11 @@ def verified_model_dir(model_uri: str) -> str:
     ModelLoadError when the model cannot be found. Only reads bytes: nothing of the model is unpickled or imported.
     The copy lives in a temporary folder removed at exit.
     """
+    with in_store():
+        return _verified_model_dir(model_uri)
+
+
+def _verified_model_dir(model_uri: str) -> str:
     import atexit
     import shutil
     import tempfile

@@ -7,15 +7,16 @@ threshold change never retrains.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from models.config import TrainConfig
 from models.training import fit
-from pipeline.artifacts import features_variant, save_model
+from pipeline.artifacts import TRAINING_TIME, features_variant, save_model
 from pipeline.io import write_json
-from pipeline.progress import log
+from pipeline.progress import log, progress
 
 
 class TrainingDataError(ValueError):
@@ -41,13 +42,16 @@ def check_outcomes(table: pd.DataFrame, source: Path) -> None:
 
 def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainConfig, category_shares: bool = False) -> dict:
     """Fit on `features.parquet`'s training rows; write the model, baselines and `train_metrics.json`."""
+    started = time.time()
     features_path = Path(features_path)
     variant = features_variant(features_path)
     # Only what training reads: the score rows are another stage's business (and at scale most of the memory).
     check_outcomes(pd.read_parquet(features_path, columns=["split", "label"]), features_path)
     table = pd.read_parquet(features_path, filters=[("split", "==", "train")])
-    result = fit(table, p, variant, category_shares=category_shares, log=log)
+    with progress("training", p.n_estimators, "rounds") as on_round:
+        result = fit(table, p, variant, category_shares=category_shares, log=log, on_round=on_round)
     del table
-    save_model(out_dir, result.model, result.baselines, result.metrics)
+    save_model(out_dir, result.model, result.baselines,
+               {**result.metrics, TRAINING_TIME: {"started": started, "finished": time.time()}})
     write_json(result.metrics, Path(reports_dir) / "train_metrics.json")
     return result.metrics

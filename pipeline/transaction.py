@@ -57,7 +57,15 @@ class ExportError(RuntimeError):
     Nothing a reader sees was changed."""
 
 
-class DatabaseBusyError(ExportError):
+class OutputFolderError(ExportError):
+    """An output folder cannot take the run: not writable, too little free space, or another scorer holds it."""
+
+
+class DatabaseExportError(ExportError):
+    """The database (or the MLflow store) refused the connection or the write."""
+
+
+class DatabaseBusyError(DatabaseExportError):
     """The database table is held by another connection longer than the bounded wait."""
 
 
@@ -86,7 +94,7 @@ def scoring_lock(folder: Path | str, wait: float | None = None) -> Iterator[None
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"{folder}: cannot create the scored folder ({exc.strerror or exc})") from None
+        raise OutputFolderError(f"{folder}: cannot create the scored folder ({exc.strerror or exc})") from None
     key = str(folder.resolve())
     held = getattr(_held, "folders", None)
     if held is None:
@@ -102,7 +110,7 @@ def scoring_lock(folder: Path | str, wait: float | None = None) -> Iterator[None
     try:
         fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
-        raise ExportError(f"{folder}: not writable ({exc.strerror or exc}); nothing was written") from None
+        raise OutputFolderError(f"{folder}: not writable ({exc.strerror or exc}); nothing was written") from None
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -112,7 +120,7 @@ def scoring_lock(folder: Path | str, wait: float | None = None) -> Iterator[None
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 500, 0).decode(errors="replace").strip() or "unknown"
-                    raise ExportError(
+                    raise OutputFolderError(
                         f"{folder}: another scoring is writing this folder ({holder}); waited {wait:.0f} s, "
                         f"nothing was written. Rerun when it has finished ({LOCK_WAIT_ENV} sets the wait)") from None
                 time.sleep(0.1)
@@ -157,11 +165,11 @@ def check_folder(folder: Path | str, needed_bytes: int = 0) -> None:
             os.fsync(fh.fileno())
         probe.unlink()
     except OSError as exc:
-        raise ExportError(f"{requested}: not writable ({exc.strerror or exc}); nothing was written") from None
+        raise OutputFolderError(f"{requested}: not writable ({exc.strerror or exc}); nothing was written") from None
     if needed_bytes:
         free = shutil.disk_usage(folder).free
         if free < needed_bytes * SPACE_MARGIN:
-            raise ExportError(f"{requested}: {free / 1e6:,.0f} MB free, the scoring needs about "
+            raise OutputFolderError(f"{requested}: {free / 1e6:,.0f} MB free, the scoring needs about "
                               f"{needed_bytes * SPACE_MARGIN / 1e6:,.0f} MB; nothing was written")
 
 
@@ -183,13 +191,13 @@ def check_database(url: str, wait: float | None = None) -> None:
     try:
         engine = sqlite_engine(url, wait)
     except Exception as exc:  # noqa: BLE001 - a malformed URL, an unknown driver
-        raise ExportError(f"database {hide_password(url)}: {redact(_first_line(exc))}; nothing was written") from None
+        raise DatabaseExportError(f"database {hide_password(url)}: {redact(_first_line(exc))}; nothing was written") from None
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:" and not Path(database).exists():
         engine.dispose()  # a new SQLite file: connecting would create it; its folder must take it instead
         parent = Path(database).parent
         if not parent.is_dir():
-            raise ExportError(f"database {hide_password(url)}: cannot write (unable to open database file: "
+            raise DatabaseExportError(f"database {hide_password(url)}: cannot write (unable to open database file: "
                               f"{parent} does not exist); nothing was written")
         check_folder(parent)
         return
@@ -207,7 +215,7 @@ def check_database(url: str, wait: float | None = None) -> None:
             finally:
                 trans.rollback()
     except Exception as exc:  # noqa: BLE001 - every driver error: name the database, hide the password
-        raise ExportError(f"database {hide_password(url)}: cannot write ({redact(_first_line(exc))}); "
+        raise DatabaseExportError(f"database {hide_password(url)}: cannot write ({redact(_first_line(exc))}); "
                           "nothing was written") from None
     finally:
         engine.dispose()
@@ -246,7 +254,7 @@ def check_mlflow_store(uri: str | None) -> None:
             with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - the user's own store
                 pass
     except Exception as exc:  # noqa: BLE001
-        raise ExportError(f"MLflow store {hide_password(uri)}: not reachable ({redact(_first_line(exc))}); "
+        raise DatabaseExportError(f"MLflow store {hide_password(uri)}: not reachable ({redact(_first_line(exc))}); "
                           "nothing was written") from None
 
 

@@ -16,7 +16,7 @@ from models.decision import HELD_OUT_REPLAY, OPEN_LEADS, rows_to_score
 from models.evaluate import ECE_WARN, EvaluateConfig, calibration_warning
 from pipeline import evaluate
 from pipeline.artifacts import save_model
-from pipeline.cli import app
+from pipeline.cli import EXIT_CONFIG, app
 from pipeline.params import Params
 from pipeline.run import run
 from pipeline.sources.exports import apply_overrides, read_flat_export
@@ -115,7 +115,7 @@ def test_cli_run_shows_the_undeclared_values_without_a_traceback(tmp_path):
     profile.write_text(json.dumps(PROFILE))
     result = CliRunner().invoke(app, ["run", "--profile", str(profile), "--input", str(path), "--workdir",
                                       str(tmp_path / "work"), "--no-track"])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_CONFIG  # the profile does not declare the value
     assert f"error: {path}: column 'Stage': 1 label value(s) the profile 'crm' does not declare: 'maybe' (4 rows)" \
         in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "work").exists()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from features.schema import CONTRACT
 from models.leakage import leakage_warnings, single_column_auc
 from models.training import holdout_split
-from pipeline.cli import app
+from pipeline.cli import EXIT_INPUT, app
 from pipeline.params import Params, load_params
 from pipeline.run import run
 from pipeline.sources.exports import PROFILES_DIR, available_profiles, load_profile, read_tables_export
@@ -279,7 +279,7 @@ def test_cli_run_fails_cleanly_on_a_bad_file(tmp_path):
     profile.write_text(json.dumps(FLAT_PROFILE))
     result = CliRunner().invoke(app, ["run", "--profile", str(profile), "--input", str(bad), "--workdir",
                                       str(tmp_path / "work")])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_INPUT
     assert f"error: {bad}: '|'-separated; use ',' or ';' as the delimiter" in result.stderr
     assert not (tmp_path / "work").exists()
 

@@ -4,7 +4,7 @@ import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli import EXIT_INPUT, app
 
 
 def test_show_prints_top_rows_reps_and_reasons_only_where_computed(tmp_path):
@@ -41,5 +41,5 @@ def test_show_without_scores_is_a_clear_error(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"paths": {"scored": str(tmp_path / "nothing")}}))
     result = CliRunner().invoke(app, ["show", "--params", str(params)])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_INPUT
     assert "not found: run `make demo`" in result.output

@@ -444,12 +444,12 @@ def test_score_new_data_with_the_champion_agrees_with_the_bundle(champion, tmp_p
 def test_score_refuses_a_feature_schema_mismatch_naming_the_columns(champion, tmp_path):
     from typer.testing import CliRunner
 
-    from pipeline.cli import app
+    from pipeline.cli import EXIT_INPUT, app
 
     feature_rows(50, 3).drop(columns=["noise", "icp_size"]).to_csv(tmp_path / "bad.csv", index=False)
     result = CliRunner().invoke(app, ["score", "--params", str(ROOT / "params.yaml"), "--model", champion["uri"],
                                       "--input", str(tmp_path / "bad.csv")])
-    assert result.exit_code == 1
+    assert result.exit_code == EXIT_INPUT
     message = " ".join(result.output.split())
     assert "feature schema mismatch" in message and "['icp_size', 'noise']" in message
     assert not Path("data/05_scored/sql_leads.parquet").exists()  # params paths are relative to the store folder

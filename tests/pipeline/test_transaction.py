@@ -18,6 +18,7 @@ import yaml
 from test_exports import postgres_url, scored_table  # noqa: F401 - postgres_url: a fixture
 
 from pipeline import transaction
+from pipeline.cli import EXIT_DATABASE
 from pipeline.export import export_all
 from pipeline.secrets import hide_password, redact
 from pipeline.transaction import CURRENT, PENDING, RUNS, ExportError, scoring_lock
@@ -395,10 +396,10 @@ def test_no_password_in_any_output_file_or_log_line(project, postgres_url, tmp_p
     assert "leadscore:***@" in output and secret not in output  # the log names the database without it
     # a database the password does not open: the error names the URL, never the password
     code, output = _score(project, out, 11, database_url=url.replace("127.0.0.1", "127.0.0.1:1"))
-    assert code == 1 and secret not in output and "***" in output
+    assert code == EXIT_DATABASE and secret not in output and "***" in output
     # an MLflow store behind a password: named without it
     code, output = _score(project, out, 12, env={"MLFLOW_TRACKING_URI": f"https://bob:{secret}@127.0.0.1:1"})
-    assert code == 1 and secret not in output and "bob:***@" in output
+    assert code == EXIT_DATABASE and secret not in output and "bob:***@" in output
     for folder in (out, project["paths"]["reports"], project["paths"]["package"]):
         for path in Path(folder).rglob("*"):
             if path.is_file():

@@ -168,9 +168,11 @@ def test_the_documented_weekly_job_runs_and_its_exit_codes_are_the_clis(project,
     assert "2026-10-01" in section and "2026-10-02" in section
     table = {int(line.split("|")[1]) for line in doc.split("## Exit codes", 1)[1].splitlines()
              if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
-    assert table == {0, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_DRIFT, cli.EXIT_PROMOTION_REFUSED}
+    assert table == set(cli.EXIT_CODES) == {0, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_DRIFT, cli.EXIT_PROMOTION_REFUSED,
+                                           cli.EXIT_INPUT, cli.EXIT_CONFIG, cli.EXIT_MODEL, cli.EXIT_DATABASE,
+                                           cli.EXIT_OUTPUT}
     bad = CliRunner().invoke(app, ["score", "--no-such-flag"])
     assert bad.exit_code == cli.EXIT_USAGE
     missing = CliRunner().invoke(app, ["score", "--params", str(project["params"]), "--profile", "salesforce",
                                        "--input", str(tmp_path / "nowhere")])
-    assert missing.exit_code == cli.EXIT_ERROR and "nowhere" in missing.output
+    assert missing.exit_code == cli.EXIT_INPUT and "nowhere" in missing.output

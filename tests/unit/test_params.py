@@ -1,12 +1,16 @@
-"""params.yaml loads into frozen, typed dataclasses; unknown keys and wrong types are rejected."""
+"""params.yaml loads into frozen, typed dataclasses; unknown keys and wrong types are rejected. A params file is
+read over the packaged defaults (which equal the project's params.yaml), so it may be partial, and a folder
+without params.yaml runs on the defaults."""
 
 import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from pipeline.params import ParamsError, load_params, params_from_dict
+from pipeline.cli import app
+from pipeline.params import PACKAGED_PARAMS, Params, ParamsError, load_params, params_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,3 +41,69 @@ def test_every_dvc_params_section_exists():
         for ref in stage.get("params", []):
             section = ref.split(".")[0]
             assert hasattr(params, section), ref
+
+
+def test_packaged_defaults_equal_the_project_params():
+    """One set of defaults: the wheel's copy is the project's params.yaml (cp params.yaml pipeline/defaults/)."""
+    packaged = yaml.safe_load(PACKAGED_PARAMS.read_text())
+    assert packaged == yaml.safe_load((ROOT / "params.yaml").read_text()), (
+        "pipeline/defaults/params.yaml differs from params.yaml: cp params.yaml pipeline/defaults/params.yaml "
+        "(keeping its header)")
+
+
+def test_a_folder_without_params_yaml_runs_on_the_packaged_defaults(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    params = load_params()
+    assert params == load_params(ROOT / "params.yaml")
+    assert params.paths.raw == "data/01_raw"  # relative: below the working folder
+    err = " ".join(capsys.readouterr().err.split())  # one line, however the terminal wraps it
+    assert f"no params.yaml in {tmp_path}: using the packaged defaults {PACKAGED_PARAMS}" in err
+
+
+def test_params_yaml_in_the_working_folder_is_read_over_the_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("score:\n  threshold: 0.3\n")
+    params = load_params()
+    assert params.score.threshold == 0.3
+    assert params.score.gates == load_params(ROOT / "params.yaml").score.gates
+
+
+def test_a_partial_file_overrides_key_by_key(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({
+        "train": {"n_jobs": 1},
+        "featurize": {"icp": {"min_employees": 50}},  # a nested config merges field by field ...
+        "score": {"tiers": {"A": 0.5}},  # ... a free mapping replaces the default whole
+        "report": None,  # an empty section keeps the defaults
+    }))
+    base, params = load_params(ROOT / "params.yaml"), load_params(path)
+    assert params.train.n_jobs == 1 and params.train.learning_rate == base.train.learning_rate
+    assert params.featurize.icp.min_employees == 50
+    assert params.featurize.icp.industries == base.featurize.icp.industries
+    assert params.score.tiers == {"A": 0.5}
+    assert params.report == base.report
+    assert dataclasses.replace(params, train=base.train, featurize=base.featurize, score=base.score) == base
+
+
+def test_a_given_params_file_that_is_missing_is_an_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParamsError, match="nope.yaml: params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    result = CliRunner().invoke(app, ["show", "--params", "nope.yaml"])
+    assert result.exit_code != 0
+    assert "nope.yaml: params file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_key_in_a_partial_file_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("score:\n  treshold: 0.3\n")
+    with pytest.raises(ParamsError, match=r"mine.yaml: params\.score: unknown key\(s\) \['treshold'\]"):
+        load_params(path)
+
+
+def test_the_packaged_defaults_are_the_code_defaults_except_the_policy_examples():
+    """Only the gates and the reps are examples in the YAML alone: the code has no business default for them."""
+    packaged = load_params(PACKAGED_PARAMS)
+    assert dataclasses.replace(packaged.score, gates={}, assignment={}) == Params().score
+    assert dataclasses.replace(packaged, score=Params().score) == Params()
