@@ -156,8 +156,43 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
+# Settings with a fixed set of values, checked when the file is read so that a typo is an error naming the param
+# (exit code config) instead of a failure deep inside a stage. Each tuple is the library's own list of choices.
+def value_choices() -> dict[str, tuple[str, ...]]:
+    from features.sets import FEATURE_SETS
+    from models.conversion import CALIBRATIONS
+
+    return {
+        "validate.engine": ("pandas", "gx"),
+        "train.calibration": CALIBRATIONS,
+        "train.feature_set": FEATURE_SETS,
+        "score.unknown_policy": ("fail", "call_queue"),
+        "score.sql_rule": ("threshold", "capacity"),
+    }
+
+
+def check_values(params: Params) -> Params:
+    """`params` unchanged, or a ParamsError naming the first setting outside its choices (`value_choices`), a scoring
+    threshold outside [0, 1] or an `ingest.as_of` that is neither `auto` nor a date."""
+    for key, allowed in value_choices().items():
+        section, name = key.split(".")
+        value = getattr(getattr(params, section), name)
+        if value not in allowed:
+            raise ParamsError(f"{key}: {value!r} is not one of {list(allowed)}")
+    if not 0.0 <= params.score.threshold <= 1.0:
+        raise ParamsError(f"score.threshold: {params.score.threshold} is not a probability in [0, 1]")
+    if params.ingest.as_of != "auto":
+        import pandas as pd
+
+        try:
+            pd.Timestamp(params.ingest.as_of)
+        except ValueError:
+            raise ParamsError(f"ingest.as_of: {params.ingest.as_of!r} is neither auto nor a date YYYY-MM-DD") from None
+    return params
+
+
 def params_from_dict(data: dict[str, Any]) -> Params:
-    return _build(Params, data, "params")
+    return check_values(_build(Params, data, "params"))
 
 
 def merge_params(base: dict[str, Any], override: dict[str, Any], cls: type = Params) -> dict[str, Any]:

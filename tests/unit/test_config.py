@@ -26,7 +26,7 @@ from features.config import FeaturizeConfig, Icp
 from models.config import ScoreConfig, TrainConfig
 from pipeline import cli, featurize, package, score, train
 from pipeline.cli import app
-from pipeline.params import Params, load_params
+from pipeline.params import Params, load_params, value_choices
 from pipeline.sources.profiles import parse_profile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +45,9 @@ def _other(name: str, value: Any) -> Any:
     if isinstance(value, float):
         return round(value * 0.5 + 0.013, 6)
     if isinstance(value, str):
+        choices = {key.split(".")[1]: allowed for key, allowed in value_choices().items()}
+        if name in choices:  # a setting with fixed values (checked when params are read): another of them
+            return next(v for v in choices[name] if v != value)
         return f"{value}-other"
     if isinstance(value, tuple):
         return (*value, 11) if value and not isinstance(value[0], str) else (*value, "n_total_7d")

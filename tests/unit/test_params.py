@@ -107,3 +107,30 @@ def test_the_packaged_defaults_are_the_code_defaults_except_the_policy_examples(
     packaged = load_params(PACKAGED_PARAMS)
     assert dataclasses.replace(packaged.score, gates={}, assignment={}) == Params().score
     assert dataclasses.replace(packaged, score=Params().score) == Params()
+
+
+@pytest.mark.parametrize(("section", "key", "value", "named"), [
+    ("train", "calibration", "isotonc", "train.calibration: 'isotonc' is not one of"),
+    ("train", "feature_set", "everything", "train.feature_set: 'everything' is not one of"),
+    ("validate", "engine", "spark", "validate.engine: 'spark' is not one of"),
+    ("score", "unknown_policy", "ignore", "score.unknown_policy: 'ignore' is not one of"),
+    ("score", "sql_rule", "top", "score.sql_rule: 'top' is not one of"),
+    ("score", "threshold", 1.5, "score.threshold: 1.5 is not a probability"),
+    ("ingest", "as_of", "last friday", "ingest.as_of: 'last friday' is neither auto nor a date"),
+])
+def test_a_value_outside_its_choices_is_refused_naming_the_file_and_param(tmp_path, section, key, value, named):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({section: {key: value}}))
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert str(err.value).startswith(f"{path}: ") and named in str(err.value)
+
+
+def test_a_bad_param_value_exits_with_the_config_code(tmp_path, monkeypatch):
+    from pipeline.cli import EXIT_CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"calibration": "isotonc"}}))
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == EXIT_CONFIG
+    assert "params.yaml: train.calibration: 'isotonc' is not one of" in result.output
