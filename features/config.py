@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+FEATURE_SETS = ("all", "foundation")  # train.feature_set (features.sets selects the columns of each)
+
 
 @dataclass(frozen=True)
 class Icp:

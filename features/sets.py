@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from features.config import FEATURE_SETS
+
 FOUNDATION_COLUMNS = frozenset({
     "seniority_level", "log_employees", "log_revenue", "industry", "region", "lead_age_days",
     "has_open_opportunity", "days_since_opportunity_created", "n_activities_all", "days_since_last_activity",
 })
 _WINDOW_COUNT = re.compile(r"^n_.+_\d+d$")  # n_<activity type | total | high_intent>_<days>d
-FEATURE_SETS = ("all", "foundation")
 # Columns that move with the as-of date by construction: ages, days since an event, counts to date. A later
 # snapshot of the same leads has larger values even when nothing about the leads changed.
 _CALENDAR = re.compile(r"^(lead_age_days|days_since_.+|activity_age_.+|n_.+_all|"

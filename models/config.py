@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")  # train.calibration (models.conversion fits each)
+
 TOP_FRACTIONS = (0.05, 0.10, 0.20)
 
 

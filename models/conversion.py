@@ -17,6 +17,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from models.config import CALIBRATIONS
+
 
 @dataclass(frozen=True)
 class BoosterConfig:
@@ -220,7 +222,6 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         return pd.Series(gain, index=list(self.feature_names_in_)).sort_values(ascending=False)
 
 
-CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
 # Isotonic steps are fitted on a finite sample: a top block of a few all-positive rows would say p = 1.000.
 # Probabilities are kept inside [P_FLOOR, P_CEIL]; no lead is ever certain.
 P_FLOOR, P_CEIL = 1e-4, 0.995

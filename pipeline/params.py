@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from features.config import FeaturizeConfig, ValidateConfig
-from models.config import EvaluateConfig, ScoreConfig, TrainConfig
+from features.config import FEATURE_SETS, FeaturizeConfig, ValidateConfig
+from models.config import CALIBRATIONS, EvaluateConfig, ScoreConfig, TrainConfig
 from pipeline.sources.demo_crm import DemoConfig
 
 DEFAULT_PARAMS = Path("params.yaml")  # the project's file, in the working folder (where DVC reads it)
@@ -159,9 +159,6 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
 # Settings with a fixed set of values, checked when the file is read so that a typo is an error naming the param
 # (exit code config) instead of a failure deep inside a stage. Each tuple is the library's own list of choices.
 def value_choices() -> dict[str, tuple[str, ...]]:
-    from features.sets import FEATURE_SETS
-    from models.conversion import CALIBRATIONS
-
     return {
         "validate.engine": ("pandas", "gx"),
         "train.calibration": CALIBRATIONS,
