@@ -200,7 +200,12 @@ def scoring_ratios(doc: dict) -> dict:
         floor_s = floor["detail"]["read_s"] + floor["detail"]["predict_s"]
         out["score_over_floor"] = _ratio(score["seconds"], floor_s)
         out["floor_s"] = round(floor_s, 2)
-    used = [s for s in (score, naive, floor) if _ok(s)]
+    return _stamped(out, score, naive, floor)
+
+
+def _stamped(out: dict, *stages: dict | None) -> dict:
+    """`out` with the load averages and measurement times of the stages that ran (the ratios' conditions)."""
+    used = [s for s in stages if _ok(s)]
     if used:
         out["load_1m"] = _loads(*used)
         out["measured_at"] = sorted(s.get("measured_at", "") for s in used)
@@ -224,11 +229,7 @@ def real_ratios(entry: dict) -> dict:
         out["run_over_lgbm_cv"] = _ratio(out["run_s"], out["lgbm_cv_s"])
         out["run_peak_over_lgbm_cv_peak"] = _ratio(run["peak_rss_gb"], lgbm["peak_rss_gb"])
         out["run_cpu_over_lgbm_cv_cpu"] = _ratio(run["cpu_s"], lgbm["cpu_s"])  # whole processes, imports included
-    used = [s for s in (run, lgbm, logreg) if _ok(s)]
-    if used:
-        out["load_1m"] = _loads(*used)
-        out["measured_at"] = sorted(s.get("measured_at", "") for s in used)
-    return out
+    return _stamped(out, run, lgbm, logreg)
 
 
 def ratios(results_dir: Path) -> dict:

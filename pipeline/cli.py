@@ -455,9 +455,10 @@ def score(
 def _is_feature_file(path: Path) -> bool:
     """A Parquet/CSV file whose columns are a feature table's (lead_id and as_of or split), not a flat export."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
-    try:
-        cols = set(pd.read_parquet(path).columns if path.suffix == ".parquet" else pd.read_csv(path, nrows=0).columns)
+    try:  # the header only: a feature file may hold millions of rows
+        cols = set(pq.read_schema(path).names if path.suffix == ".parquet" else pd.read_csv(path, nrows=0).columns)
     except Exception:  # noqa: BLE001 - unreadable: let the reader name the problem
         return False
     return "lead_id" in cols and bool({"as_of", "split"} & cols)
