@@ -13,15 +13,15 @@ Both have the interface of `ConversionModel`: `fit(X, y, X_val, y_val)`, `predic
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import SplineTransformer
+from threadpoolctl import threadpool_limits
 
 from features.subscores import engagement_score, fit_score
 from models.conversion import P_CEIL, P_FLOOR, select_model_columns
@@ -37,16 +37,130 @@ def is_categorical(series: pd.Series) -> bool:
         pd.api.types.is_string_dtype(series.dtype)
 
 
-def linear_inputs(X: pd.DataFrame, names, categorical) -> pd.DataFrame:
-    """The columns `names` as a linear model's pipeline takes them: categoricals as strings ("missing" for NA),
-    everything else as floats (NaN where not a number)."""
-    X = select_model_columns(X, names)
-    for col in X.columns:
-        if col in categorical:
-            X[col] = X[col].astype("object").where(X[col].notna(), "missing").astype(str)
+def one_blas_thread():
+    """A context in which BLAS runs one thread. The linear models' Newton steps multiply matrices of a few hundred
+    columns: on 2 cores beside LightGBM's OpenMP threads, a second BLAS thread makes them several times slower."""
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+class LinearDesign:
+    """The inputs of a linear model, built in a few vectorised steps (one fitted object, not a pipeline per column).
+
+    * numbers: signed log, median imputation with a missing-indicator (for a column with missing values in
+      training), optionally a cubic B-spline basis of the imputed value (``n_knots``, quantile knots, constant
+      beyond the ends), then standardised;
+    * categoricals: one-hot of the levels seen at least ``min_category_count`` times; rarer levels share an
+      "infrequent" input; missing is the level "missing". An unseen level goes to the infrequent input when
+      ``unknown_as_infrequent`` and one exists, else to no input (all zeros).
+
+    `owners_` names the input column of each output column, so per-column contributions add up exactly.
+    """
+
+    def __init__(self, numeric: list[str], categorical: list[str], n_knots: int | None = None,
+                 min_category_count: int = 10, unknown_as_infrequent: bool = True):
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.n_knots = n_knots
+        self.min_category_count = min_category_count
+        self.unknown_as_infrequent = unknown_as_infrequent
+
+    def _numbers(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = np.column_stack([signed_log(pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
+                                                                                          na_value=np.nan))
+                                  for c in self.numeric]) if self.numeric else np.zeros((len(X), 0))
+        missing = np.isnan(values)
+        return np.where(missing, self.medians_, values), missing
+
+    @staticmethod
+    def _labels(X: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, codes): each row's value as text is ``labels[codes]``; a missing value is "missing"."""
+        s = X[col]
+        if not isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype("object").where(s.notna(), "missing").astype(str).astype("category")
+        labels = np.append(s.cat.categories.astype(str).to_numpy(dtype=object), "missing")
+        codes = s.cat.codes.to_numpy().astype(np.int64)
+        return labels, np.where(codes < 0, len(labels) - 1, codes)
+
+    def fit(self, X: pd.DataFrame) -> LinearDesign:
+        values = np.column_stack([signed_log(pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
+                                                                                          na_value=np.nan))
+                                  for c in self.numeric]) if self.numeric else np.zeros((len(X), 0))
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: its median is 0
+            medians = np.nanmedian(values, axis=0) if len(values) else np.zeros(values.shape[1])
+        self.medians_ = np.where(np.isnan(medians), 0.0, medians)
+        filled, missing = self._numbers(X)
+        self.indicators_ = np.flatnonzero(missing.any(axis=0))
+        self.spline_ = None
+        if self.n_knots and self.numeric:
+            self.spline_ = SplineTransformer(n_knots=self.n_knots, degree=3, knots="quantile",
+                                             extrapolation="constant").fit(filled)
+        self.levels_: dict[str, list[str]] = {}
+        self.rare_: dict[str, list[str]] = {}
+        self.infrequent_: dict[str, bool] = {}
+        for col in self.categorical:
+            labels, codes = self._labels(X, col)
+            counts = pd.Series(np.bincount(codes, minlength=len(labels)), index=labels).groupby(level=0).sum()
+            counts = counts[counts > 0]
+            self.levels_[col] = sorted(counts.index[counts >= self.min_category_count])
+            self.rare_[col] = sorted(counts.index[counts < self.min_category_count])
+            self.infrequent_[col] = bool(self.rare_[col])
+        numeric_block = self._numeric_block(filled, missing)
+        self.mean_ = numeric_block.mean(axis=0) if len(numeric_block) else np.zeros(numeric_block.shape[1])
+        std = numeric_block.std(axis=0) if len(numeric_block) else np.ones(numeric_block.shape[1])
+        self.scale_ = np.where(std > 0, std, 1.0)
+        owners = list(self._numeric_owners())
+        for col in self.categorical:
+            owners += [col] * (len(self.levels_[col]) + self.infrequent_[col])
+        self.owners_ = np.array(owners, dtype=object)
+        self.n_rows_ = len(X)
+        return self
+
+    def _numeric_block(self, filled: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """Per number: its spline basis (or its value), then its missing-indicator (columns grouped by number)."""
+        k = len(self.numeric)
+        if self.spline_ is not None:
+            basis = self.spline_.transform(filled)
+            width = basis.shape[1] // max(k, 1)
+            parts = [basis[:, i * width:(i + 1) * width] for i in range(k)]
         else:
-            X[col] = pd.to_numeric(X[col], errors="coerce").astype(float)
-    return X
+            parts = [filled[:, [i]] for i in range(k)]
+        ind = set(self.indicators_.tolist())
+        blocks = [np.column_stack([p, missing[:, [i]].astype(float)]) if i in ind else p for i, p in enumerate(parts)]
+        return np.hstack(blocks) if blocks else np.zeros((len(filled), 0))
+
+    def _numeric_owners(self):
+        width = (self.spline_.n_features_out_ // len(self.numeric)) if self.spline_ is not None else 1
+        ind = set(self.indicators_.tolist())
+        for i, col in enumerate(self.numeric):
+            yield from [col] * (width + (i in ind))
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        filled, missing = self._numbers(X)
+        out = [(self._numeric_block(filled, missing) - self.mean_) / self.scale_]
+        for col in self.categorical:
+            levels = self.levels_[col]
+            width = len(levels) + self.infrequent_[col]
+            labels, label_codes = self._labels(X, col)
+            codes = pd.Index(levels).get_indexer(labels)[label_codes]
+            block = np.zeros((len(X), width))
+            rows = np.arange(len(X))
+            known = codes >= 0
+            block[rows[known], codes[known]] = 1.0
+            if self.infrequent_[col]:
+                # rare levels of training share the "infrequent" input; an unseen level too, or no input at all
+                other = ~known if self.unknown_as_infrequent else np.isin(labels, self.rare_[col])[label_codes]
+                block[rows[other], width - 1] = 1.0
+            out.append(block)
+        return np.hstack(out)
+
+    def contributions(self, Z: np.ndarray, coef: np.ndarray, columns) -> np.ndarray:
+        """Per-row sum of coef x input over each input column's outputs, in the order of `columns`."""
+        index = {c: j for j, c in enumerate(columns)}
+        owner = np.array([index[o] for o in self.owners_], dtype=np.int64)
+        onto = np.zeros((len(owner), len(index)))
+        onto[np.arange(len(owner)), owner] = 1.0
+        return (Z * coef) @ onto
 
 
 class LogisticBaseline(ClassifierMixin, BaseEstimator):
@@ -62,25 +176,23 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
         self.categorical_ = [c for c in X.columns if is_categorical(X[c])]
         numeric = [c for c in X.columns if c not in self.categorical_]
         self.classes_ = np.array([0, 1])
-        steps = [("num", Pipeline([
-            ("log", FunctionTransformer(signed_log, feature_names_out="one-to-one")),
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-            ("scale", StandardScaler()),
-        ]), numeric)]
-        if self.categorical_:
-            steps.append(("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=20), self.categorical_))
-        self.pipeline_ = Pipeline([
-            ("prep", ColumnTransformer(steps)),
-            ("lr", LogisticRegression(C=self.C, max_iter=self.max_iter)),
-        ])
-        self.pipeline_.fit(self._prepare(X), np.asarray(y, dtype=int))
+        X = select_model_columns(X, self.feature_names_in_)
+        self.design_ = LinearDesign(numeric, self.categorical_, n_knots=None, min_category_count=20,
+                                    unknown_as_infrequent=False).fit(X)
+        with one_blas_thread():
+            self.lr_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky").fit(
+                self.design_.transform(X), np.asarray(y, dtype=int))
         return self
 
-    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        return linear_inputs(X, self.feature_names_in_, self.categorical_)
+    @property
+    def intercept_(self) -> float:
+        return float(self.lr_.intercept_[0])
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        return self.lr_.decision_function(self.design_.transform(select_model_columns(X, self.feature_names_in_)))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = np.clip(self.pipeline_.predict_proba(self._prepare(X))[:, 1], P_FLOOR, P_CEIL)
+        p = np.clip(1.0 / (1.0 + np.exp(-self.decision_function(X))), P_FLOOR, P_CEIL)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -89,22 +201,9 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-row log-odds contribution of each input column: coefficient x transformed value, summed over the
         column's derived inputs (its value, missing-indicator, one-hot levels); the intercept is left out."""
-        prep, lr = self.pipeline_.named_steps["prep"], self.pipeline_.named_steps["lr"]
-        Z = prep.transform(self._prepare(X))
-        Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
-        parts = Z * lr.coef_[0]
-        cats = sorted(self.categorical_, key=len, reverse=True)
-        owner = []
-        for name in prep.get_feature_names_out():
-            kind, _, rest = name.partition("__")
-            if kind == "num":
-                owner.append(rest.removeprefix("missingindicator_"))
-            else:
-                owner.append(next(c for c in cats if rest.startswith(f"{c}_")))
-        out = pd.DataFrame(0.0, index=X.index, columns=list(self.feature_names_in_))
-        for j, col in enumerate(owner):
-            out[col] = out[col].to_numpy() + parts[:, j]
-        return out
+        Z = self.design_.transform(select_model_columns(X, self.feature_names_in_))
+        parts = self.design_.contributions(Z, self.lr_.coef_[0], self.feature_names_in_)
+        return pd.DataFrame(parts, index=X.index, columns=list(self.feature_names_in_))
 
 
 # Points for each confirmed BANT answer from a qualification call (the classic "sales accepted" bonus).

@@ -25,15 +25,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold, train_test_split
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
 
-from models.baselines import is_categorical, linear_inputs, signed_log
+from models.baselines import LinearDesign, is_categorical, one_blas_thread
 from models.conversion import (
     P_CEIL,
     P_FLOOR,
@@ -64,36 +60,33 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
 
     def fit(self, X: pd.DataFrame, y, X_val: pd.DataFrame | None = None, y_val=None) -> SplineLogistic:  # noqa: ARG002
+        return self._fit_design(X).fit_inputs(self.design_.transform(self._prepare(X)), y)
+
+    def _fit_design(self, X: pd.DataFrame) -> SplineLogistic:
         self.feature_names_in_ = np.array(list(X.columns), dtype=object)
         self.categorical_ = [c for c in X.columns if is_categorical(X[c])]
         self.numeric_ = [c for c in X.columns if c not in self.categorical_]
         self.classes_ = np.array([0, 1])
-        steps = []
-        for i, col in enumerate(self.numeric_):  # one pipeline per number: each column's inputs stay traceable
-            steps.append((f"num{i}", Pipeline([
-                ("log", FunctionTransformer(signed_log, feature_names_out="one-to-one")),
-                ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-                ("spline", ColumnTransformer([
-                    ("curve", SplineTransformer(n_knots=self.n_knots, degree=3, knots="quantile",
-                                                extrapolation="constant"), [0]),
-                ], remainder="passthrough")),
-                ("scale", StandardScaler()),
-            ]), [col]))
-        if self.categorical_:
-            steps.append(("cat", OneHotEncoder(handle_unknown="infrequent_if_exist",
-                                               min_frequency=self.min_category_count), self.categorical_))
-        self.pipeline_ = Pipeline([
-            ("prep", ColumnTransformer(steps)),
-            ("lr", LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky")),
-        ])
-        self.pipeline_.fit(self._prepare(X), np.asarray(y, dtype=int))
+        self.design_ = LinearDesign(self.numeric_, self.categorical_, n_knots=self.n_knots,
+                                    min_category_count=self.min_category_count).fit(self._prepare(X))
         return self
 
+    def fit_inputs(self, Z: np.ndarray, y) -> SplineLogistic:
+        """The regression alone on the design's inputs ``Z`` (the design already fitted)."""
+        with one_blas_thread():
+            self.lr_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky").fit(
+                Z, np.asarray(y, dtype=int))
+        return self
+
+    @property
+    def intercept_(self) -> float:
+        return float(self.lr_.intercept_[0])
+
     def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
-        return linear_inputs(X, self.feature_names_in_, self.categorical_)
+        return select_model_columns(X, self.feature_names_in_)
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        return self.pipeline_.decision_function(self._prepare(X))
+        return self.lr_.decision_function(self.design_.transform(self._prepare(X)))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = np.clip(_sigmoid(self.decision_function(X)), P_FLOOR, P_CEIL)
@@ -105,43 +98,21 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-row log-odds contribution of each input column (coefficient x transformed value, summed over the
         column's spline basis, missing-indicator or one-hot levels; the intercept is left out)."""
-        prep, lr = self.pipeline_.named_steps["prep"], self.pipeline_.named_steps["lr"]
-        Z = prep.transform(self._prepare(X))
-        Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
-        parts = Z * lr.coef_[0]
-        out = pd.DataFrame(0.0, index=X.index, columns=list(self.feature_names_in_))
-        start = 0
-        for name, _, cols in prep.transformers_:
-            if name == "remainder":
-                continue
-            width = len(prep.named_transformers_[name].get_feature_names_out(cols))
-            block = parts[:, start:start + width]
-            if name == "cat":
-                cat_names = prep.named_transformers_["cat"].get_feature_names_out(cols)
-                owners = sorted(self.categorical_, key=len, reverse=True)
-                for j, level in enumerate(cat_names):
-                    owner = next(c for c in owners if level.startswith(f"{c}_"))
-                    out[owner] = out[owner].to_numpy() + block[:, j]
-            else:
-                out[cols[0]] = out[cols[0]].to_numpy() + block.sum(axis=1)
-            start += width
-        return out
+        Z = self.design_.transform(self._prepare(X))
+        parts = self.design_.contributions(Z, self.lr_.coef_[0], self.feature_names_in_)
+        return pd.DataFrame(parts, index=X.index, columns=list(self.feature_names_in_))
 
 
 def fit_logistic_grid(X: pd.DataFrame, y, Cs, n_knots: int = 5, min_category_count: int = 10) -> dict:
-    """`SplineLogistic` for each L2 strength in ``Cs``: the preprocessing (splines, one-hot) is fitted once and
-    shared, only the regression is refitted per C (the same models as fitting each from scratch, faster)."""
-    y = np.asarray(y, dtype=int)
-    first = SplineLogistic(Cs[0], n_knots, min_category_count).fit(X, y)
-    prep = first.pipeline_.named_steps["prep"]
-    Z = prep.transform(first._prepare(X))
-    models = {float(Cs[0]): first}
-    for C in Cs[1:]:
-        lr = LogisticRegression(C=C, max_iter=first.max_iter, solver="newton-cholesky").fit(Z, y)
+    """`SplineLogistic` for each L2 strength in ``Cs``: the design (splines, one-hot) is fitted and applied once
+    and shared, only the regression is refitted per C (the same models as fitting each from scratch, faster)."""
+    first = SplineLogistic(Cs[0], n_knots, min_category_count)._fit_design(X)
+    Z = first.design_.transform(first._prepare(X))
+    models: dict[float, SplineLogistic] = {}
+    for C in Cs:
         model = SplineLogistic(C, n_knots, min_category_count)
         model.__dict__.update({k: v for k, v in first.__dict__.items() if k.endswith("_")})
-        model.pipeline_ = Pipeline([("prep", prep), ("lr", lr)])
-        models[float(C)] = model
+        models[float(C)] = model.fit_inputs(Z, y)
     return models
 
 
@@ -242,9 +213,14 @@ class BlendedModel(ClassifierMixin, BaseEstimator):
             if cfg.category_shares:
                 self.shares_ = category_shares(X_all, self.categories_)
             X_all = self._prepare(X_all)
-            self.booster_ = lgb.LGBMClassifier(**{**self.booster_.get_params(), "n_estimators": self.best_iteration_})
-            self.booster_.fit(X_all, y_all)
-            self.linear_ = SplineLogistic(self.logistic_C_, cfg.n_knots, cfg.min_category_count).fit(X_all, y_all)
+            # a part the blend gives no weight is not refitted: it adds nothing to a score (w = 1: trees only)
+            if self.blend_weight_ > 0:
+                self.booster_ = lgb.LGBMClassifier(**{**self.booster_.get_params(),
+                                                      "n_estimators": self.best_iteration_})
+                self.booster_.fit(X_all, y_all)
+            if self.blend_weight_ < 1:
+                self.linear_ = SplineLogistic(self.logistic_C_, cfg.n_knots, cfg.min_category_count).fit(
+                    X_all, y_all)
             self.n_fit_rows_ = len(X_all)
         return self
 
@@ -262,8 +238,12 @@ class BlendedModel(ClassifierMixin, BaseEstimator):
         """The blend's log-odds before calibration."""
         w = self.blend_weight_
         prepared = self._prepare(X)
-        trees = self.booster_.predict(prepared, raw_score=True, num_iteration=self.best_iteration_)
-        return w * trees + (1 - w) * self.linear_.decision_function(prepared)
+        out = np.zeros(len(prepared))
+        if w > 0:
+            out += w * self.booster_.predict(prepared, raw_score=True, num_iteration=self.best_iteration_)
+        if w < 1:
+            out += (1 - w) * self.linear_.decision_function(prepared)
+        return out
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = apply_calibrator(self.calibrator_, _sigmoid(self.decision_function(X)))

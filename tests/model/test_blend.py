@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,15 +52,15 @@ def test_spline_logistic_contributions_add_up_to_its_log_odds():
     model = SplineLogistic(C=0.3).fit(X, y)
     contrib = model.contributions(X.head(20))
     assert list(contrib.columns) == ["minutes", "source"]
-    intercept = model.pipeline_.named_steps["lr"].intercept_[0]
+    intercept = model.intercept_
     np.testing.assert_allclose(contrib.sum(axis=1) + intercept, model.decision_function(X.head(20)), atol=1e-9)
 
 
 def test_spline_logistic_groups_rare_levels_and_takes_unseen_ones():
     X, y = hump_data(2000)
     model = SplineLogistic(min_category_count=20).fit(X, y)
-    encoder = model.pipeline_.named_steps["prep"].named_transformers_["cat"]
-    assert "fax" in set(encoder.infrequent_categories_[0])  # 0.5% of rows: grouped, not a level of its own
+    assert "fax" in model.design_.rare_["source"]  # 0.5% of rows: grouped, not a level of its own
+    assert "fax" not in model.design_.levels_["source"] and "web" in model.design_.levels_["source"]
     new = X.head(3).assign(source=pd.Categorical(["telex", "web", None]))
     p = model.predict_proba(new)[:, 1]
     assert np.isfinite(p).all() and p.shape == (3,)
@@ -99,7 +101,7 @@ def test_blend_contributions_add_up_to_the_blended_log_odds():
     w = model.blend_weight_
     tree_bias = model.booster_.predict(model._prepare(rows), pred_contrib=True,
                                        num_iteration=model.best_iteration_)[:, -1]
-    intercept = model.linear_.pipeline_.named_steps["lr"].intercept_[0]
+    intercept = model.linear_.intercept_
     total = model.contributions(rows).sum(axis=1) + w * tree_bias + (1 - w) * intercept
     np.testing.assert_allclose(total, model.decision_function(rows), atol=1e-6)
 
@@ -204,7 +206,57 @@ def model_rows(model, X):
 def test_the_logistic_grid_shares_its_preprocessing_and_equals_separate_fits():
     X, y = hump_data(800)
     grid = fit_logistic_grid(X, y, (0.1, 1.0))
-    assert grid[0.1].pipeline_.named_steps["prep"] is grid[1.0].pipeline_.named_steps["prep"]
+    assert grid[0.1].design_ is grid[1.0].design_
     alone = SplineLogistic(C=1.0).fit(X, y)
     np.testing.assert_allclose(grid[1.0].decision_function(X), alone.decision_function(X), rtol=1e-6, atol=1e-8)
     assert grid[1.0].C == 1.0 and grid[0.1].C == 0.1
+
+
+def _reference_inputs(X: pd.DataFrame, spline: bool, min_frequency: int, handle_unknown: str):
+    """The per-column scikit-learn pipeline the vectorised `LinearDesign` replaced (signed log, median imputation
+    with a missing-indicator, a B-spline basis, standardisation; one-hot with rare levels grouped)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
+
+    from models.baselines import signed_log
+
+    numeric = [c for c in X if not isinstance(X[c].dtype, pd.CategoricalDtype)]
+    categorical = [c for c in X if c not in numeric]
+    steps = []
+    for i, col in enumerate(numeric):
+        inner = [("log", FunctionTransformer(signed_log)),
+                 ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True))]
+        if spline:
+            inner.append(("spline", ColumnTransformer([("curve", SplineTransformer(
+                n_knots=5, degree=3, knots="quantile", extrapolation="constant"), [0])], remainder="passthrough")))
+        inner.append(("scale", StandardScaler()))
+        steps.append((f"num{i}", Pipeline(inner), [col]))
+    steps.append(("cat", OneHotEncoder(handle_unknown=handle_unknown, min_frequency=min_frequency,
+                                       sparse_output=False), categorical))
+    strings = X.copy()
+    for col in categorical:
+        strings[col] = X[col].astype("object").where(X[col].notna(), "missing").astype(str)
+    return ColumnTransformer(steps).fit(strings), strings
+
+
+@pytest.mark.parametrize("kind", ["spline", "baseline"])
+def test_the_vectorised_design_builds_the_inputs_of_the_scikit_learn_pipeline(kind):
+    X, y = hump_data(3000)
+    X["visits"] = np.random.default_rng(5).poisson(3, len(X)).astype(float)  # no missing values: no indicator
+    X.loc[X.index[:40], "source"] = None
+    if kind == "spline":
+        model = SplineLogistic(C=0.3, min_category_count=10).fit(X, y)
+        reference, strings = _reference_inputs(X, True, 10, "infrequent_if_exist")
+    else:
+        model = LogisticBaseline(C=0.3).fit(X, y)
+        reference, strings = _reference_inputs(X, False, 20, "ignore")
+    np.testing.assert_allclose(model.design_.transform(X), reference.transform(strings), atol=1e-9)
+    # an unseen level: the infrequent input (spline model) or no input at all (baseline), as scikit-learn does
+    new = X.head(5).assign(source=pd.Categorical(["telex", "web", None, "fax", "ads"]))
+    new_strings = strings.head(5).assign(source=["telex", "web", "missing", "fax", "ads"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns about the unknown level
+        expected = reference.transform(new_strings)
+    np.testing.assert_allclose(model.design_.transform(new), expected, atol=1e-9)

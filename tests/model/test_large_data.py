@@ -225,8 +225,7 @@ def test_the_blends_logistic_part_is_fitted_on_at_most_logistic_max_rows():
         cfg = BoosterConfig(n_estimators=20, n_jobs=1, min_child_samples=20, blend_logistic=True,
                             logistic_max_rows=max_rows)
         model = ConversionModel(cfg, calibration="sigmoid").fit(fit[cols], fit["label"], val[cols], val["label"])
-        scaler = model.blend_model_.pipeline_.named_steps["prep"].named_transformers_["num"].named_steps["scale"]
-        return int(scaler.n_samples_seen_)
+        return int(model.blend_model_.design_.n_rows_)
 
     assert logistic_rows(0) == len(fit) == 6000  # 0: every row, as before
     assert logistic_rows(1000) == 1000

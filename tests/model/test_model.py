@@ -170,7 +170,7 @@ def test_boosting_from_the_logistic_offset_keeps_monotonicity_and_explains_the_l
     contrib = model.contributions(rows)
     bias = model.booster_.predict_proba(model._prepare(rows), pred_contrib=True,
                                         num_iteration=model.best_iteration_)[:, -1]
-    intercept = model.offset_model_.pipeline_.named_steps["lr"].intercept_[0]
+    intercept = model.offset_model_.intercept_
     raw = model._raw(rows)
     assert np.allclose(contrib.sum(axis=1) + bias + intercept, np.log(raw / (1 - raw)), atol=1e-6)
 
@@ -208,7 +208,7 @@ def test_blended_model_explains_its_log_odds_and_refit_keeps_trees_weight_and_ca
     contrib = model.contributions(rows)
     bias = model.booster_.predict_proba(model._prepare(rows), pred_contrib=True,
                                         num_iteration=model.best_iteration_)[:, -1]
-    intercept = model.blend_model_.pipeline_.named_steps["lr"].intercept_[0]
+    intercept = model.blend_model_.intercept_
     raw = model._raw(rows)
     assert np.allclose(contrib.sum(axis=1) + w * bias + (1 - w) * intercept, np.log(raw / (1 - raw)), atol=1e-6)
 

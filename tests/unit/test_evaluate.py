@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from models.evaluate import (
+    all_metrics,
     expected_calibration_error,
+    fast_auc,
     full_report,
     lift_at,
     paired_auc_test,
@@ -39,6 +41,27 @@ def test_full_report_intervals_bracket_the_values():
     for name, v in rep.items():
         assert v["ci_low"] <= v["value"] <= v["ci_high"], name
     assert 0.6 < rep["roc_auc"]["value"] < 0.8 and rep["roc_auc"]["ci_high"] - rep["roc_auc"]["ci_low"] < 0.06
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_all_metrics_equal_the_one_metric_functions_with_ties(seed):
+    """The bootstrap's shared-sort metrics are the same numbers as the functions (and scikit-learn) one by one."""
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss
+
+    rng = np.random.default_rng(seed)
+    n = [50, 999, 4000][seed]
+    p = np.round(rng.random(n) * 0.6, [2, 3, 6][seed])  # rounded scores: many ties
+    y = (rng.random(n) < p).astype(int)
+    got = all_metrics(y, p, (0.05, 0.1, 0.2), capacity_k=37)
+    expected = {"roc_auc": fast_auc(y, p), "pr_auc": average_precision_score(y, p), "brier": brier_score_loss(y, p),
+                "log_loss": log_loss(y, np.clip(p, 1e-9, 1 - 1e-9), labels=[0, 1]),
+                "ece": expected_calibration_error(y, p), "precision_at_37": precision_at_k(y, p, 37)}
+    for f in (0.05, 0.1, 0.2):
+        lift, capture = lift_at(y, p, f)
+        expected[f"lift_top{int(round(f * 100))}"], expected[f"capture_top{int(round(f * 100))}"] = lift, capture
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
 
 def test_paired_auc_test_detects_a_better_score_and_not_an_identical_one():
