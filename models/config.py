@@ -38,6 +38,10 @@ class TrainConfig:
     tune_timeout_seconds: int = 600
     # Size-adaptive fitting: at `large_data_rows` fitted rows or more the booster learns at
     # `large_data_learning_rate` (fewer trees: faster fit and scoring); smaller tables keep `learning_rate`.
+    # Flat exports (one row per lead) learn at `flat_fast_learning_rate` from `flat_fast_rows` rows on, and their
+    # early stopping waits `early_stopping_rounds` x learning_rate / the rate used (the same patience in step size).
+    flat_fast_rows: int = 20_000
+    flat_fast_learning_rate: float = 0.05
     large_data_rows: int = 500_000
     large_data_learning_rate: float = 0.1
     large_data_negative_rate: float = 0.3  # ... and keeps every positive but this share of negatives (weight 1/rate)

@@ -260,3 +260,17 @@ def test_the_vectorised_design_builds_the_inputs_of_the_scikit_learn_pipeline(ki
         warnings.simplefilter("ignore")  # scikit-learn warns about the unknown level
         expected = reference.transform(new_strings)
     np.testing.assert_allclose(model.design_.transform(new), expected, atol=1e-9)
+
+
+def test_folds_fitted_side_by_side_score_as_folds_fitted_one_after_another():
+    X, y = hump_data(1200)
+
+    def fit(Xf, yf, _groups):
+        return fit_blend(Xf, yf, BlendConfig(booster=FAST))  # one LightGBM thread per fold
+
+    progress = []
+    alone = cross_validated_auc(fit, X, y, 4, seed=0)
+    side_by_side = cross_validated_auc(fit, X, y, 4, seed=0, n_jobs=2, on_fold=lambda d, n: progress.append((d, n)))
+    assert side_by_side == alone  # the same scores, in fold order
+    assert progress == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert len(set(alone)) > 1  # four different folds, not one repeated

@@ -19,6 +19,7 @@ from features.build import (
     prepare_crm,
     snapshot_dates,
 )
+from features.schema import FLAT
 from models import training
 from models.config import TrainConfig
 from models.sampling import stratified_sample
@@ -65,6 +66,17 @@ def test_learning_rate_adapts_to_the_number_of_fitted_rows_and_leaves_the_demo_a
     # the demo's ~40k fitted rows and the 100k benchmark's ~190k stay at the rate the demo was tuned with
     assert PARAMS.train.large_data_rows > 200_000
     assert training.learning_rate_for(200_000, PARAMS.train) == PARAMS.train.learning_rate
+
+
+def test_a_large_flat_export_learns_faster_with_early_stopping_patience_scaled():
+    p = TrainConfig(learning_rate=0.02, early_stopping_rounds=100, flat_fast_rows=20_000, flat_fast_learning_rate=0.05)
+    small, large = (training.booster_config(p, n_rows=n, variant=FLAT) for n in (19_999, 20_000))
+    assert (small.learning_rate, small.early_stopping_rounds) == (0.02, 100)
+    assert (large.learning_rate, large.early_stopping_rounds) == (0.05, 40)  # the same patience in step size
+    # snapshot tables of the same size keep the rate the demo was tuned with, and their patience
+    snap = training.booster_config(p, n_rows=200_000)
+    assert (snap.learning_rate, snap.early_stopping_rounds) == (0.02, 100)
+    assert training.patience_for(1.0, p) == 10  # never fewer than 10 rounds
 
 
 @pytest.fixture(scope="module")
