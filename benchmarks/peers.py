@@ -229,6 +229,10 @@ def real_ratios(entry: dict) -> dict:
         out["run_over_lgbm_cv"] = _ratio(out["run_s"], out["lgbm_cv_s"])
         out["run_peak_over_lgbm_cv_peak"] = _ratio(run["peak_rss_gb"], lgbm["peak_rss_gb"])
         out["run_cpu_over_lgbm_cv_cpu"] = _ratio(run["cpu_s"], lgbm["cpu_s"])  # whole processes, imports included
+        # whole processes against each other: each starts Python, imports, reads its input and does its job
+        if run.get("process_wall_s") and lgbm.get("process_wall_s"):
+            out["run_process_over_lgbm_cv_process"] = _ratio(run["process_wall_s"], lgbm["process_wall_s"])
+            out["run_process_s"], out["lgbm_cv_process_s"] = run["process_wall_s"], lgbm["process_wall_s"]
     return _stamped(out, run, lgbm, logreg)
 
 
@@ -311,6 +315,10 @@ def ratio_table(r: dict) -> str:
             lines.append(f"| run ÷ plain LightGBM 5-fold CV | {where} | **{_fmt(s['run_over_lgbm_cv'])}** | "
                          f"{'≤ ' + str(target) if target else '–'} | {_verdict(s['run_over_lgbm_cv'], target)} | "
                          f"{s['run_s']} s / {s['lgbm_cv_s']} s | {_fmt(s.get('run_cpu_over_lgbm_cv_cpu'))} | {load} |")
+            if "run_process_over_lgbm_cv_process" in s:
+                lines.append(f"| run process ÷ plain LightGBM CV process (start, imports, read included) | {where} | "
+                             f"**{_fmt(s['run_process_over_lgbm_cv_process'])}** | – | | "
+                             f"{s['run_process_s']} s / {s['lgbm_cv_process_s']} s | | {load} |")
             lines.append(f"| run ÷ plain LightGBM CV, peak memory | {where} | "
                          f"**{_fmt(s['run_peak_over_lgbm_cv_peak'])}** | – | | | | {load} |")
     if r.get("real"):

@@ -91,8 +91,8 @@ def test_ratios_are_read_from_the_json_results(tmp_path, monkeypatch):
     (tmp_path / "bench_100000.json").write_text(json.dumps(
         {"size": 100000, "machine": machine, "stages": stages, "summary": bench.summarise(stages)}))
     (tmp_path / "real_peers.json").write_text(json.dumps({"machine": machine, "sets": {"uci_bank": {
-        "run": _stage(40.0, 2.0, run_s=36.0, cv_roc_auc=0.802),
-        "lgbm_cv": _stage(5.0, 0.5, cv_s=3.0, cv_roc_auc=0.799),
+        "run": {**_stage(40.0, 2.0, run_s=36.0, cv_roc_auc=0.802), "process_wall_s": 42.0},
+        "lgbm_cv": {**_stage(5.0, 0.5, cv_s=3.0, cv_roc_auc=0.799), "process_wall_s": 6.0},
         "logreg_cv": _stage(6.0, 0.4, cv_s=4.0, cv_roc_auc=0.791)}}}))
 
     r = peers.ratios(tmp_path)
@@ -102,6 +102,7 @@ def test_ratios_are_read_from_the_json_results(tmp_path, monkeypatch):
     assert s["load_1m"] == [2.0, 2.5, 1.0, 4.0, 2.0, 2.5]
     u = r["real"]["uci_bank"]
     assert u["run_over_lgbm_cv"] == 12.0 and u["run_peak_over_lgbm_cv_peak"] == 4.0
+    assert u["run_process_over_lgbm_cv_process"] == 7.0  # 42 s / 6 s: whole processes, imports and reading included
     assert (u["leadscore_cv_roc_auc"], u["lgbm_cv_roc_auc"], u["logreg_cv_roc_auc"]) == (0.802, 0.799, 0.791)
     assert r["machine"]["cpu"] == "Test CPU"
     assert bench.summarise(stages)["score_over_naive"] == 1.5
@@ -111,6 +112,7 @@ def test_ratios_are_read_from_the_json_results(tmp_path, monkeypatch):
     assert "| score ÷ read + predict floor | 100,000 leads (2026-11-30) | **6.00** | ≤ 3.0 | missed |" in table
     assert "| run ÷ plain LightGBM 5-fold CV | uci_bank (2026-11-30) | **12.00** | ≤ 3.0 | missed |" in table
     assert "| uci_bank | 0.802 | 0.799 | 0.791 | 36.0 | 3.0 | 4.0 |" in table
+    assert "read included) | uci_bank (2026-11-30) | **7.00** | – | | 42.0 s / 6.0 s |" in table
     assert "Test CPU, 2 cores, LightGBM threads 2" in table and "| 2.00 → 2.50 |" in table
 
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
