@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
+
+from models.evaluate import fast_auc
 
 DEFAULT_MAX_AUC = 0.95
 
@@ -38,7 +39,7 @@ def single_column_auc(x: pd.Series, y: np.ndarray, n_folds: int = 5, seed: int =
             return 0.5
         best = 0.5
         for fill in (np.nanmin(values) - 1.0, np.nanmax(values) + 1.0):
-            auc = roc_auc_score(y, np.where(missing, fill, values))
+            auc = fast_auc(y, np.where(missing, fill, values))
             best = max(best, auc, 1.0 - auc)
         return float(best)
     key = pd.Series(x.astype(object).where(x.notna(), "__missing__").astype(str).to_numpy())
@@ -50,7 +51,7 @@ def single_column_auc(x: pd.Series, y: np.ndarray, n_folds: int = 5, seed: int =
         stats = pd.DataFrame({"key": key[~held].to_numpy(), "y": y[~held]}).groupby("key")["y"].agg(["sum", "count"])
         rate = (stats["sum"] + prior) / (stats["count"] + 1.0)  # one pseudo-observation at the prior
         score[held] = key[held].map(rate).fillna(prior).to_numpy(dtype=float)
-    auc = roc_auc_score(y, score)
+    auc = fast_auc(y, score)
     return float(max(auc, 1.0 - auc))
 
 
