@@ -119,9 +119,8 @@ def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None, needed: list[str
     """The `needed` columns of the feature rows plus the account columns gates may name (from accounts, else
     from the log features). Only what the gates read is copied: chunks of a large run stay small."""
     context = rows.loc[:, [c for c in needed if c in rows]].copy()
-    acc = accounts.drop_duplicates("account_id").set_index("account_id") if accounts is not None and len(accounts) \
-        else None
-    where = None  # each lead's row in `acc`, -1 when unknown: looked up once for all account columns
+    acc = accounts if accounts is not None and len(accounts) else None
+    where = source = None  # each lead's row in `source`, -1 when unknown: looked up once for all account columns
     for col in ACCOUNT_COLUMNS:
         if col in context or col in rows:
             if col not in context:
@@ -129,8 +128,8 @@ def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None, needed: list[str
             continue
         if acc is not None and col in acc:
             if where is None:
-                where = acc.index.get_indexer(rows["account_id"])
-            context[col] = acc[col].array.take(where, allow_fill=True).to_numpy()  # = reindex, one lookup
+                where, source = _account_rows(rows["account_id"], acc)
+            context[col] = source[col].array.take(where, allow_fill=True).to_numpy()  # = reindex, one lookup
         elif col == "employees" and "log_employees" in rows:
             context[col] = np.round(10 ** rows["log_employees"].astype(float))
         elif col == "annual_revenue" and "log_revenue" in rows:
@@ -138,6 +137,24 @@ def _context(rows: pd.DataFrame, accounts: pd.DataFrame | None, needed: list[str
         else:
             context[col] = np.nan
     return context
+
+
+def _account_rows(ids: pd.Series, accounts: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """(each lead's row in the returned accounts frame, -1 when unknown; that frame): the first row of its account
+    id. Text ids are looked up in Arrow (one hash pass, rows of `accounts`); others through the de-duplicated
+    index (rows of the de-duplicated frame)."""
+    if isinstance(ids.dtype, pd.StringDtype) and isinstance(accounts["account_id"].dtype, pd.StringDtype):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        def text(s):
+            arr = pa.array(s.array)
+            return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+        found = pc.index_in(text(ids), value_set=text(accounts["account_id"]))
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp), accounts
+    dedup = accounts.drop_duplicates("account_id").set_index("account_id")
+    return dedup.index.get_indexer(ids), dedup
 
 
 def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opportunities: pd.DataFrame | None,
@@ -168,19 +185,28 @@ def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opport
     with_sales = rows["with_sales"].fillna(False).to_numpy(dtype=bool) if "with_sales" in rows else None
     decision = decide(gate_table, p_convert, policy_of(p), priority=expected_value, with_sales=with_sales)
 
-    out = pd.DataFrame({"lead_id": rows["lead_id"].astype(str),
-                        "account_id": rows["account_id"].astype(str) if "account_id" in rows else None})
-    out["p_convert"] = p_convert.round(6)
-    out["score"] = np.rint(100 * p_convert).astype(int)
-    out["expected_deal_size"] = deal_size.round(2)
-    out["expected_value"] = expected_value.round(2)
-    out["tier"] = assign_tiers(p_convert, p.tiers)
-    out["fit_score"] = fit_score(rows).to_numpy()
-    out["engagement_score"] = engagement_score(rows).to_numpy()
+    # the rows are put in rank order once, column by column, before the table is assembled (no sort of the table)
+    rank = rank_leads(decision["status"], expected_value.round(2))
+    order = np.empty(len(rank), dtype=np.intp)
+    order[rank - 1] = np.arange(len(rank))  # rank is a permutation of 1..n
+
+    def ranked(values):
+        return values.take(order).reset_index(drop=True) if isinstance(values, pd.Series | pd.DataFrame) \
+            else np.asarray(values)[order]
+
+    out = pd.DataFrame({"lead_id": ranked(rows["lead_id"].astype(str)),
+                        "account_id": ranked(rows["account_id"].astype(str)) if "account_id" in rows else None})
+    out["p_convert"] = ranked(p_convert.round(6))
+    out["score"] = ranked(np.rint(100 * p_convert).astype(int))
+    out["expected_deal_size"] = ranked(deal_size.round(2))
+    out["expected_value"] = ranked(expected_value.round(2))
+    out["tier"] = ranked(assign_tiers(p_convert, p.tiers))
+    out["fit_score"] = ranked(fit_score(rows).to_numpy())
+    out["engagement_score"] = ranked(engagement_score(rows).to_numpy())
     territory = parse_assignment(p.assignment).territory_column
-    out["territory"] = rows[territory].astype("string").to_numpy() if territory in rows else pd.NA
-    out = out.join(gate_table).join(decision)
-    out["rank"] = rank_leads(out["status"], out["expected_value"].to_numpy())
+    out["territory"] = ranked(rows[territory].astype("string").to_numpy()) if territory in rows else pd.NA
+    out = out.join(ranked(gate_table)).join(ranked(decision))
+    out["rank"] = rank[order]
     out["as_of"] = as_of
     out["model_version"] = model_version
     out["model_run_id"] = run_id
@@ -188,7 +214,7 @@ def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opport
     out["scored_at"] = scored_at
     out["schema_version"] = SCHEMA_VERSION
     ordered = [c for c in OUTPUT_COLUMNS if c in out] + [c for c in out if c not in OUTPUT_COLUMNS]
-    return out[ordered].sort_values("rank").reset_index(drop=True)
+    return out[ordered]
 
 
 def predict_rows(model, X: pd.DataFrame, on_rows: Callable[[int, int], None] | None = None,

@@ -37,17 +37,23 @@ class Condition:
         values = frame[self.column]
         missing = values.isna().to_numpy()
         if self.op in ("in", "not_in"):
-            hit = values.astype("object").isin(list(self.value)).to_numpy()
+            wanted = list(self.value)
+            if isinstance(values.dtype, pd.CategoricalDtype | pd.StringDtype) and all(isinstance(v, str) for v in wanted):
+                hit = values.isin(wanted).to_numpy(dtype=bool)  # no object copy (missing rows are set NA below)
+            else:
+                hit = values.astype("object").isin(wanted).to_numpy()
             result = hit if self.op == "in" else ~hit
         elif _numeric(values) or pd.api.types.is_bool_dtype(values):
-            numbers = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            if isinstance(values.dtype, np.dtype):  # numpy floats / ints / bools: NaN already marks the missing
+                numbers = values.to_numpy(dtype=float)
+            else:
+                numbers = values.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
             with np.errstate(invalid="ignore"):
                 result = _COMPARE[self.op](numbers, float(self.value))
         else:
             text = values.astype("string").fillna("")
             result = _COMPARE[self.op](text, str(self.value)).to_numpy(dtype=bool)
-        out = pd.array(result, dtype="boolean")
-        out[missing] = pd.NA
+        out = pd.arrays.BooleanArray(np.asarray(result, dtype=bool), missing.astype(bool, copy=True))
         return pd.Series(out, index=frame.index)
 
     def describe(self) -> str:

@@ -97,9 +97,8 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
     """
     taken = np.zeros(len(p_convert), dtype=bool) if with_sales is None else np.asarray(with_sales, dtype=bool)
     gate_names = [c.removeprefix("gate_") for c in gates.columns]
-    values = gates.to_numpy(dtype=object)
-    failed = values == FAIL
-    unknown = values == UNKNOWN
+    failed = _outcome_is(gates, FAIL)
+    unknown = _outcome_is(gates, UNKNOWN)
     if policy.unknown_policy == "fail":
         failed = failed | unknown
         unknown = np.zeros_like(unknown)
@@ -131,8 +130,8 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
         reasons[needs_call] = _joined_names(unknown[needs_call], gate_names, "confirm on a call: ")
     nurture = status == NURTURE
     if nurture.any():
-        low = pd.Series(p_convert[nurture]).map("{:.3f}".format).to_numpy(dtype=object)
-        text = "p_convert " + low + f" below threshold {policy.threshold:.3f}"
+        low = _three_decimals(p_convert[nurture])
+        text = _prefixed(low, "p_convert ", f" below threshold {policy.threshold:.3f}")
         if policy.sql_rule == "capacity":
             text = np.where(qualified[nurture], f"all gates pass but beyond the hand-over capacity of {policy.capacity}",
                             text)
@@ -142,10 +141,47 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
                         index=gates.index)
 
 
+def _outcome_is(gates: pd.DataFrame, value: str) -> np.ndarray:
+    """(rows, gates) booleans: the gate's outcome is `value` (column by column, no object copy of the table)."""
+    if not len(gates.columns):
+        return np.zeros((len(gates), 0), dtype=bool)
+    return np.column_stack([gates[c].eq(value).fillna(False).to_numpy(dtype=bool) for c in gates.columns])
+
+
+def _three_decimals(values: np.ndarray) -> np.ndarray:
+    """`"{:.3f}".format(v)` of each value (object array). Values in [0, 1] not within 1e-6 of a rounding tie are
+    rounded in numpy (at most 1,001 distinct texts, formatted once); the others are formatted one by one."""
+    values = np.asarray(values, dtype=float)
+    scaled = values * 1000
+    frac = scaled - np.floor(scaled)
+    with np.errstate(invalid="ignore"):
+        plain = (values >= 0) & (values <= 1) & (np.abs(frac - 0.5) > 1e-6)
+    out = np.empty(len(values), dtype=object)
+    if plain.any():
+        thousandths = np.floor(scaled[plain] + 0.5).astype(np.int64)
+        distinct, inverse = np.unique(thousandths, return_inverse=True)
+        texts = np.array([f"{k // 1000}.{k % 1000:03d}" for k in distinct.tolist()], dtype=object)
+        out[plain] = texts[inverse]
+    other = np.flatnonzero(~plain)
+    if len(other):
+        out[other] = [f"{v:.3f}" for v in values[other].tolist()]
+    return out
+
+
+def _prefixed(texts: np.ndarray, prefix: str, suffix: str) -> np.ndarray:
+    """prefix + text + suffix per element (each distinct text joined once)."""
+    codes, distinct = pd.factorize(texts)
+    joined = np.array([prefix + t + suffix for t in distinct], dtype=object)
+    return joined[codes]
+
+
 def rank_leads(status: pd.Series, expected_value: np.ndarray) -> np.ndarray:
     """1-based rank: status order first (SQL, needs call, nurture, disqualified, with sales), then expected value,
     descending."""
-    order_key = status.map(STATUS_ORDER).to_numpy()
+    codes, distinct = pd.factorize(pd.Series(status), use_na_sentinel=True)  # a few statuses: look each up once
+    keys = [STATUS_ORDER.get(v, np.nan) for v in distinct]
+    table = np.array([*keys, np.nan]) if any(k != k for k in keys) or (codes < 0).any() else np.array(keys + [0])
+    order_key = table[codes] if len(distinct) else np.full(len(codes), np.nan)
     order = np.lexsort((-np.asarray(expected_value, dtype=float), order_key))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)

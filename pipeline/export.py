@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from models.assignment import queue_file_stem
@@ -19,10 +20,13 @@ from models.decision import OUTPUT_COLUMNS, SCHEMA_VERSION, SQL_LEADS_SCHEMA  # 
 from pipeline.io import (  # noqa: F401
     FORMULA_PREFIXES,
     PLAIN_NUMBER,
+    FastCsv,
+    _Unsupported,
     csv_text,
     neutralise_formulas,
     write_atomic,
     write_csv,
+    write_csv_files,
     write_parquet,
 )
 
@@ -117,7 +121,7 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
             if engine.dialect.name == "postgresql":
                 conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
             if engine.dialect.name == "sqlite":
-                df.to_sql(staging, conn, if_exists="fail", index=False, method=_sqlite_executemany)
+                _sqlite_insert(df, conn, staging)
             else:
                 df.to_sql(staging, conn, if_exists="fail", index=False, chunksize=50_000)
             if before_swap is not None:
@@ -141,27 +145,116 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
 SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def _sqlite_executemany(table, conn, keys, data_iter) -> None:  # noqa: ARG001 - pandas' `method` signature
-    """pandas to_sql insert method for SQLite: one DB-API executemany of all rows inside the open transaction.
+SQLITE_INSERT_ROWS = 50_000  # rows bound per executemany: the Python values of one batch only are held
 
-    The generic path binds every row through SQLAlchemy's compiled-statement machinery (most of the export time
-    at a million rows); this hands the same values straight to sqlite3. pandas still creates the table (same
-    DDL) and converts the values (NA -> NULL, numpy scalars -> Python); datetimes are written as SQLAlchemy
-    writes them, so the stored rows are identical to the generic path's.
-    """
-    keys, columns = table.insert_data()
-    for i, (_, ser) in enumerate(table.frame.items()):
-        if ser.dtype.kind == "M":
-            codes, uniques = pd.factorize(ser)  # a scoring has one or two distinct timestamps: format those
-            text = [u.strftime(SQLITE_DATETIME_FORMAT) for u in uniques]
-            columns[i] = [None if c < 0 else text[c] for c in codes]
+
+def _sqlite_insert(df: pd.DataFrame, conn, table: str) -> None:
+    """Create `table` as pandas' to_sql creates it (same DDL) and insert the rows with sqlite3 executemany,
+    batch by batch, inside the open transaction.
+
+    pandas' generic insert converts the whole table to Python objects through SQLAlchemy's compiled statements
+    (most of the export time at a million rows); this binds the same values straight to sqlite3: NaN / NA ->
+    NULL, numpy scalars -> Python int / float / bool, datetimes as SQLAlchemy's SQLite DATETIME text. The stored
+    rows are identical to the generic path's (tests/model/test_large_data.py)."""
+    from pandas.io.sql import SQLDatabase
+
+    SQLDatabase(conn).prep_table(frame=df, name=table, if_exists="fail", index=False)
+    keys = [str(c) for c in df.columns]
     names = ", ".join('"' + k.replace('"', '""') + '"' for k in keys)
-    marks = ", ".join("?" * len(keys))
+    prepared = [_sqlite_column(ser) for _, ser in df.items()]
+    # a column with one value on every row (run id, model version, as-of, schema version) is written as a literal of
+    # the statement: the same stored value, without binding it 820k times
+    marks = ", ".join(values if isinstance(values, str) else "?" for values in prepared)
+    bound = [values for values in prepared if not isinstance(values, str)]
+    sql = f'INSERT INTO "{table.replace(chr(34), chr(34) * 2)}" ({names}) VALUES ({marks})'
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', zip(*columns, strict=True))
+        for start in range(0, len(df), SQLITE_INSERT_ROWS):
+            stop = min(start + SQLITE_INSERT_ROWS, len(df))
+            if bound:
+                cursor.executemany(sql, zip(*[values(start, stop) for values in bound], strict=True))
+            else:
+                cursor.executemany(sql, [()] * (stop - start))
     finally:
         cursor.close()
+
+
+def _sql_literal(value) -> str | None:
+    """`value` as an SQLite literal storing exactly what binding it stores (text, integer), else None."""
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
+    if isinstance(value, int | np.integer):
+        return str(int(value)) if -(2 ** 63) <= int(value) < 2 ** 63 else None
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def _sqlite_column(ser: pd.Series) -> Callable[[int, int], list] | str:
+    """The column's values for sqlite3 as pandas' to_sql binds them, per slice of rows: a function (start, stop)
+    -> list of Python values (None for missing); or, for a column of one text / integer value, its SQL literal."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = ser.array
+    dtype = ser.dtype
+    if ser.dtype.kind == "M" and isinstance(values, pd.arrays.DatetimeArray):
+        codes, uniques = pd.factorize(values)  # a scoring has one or two distinct timestamps: format those
+        text = np.array([*(u.strftime(SQLITE_DATETIME_FORMAT) for u in uniques), None], dtype=object)
+        codes = np.where(codes < 0, len(uniques), codes)
+        if len(uniques) == 1 and (codes == 0).all() and _sql_literal(text[0]) is not None:
+            return _sql_literal(text[0])
+        return lambda a, b: text[codes[a:b]].tolist()
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        arr = np.asarray(values)
+        missing = np.isnan(arr)
+
+        def floats(a: int, b: int) -> list:
+            out = arr[a:b].tolist()
+            for i in np.flatnonzero(missing[a:b]).tolist():
+                out[i] = None
+            return out
+
+        return floats
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        arr = np.asarray(values)
+        if len(arr) and (arr == arr[0]).all():
+            return _sql_literal(arr[0].item())
+        return lambda a, b: arr[a:b].tolist()
+    if isinstance(dtype, pd.StringDtype) or (isinstance(values, pd.arrays.ArrowExtensionArray)
+                                             and pa.types.is_string(values.dtype.pyarrow_dtype)):
+        arrow = pa.array(values)
+        arrow = arrow.combine_chunks() if isinstance(arrow, pa.ChunkedArray) else arrow
+        if len(arrow) and not arrow.null_count and pc.count_distinct(arrow).as_py() == 1:
+            literal = _sql_literal(arrow[0].as_py())
+            if literal is not None:
+                return literal
+        sample = arrow.slice(0, SQLITE_INSERT_ROWS)
+        if len(arrow) >= 1_000 and pc.count_distinct(sample, mode="all").as_py() <= len(sample) // 20:
+            encoded = pc.dictionary_encode(arrow)  # few distinct values: one Python str each, shared by the rows
+            distinct = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
+            codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
+            return lambda a, b: distinct[codes[a:b]].tolist()
+        return lambda a, b: arrow.slice(a, b - a).to_pylist()
+    if isinstance(values, pd.arrays.IntegerArray | pd.arrays.BooleanArray):
+        data, mask = values._data, values._mask
+
+        def masked(a: int, b: int) -> list:
+            out = data[a:b].tolist()
+            for i in np.flatnonzero(mask[a:b]).tolist():
+                out[i] = None
+            return out
+
+        return masked
+
+    def generic(a: int, b: int) -> list:  # pandas' own conversion (SQLTable.insert_data)
+        d = ser.iloc[a:b]._values.astype(object)
+        d = np.asarray(d, dtype=object)
+        if ser._can_hold_na:
+            d[pd.isna(d)] = None
+        return d.tolist()
+
+    return generic
 
 
 def _transactional_ddl(engine) -> None:
@@ -200,34 +293,62 @@ def crm_file(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
 OWNER_PREFIX = "owner_user_id_"  # with_contacts' per-CRM owner columns: the one column the CRM files differ in
 
 
-def write_crm_files(df: pd.DataFrame, files: dict[str, tuple[dict[str, str], Path]]) -> dict[str, str]:
+def write_crm_files(df: pd.DataFrame, files: dict[str, tuple[dict[str, str], Path]],
+                    table_csv: tuple[Path, list[str]] | None = None) -> dict[str, str]:
     """Each CRM import file, written atomically. Salesforce and HubSpot take the same columns under other names,
-    except the owner's user id: the shared columns are rendered to CSV once (the rows are the cost: 820k of them
-    at a million leads) and each file's owner column is appended to every line, byte for byte what one render of
-    all its columns writes.
+    except the owner's user id: the files are rendered together (`pipeline.io.write_csv_files`: a column they
+    share is rendered once; the rows are the cost, 820k of them at a million leads), each file byte for byte
+    what rendering its shared columns and appending its owner column to every line wrote before.
+
+    `table_csv` (target, columns): the table's own CSV (`write_csv(df[columns])`), rendered in the same pass when
+    every row has a lead id (its columns are mostly the CRM files' ones); its path under the key ``csv``.
     """
     rows = df.loc[df["lead_id"].notna()]
-    paths: dict[str, str] = {}
-    bodies: dict[tuple[str, ...], list[str]] = {}
-    for key, (mapping, target) in files.items():
-        cols = crm_columns(df, mapping)
-        owner = [c for c in cols if c.startswith(OWNER_PREFIX)]
-        common = tuple(c for c in cols if c not in owner)
-        if common not in bodies:
-            bodies[common] = csv_text(rows[list(common)], header=False).split("\n")[:-1]
-        lines = bodies[common]
-        if owner:
-            extra = csv_text(rows[owner], header=False).split("\n")[:-1]
-            if len(extra) == len(lines) == len(rows):
-                body = "".join([f"{a},{b}\n" for a, b in zip(lines, extra, strict=True)])
-            else:  # a quoted line break inside a cell: render the file's columns together
-                body = csv_text(rows[[*common, *owner]], header=False)
-        else:
-            body = "\n".join(lines) + ("\n" if lines else "")
-        header = csv_text(pd.DataFrame(columns=[mapping[c] for c in (*common, *owner)]))
-        text = header + body
-        paths[key] = str(write_atomic(target, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8", newline="")))
+    fast = FastCsv.of(rows)
+    specs = crm_specs(rows, files, fast)
+    wanted = {target: spec for target, spec in specs.values()}
+    together = table_csv is not None and len(rows) == len(df)
+    if together:
+        wanted[Path(table_csv[0])] = (list(table_csv[1]), None)
+    written = write_csv_files(rows, wanted, fast=fast)
+    paths = {key: str(written[target]) for key, (target, _) in specs.items()}
+    if table_csv is not None:
+        paths["csv"] = str(written[Path(table_csv[0])] if together else write_csv(df[list(table_csv[1])],
+                                                                                  table_csv[0]))
     return paths
+
+
+def crm_specs(rows: pd.DataFrame, files: dict[str, tuple[dict[str, str], Path]],
+              fast: FastCsv | None) -> dict[str, tuple[Path, tuple]]:
+    """key -> (target, `write_csv_files` spec) of each CRM file: its columns (the shared ones, then the owner's
+    user id), their CRM names, the owner id column rendered on its own, and the chunking of the old writer."""
+    out = {}
+    for key, (mapping, target) in files.items():
+        cols = crm_columns(rows, mapping)
+        owner = [c for c in cols if c.startswith(OWNER_PREFIX)]
+        common = [c for c in cols if c not in owner]
+        ordered = [*common, *owner]
+        # a text cell holding LF: the lines of the shared columns and of the owner id did not pair up, so the old
+        # writer rendered the file's columns together (pandas' chunks of the whole file, no lone owner column)
+        try:
+            broken = any(fast.rows_holding([c], "\n").any() for c in ordered) if fast is not None else \
+                _has_line_break(rows, ordered)
+        except _Unsupported:
+            broken = _has_line_break(rows, ordered)
+        alone = tuple(owner) if len(owner) == 1 and not broken else ()
+        out[key] = (Path(target), (ordered, [mapping[c] for c in ordered], alone,
+                                   len(ordered) if broken else len(common)))
+    return out
+
+
+def _has_line_break(df: pd.DataFrame, columns: list[str]) -> bool:
+    """A text cell of `columns` holding LF."""
+    for c in columns:
+        s = df[c]
+        text = isinstance(s.dtype, pd.StringDtype | pd.CategoricalDtype) or s.dtype == object
+        if text and s.astype("string").str.contains("\n", regex=False).fillna(False).any():
+            return True
+    return False
 
 
 def _slug(name: str) -> str:
@@ -250,8 +371,13 @@ def contact_table(leads: pd.DataFrame | None, accounts: pd.DataFrame | None) -> 
         return None
     out = leads[["lead_id", *[c for c in CONTACT_FIELDS if c in leads.columns]]].copy()
     if accounts is not None and {"account_id", "company_name"} <= set(accounts.columns) and "account_id" in leads:
-        names = accounts.drop_duplicates("account_id").set_index("account_id")["company_name"]
-        out["company"] = names.reindex(leads["account_id"].to_numpy()).to_numpy()
+        if isinstance(leads["account_id"].dtype, pd.StringDtype) and \
+                isinstance(accounts["account_id"].dtype, pd.StringDtype):  # text ids: one hash lookup in Arrow
+            where = _first_match(leads["account_id"], accounts["account_id"])
+            out["company"] = accounts["company_name"].array.take(where, allow_fill=True)
+        else:
+            names = accounts.drop_duplicates("account_id").set_index("account_id")["company_name"]
+            out["company"] = names.reindex(leads["account_id"].to_numpy()).to_numpy()
     return out
 
 
@@ -271,13 +397,29 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
     if contacts is not None and len(contacts):
         fields = [c for c in CONTACT_FIELDS if c in contacts.columns and c not in df.columns]
         if fields:
-            lookup = contacts.assign(lead_id=contacts["lead_id"].astype(str)).drop_duplicates("lead_id")
-            found = lookup.set_index("lead_id")[fields].reindex(df["lead_id"].astype(str).to_numpy())
-            out = out.assign(**{c: found[c].to_numpy() for c in fields})
+            where = _first_match(df["lead_id"], contacts["lead_id"])  # each row's contact (the first), -1: none
+            out = out.assign(**{c: contacts[c].array.take(where, allow_fill=True) for c in fields})
     for crm, ids in (owners or {}).items():
         if ids:
-            out = out.assign(**{f"owner_user_id_{crm}": df["assigned_rep"].map(ids).astype("string").to_numpy()})
+            reps = df["assigned_rep"]
+            codes, names = pd.factorize(reps)  # a handful of reps: map the names, not the 820k rows
+            mapped = pd.array([ids.get(n, pd.NA) for n in names] + [pd.NA], dtype="string")
+            out = out.assign(**{f"owner_user_id_{crm}": mapped.take(np.where(codes < 0, len(names), codes))})
     return out
+
+
+def _first_match(keys: pd.Series, lookup: pd.Series) -> np.ndarray:
+    """Per key, the position of its first occurrence in `lookup` (both compared as text), -1 when absent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(s: pd.Series):
+        s = s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)
+        arr = pa.array(s.array)
+        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+    found = pc.index_in(text(keys), value_set=text(lookup))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
 
 
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
@@ -294,8 +436,9 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
     (queues, CRM import files) only: `sql_leads` keeps its documented schema.
 
     The SQL rows are written in a second thread while the files are staged (sqlite3 releases the GIL while it
-    stores rows, so the two overlap); the writer holds its transaction open until the files are staged and swaps
-    the table only then, so a failed file never meets a new table. Returned paths are the top-level ones (they
+    stores rows, and the CSV files are rendered in Arrow, which releases it too, so the two overlap); the writer
+    holds its transaction open until the files are staged and swaps the table only then, so a failed file never
+    meets a new table. Returned paths are the top-level ones (they
     resolve through `current`), plus ``run`` (the run folder).
     """
     from pipeline.transaction import (
@@ -361,23 +504,29 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
 def _write_files(df: pd.DataFrame, out_dir: Path, name: str, changes: pd.DataFrame | None,
                  hand: pd.DataFrame) -> dict[str, str]:
     """`hand`: the rows with contact fields and owner ids, for the hand-over files."""
-    paths = {"parquet": str(write_parquet(df, out_dir / f"{name}.parquet")),
-             "csv": str(write_csv(neutralise_formulas(df), out_dir / f"{name}.csv"))}
+    paths = {"parquet": str(write_parquet(df, out_dir / f"{name}.parquet"))}
     crm = out_dir / "crm"
-    paths.update(write_crm_files(hand, {
-        "salesforce": (crm_mapping(SALESFORCE_FIELDS, hand, "salesforce"), crm / "salesforce_leads.csv"),
-        "hubspot": (crm_mapping(HUBSPOT_PROPERTIES, hand, "hubspot"), crm / "hubspot_contacts.csv")}))
+    crm_files = {"salesforce": (crm_mapping(SALESFORCE_FIELDS, hand, "salesforce"), crm / "salesforce_leads.csv"),
+                 "hubspot": (crm_mapping(HUBSPOT_PROPERTIES, hand, "hubspot"), crm / "hubspot_contacts.csv")}
+    # `hand` is `with_contacts(df)`: df's columns as they are, plus contact and owner columns; then the table's CSV
+    # is rendered with the CRM files, in one pass over the rows (write_csv neutralises formulas either way)
+    target = out_dir / f"{name}.csv"
+    if len(hand) == len(df) and hand.index.equals(df.index) and set(df.columns) <= set(hand.columns):
+        paths.update(write_crm_files(hand, crm_files, table_csv=(target, list(df.columns))))
+    else:
+        paths["csv"] = str(write_csv(df, target))
+        paths.update(write_crm_files(hand, crm_files))
     queues = out_dir / "queues"
     written = set()
     df = hand
     for rep, queue in rep_queues(df).items():
         target = queues / f"{_slug(rep)}.csv"
-        write_csv(neutralise_formulas(queue.assign(rep=rep)), target)
+        write_csv(queue.assign(rep=rep), target)
         written.add(target.name)
     if "call_queue_position" in df:
         calls = df[df["call_queue_position"].notna()].sort_values("call_queue_position")
         target = queues / "_qualification_calls.csv"
-        write_csv(neutralise_formulas(calls[_columns(calls, CALL_QUEUE_COLUMNS)]), target)
+        write_csv(calls[_columns(calls, CALL_QUEUE_COLUMNS)], target)
         written.add(target.name)
     if queues.exists():
         for stale in queues.glob("*.csv"):  # a rep no longer configured must not keep last week's queue
@@ -385,5 +534,5 @@ def _write_files(df: pd.DataFrame, out_dir: Path, name: str, changes: pd.DataFra
                 stale.unlink()
     paths["queues"] = str(queues)
     if changes is not None:
-        paths["changes"] = str(write_csv(neutralise_formulas(changes), out_dir / "changes.csv"))
+        paths["changes"] = str(write_csv(changes, out_dir / "changes.csv"))
     return paths

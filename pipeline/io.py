@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -104,9 +105,8 @@ def _has_cr(df: pd.DataFrame) -> np.ndarray:
     return rows
 
 
-def csv_text(df: pd.DataFrame, header: bool = True, neutralise: bool = True) -> str:
-    """The frame as CSV text ("\\n" between rows, no index): formulas neutralised, every field holding a CR or LF
-    quoted, so pandas and Python's csv module read back the same rows and cells."""
+def _csv_text_pandas(df: pd.DataFrame, header: bool = True, neutralise: bool = True) -> str:
+    """`csv_text` through pandas' writer (the reference the fast writer reproduces byte for byte)."""
     if neutralise:
         df = neutralise_formulas(df)
     cr = _has_cr(df)
@@ -124,10 +124,391 @@ def csv_text(df: pd.DataFrame, header: bool = True, neutralise: bool = True) -> 
     return "".join(parts)
 
 
+def csv_text(df: pd.DataFrame, header: bool = True, neutralise: bool = True) -> str:
+    """The frame as CSV text ("\\n" between rows, no index): formulas neutralised, every field holding a CR or LF
+    quoted, so pandas and Python's csv module read back the same rows and cells."""
+    fast = FastCsv.of(df)
+    if fast is not None:
+        try:
+            return b"".join(fast.blocks(list(df.columns), header=header, neutralise=neutralise)).decode("utf-8")
+        except _Unsupported:
+            pass
+    return _csv_text_pandas(df, header, neutralise)
+
+
 def write_csv(df: pd.DataFrame, target: Path | str, neutralise: bool = True) -> Path:
-    """`csv_text` written atomically (UTF-8)."""
-    text = csv_text(df, neutralise=neutralise)
-    return write_atomic(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""))
+    """`csv_text` written atomically (UTF-8), streamed block by block (the text of the whole table is never held)."""
+    return write_csv_files(df, {target: (list(df.columns), None)}, neutralise)[Path(target)]
+
+
+def write_csv_files(df: pd.DataFrame, files: dict[Path | str, tuple], neutralise: bool = True,
+                    chunk_columns: int | None = None, fast: FastCsv | None = None) -> dict[Path, Path]:
+    """Several CSV files of columns of one frame, each written atomically: target -> (its columns, its header
+    names or None for the column names[, columns rendered on their own]). Each file is byte for byte
+    `csv_text(df[columns])` with the header renamed; a column two files share is rendered once. A column rendered
+    on its own (the CRM files' owner id, appended to lines rendered without it) writes an empty cell as "" (what
+    the csv module writes for a row of one empty field). `chunk_columns`: the column count pandas' writer would
+    have chunked the rows by (its datetime format is decided per chunk of 100,000 // columns rows)."""
+    targets = {Path(t): (spec[0], spec[1], tuple(spec[2]) if len(spec) > 2 else (),
+                         spec[3] if len(spec) > 3 and spec[3] else chunk_columns) for t, spec in files.items()}
+    fast = FastCsv.of(df) if fast is None else fast
+    if fast is not None:
+        try:
+            with contextlib.ExitStack() as stack:
+                tmps = {t: stack.enter_context(atomic_path(t)) for t in targets}
+                handles = {t: stack.enter_context(open(tmps[t], "wb")) for t in targets}
+                for t, (cols, names, _, _) in targets.items():
+                    head = fast.header(names if names is not None else cols)
+                    handles[t].write(head)
+                lone = {t: alone for t, (_, _, alone, _) in targets.items()}
+                widths = {t: width for t, (_, _, _, width) in targets.items()}
+                for block in fast.render({t: cols for t, (cols, _, _, _) in targets.items()}, neutralise, lone,
+                                         widths):
+                    for t, data in block.items():
+                        handles[t].write(data)
+                for handle in handles.values():
+                    handle.close()
+            return {t: t for t in targets}
+        except _Unsupported:
+            pass  # a value the fast writer does not render (atomic: nothing was replaced); pandas' writer then
+    for t, (cols, names, alone, _) in targets.items():
+        frame = df[list(cols)]
+        if names is not None:
+            frame = frame.set_axis(list(names), axis=1)
+        text = _csv_text_pandas(frame, True, neutralise)
+        if alone:  # the lines of the other columns, each lone column's own rendering appended
+            rest = [c for c in cols if c not in alone]
+            parts = [_csv_text_pandas(df[rest], False, neutralise).split("\n")[:-1],
+                     *(_csv_text_pandas(df[[c]], False, neutralise).split("\n")[:-1] for c in alone)]
+            if all(len(part) == len(df) for part in parts):
+                head = text.split("\n", 1)[0] + "\n"
+                text = head + "".join(",".join(cells) + "\n" for cells in zip(*parts, strict=True))
+        write_atomic(t, lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8", newline=""))
+    return {t: t for t in targets}
+
+
+# ----------------------------------------------------------------------------- the fast (Arrow) CSV writer
+# pandas' `to_csv` hands every cell to Python's csv module (~60 s for the 820k-row exports of a million leads).
+# `FastCsv` renders each column once to Arrow text exactly as pandas would (floats as numpy's repr, ints, True /
+# False, datetimes per pandas' chunk, missing as empty), neutralises formulas and quotes as the csv module does
+# (QUOTE_MINIMAL: a field holding , " CR or LF is quoted, " doubled), and joins the columns in Arrow, block by
+# block. Anything it does not know how to render (object columns of non-text, nested types) goes to pandas.
+FAST_CSV_BLOCK_ROWS = 65_536
+_PANDAS_CHUNK_CELLS = 100_000  # pandas.io.formats.csvs._DEFAULT_CHUNKSIZE_CELLS
+
+
+class _Unsupported(Exception):
+    """A column or value the fast writer does not render: pandas' writer takes the table."""
+
+
+def _pa():
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pa, pc
+
+
+def _text_array(values) -> Any:
+    """An Arrow string array (nulls kept) of a text column's values."""
+    pa, _ = _pa()
+    try:
+        arr = pa.array(values, from_pandas=True) if not isinstance(values, np.ndarray) else \
+            pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise _Unsupported(str(exc)) from None
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
+        arr = arr.cast(pa.string())
+    if not pa.types.is_string(arr.type):
+        raise _Unsupported(f"text column of Arrow type {arr.type}")
+    return arr
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a cell beginning with one of these may be neutralised
+
+
+def _safe_text(arr, neutralise: bool):
+    """Text cells as the writer puts them in the file: neutralised (when asked), quoted when they hold , " CR or
+    LF, missing as empty."""
+    pa, pc = _pa()
+    if not len(arr):
+        return pc.fill_null(arr, "")
+    breaks = pc.or_(pc.match_substring(arr, "\n"), pc.match_substring(arr, "\r"))
+    any_break = pc.any(breaks).as_py()
+    if neutralise:
+        risky = pc.is_in(pc.utf8_slice_codeunits(arr, 0, 1), value_set=pa.array(_FORMULA_STARTS))
+        if any_break:  # a formula after a line break inside the cell
+            risky = pc.or_(risky, pc.and_(breaks, pc.match_substring_regex(arr, _RISKY)))
+        risky = pc.fill_null(risky, False)
+        if pc.any(risky).as_py():
+            cells = arr.filter(risky).to_pylist()
+            arr = pc.replace_with_mask(arr, risky, pa.array([_neutralise_cell(v) for v in cells], type=pa.string()))
+    arr = pc.fill_null(arr, "")
+    need = pc.or_(pc.match_substring(arr, ","), pc.match_substring(arr, '"'))
+    if any_break:
+        need = pc.or_(need, pc.fill_null(breaks, False))
+    if pc.any(need).as_py():
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(arr, '"', '""'), '"', "")
+        arr = pc.if_else(need, quoted, arr)
+    return arr
+
+
+def _coded_text(arr) -> tuple[Any, np.ndarray] | None:
+    """(distinct values, code per row; missing -> len(distinct)) of a text column with few distinct values in
+    its first rows (statuses, tiers, gates, run ids: rendered once per value), else None."""
+    pa, pc = _pa()
+    sample = arr.slice(0, FAST_CSV_BLOCK_ROWS)
+    if len(arr) < 1_000 or pc.count_distinct(sample, mode="all").as_py() > len(sample) // 20:
+        return None
+    encoded = pc.dictionary_encode(arr)
+    codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
+    return encoded.dictionary, codes
+
+
+def _float_text(values: np.ndarray):
+    """float64 as pandas writes it (numpy's `astype(str)`: Python's repr), missing as empty."""
+    pa, pc = _pa()
+    arr = pa.array(values)
+    text = arr.cast(pa.string())  # Arrow's shortest round-trip digits; format differs outside [1e-4, 1e16)
+    with np.errstate(invalid="ignore"):
+        absval = np.abs(values)
+        own = np.isfinite(values) & ((absval >= 1e-4) | (values == 0)) & (absval < 1e16)
+    own &= ~pc.match_substring(text, "e").to_numpy(zero_copy_only=False)
+    whole = ~pc.match_substring(text, ".").to_numpy(zero_copy_only=False)
+    text = pc.if_else(pa.array(whole & own), pc.binary_join_element_wise(text, ".0", ""), text)
+    other = np.flatnonzero(~own)
+    if len(other):  # exponents, inf, nan: numpy's own formatting (few cells)
+        repl = values[other].astype(str).astype(object)
+        repl[np.isnan(values[other])] = ""
+        mask = np.zeros(len(values), dtype=bool)
+        mask[other] = True
+        text = pc.replace_with_mask(text, pa.array(mask), pa.array(repl, type=pa.string()))
+    return text
+
+
+class _Column:
+    """One column's renderer: `text(start, stop)` is the Arrow text (no nulls) of those rows as the file has it."""
+
+    def __init__(self, kind: str, data, codes: np.ndarray | None = None):
+        self.kind, self.data, self.codes = kind, data, codes
+        self._cache: dict[bool, Any] = {}
+
+    def text(self, start: int, stop: int, neutralise: bool):
+        pa, pc = _pa()
+        if self.kind == "coded":  # texts of distinct values (already final) and a code per row
+            return self.data.take(pa.array(self.codes[start:stop]))
+        if self.kind == "coded_text":  # text of few distinct values: each rendered once per neutralise setting
+            if neutralise not in self._cache:
+                self._cache[neutralise] = pa.concat_arrays([_safe_text(self.data, neutralise),
+                                                            pa.array([""], type=pa.string())])
+            return self._cache[neutralise].take(pa.array(self.codes[start:stop]))
+        if self.kind == "text":
+            return _safe_text(self.data.slice(start, stop - start), neutralise)
+        if self.kind == "float":
+            return _float_text(self.data[start:stop])
+        if self.kind == "int":
+            return pc.fill_null(self.data.slice(start, stop - start).cast(pa.string()), "")
+        if self.kind == "bool":
+            return pc.fill_null(pc.if_else(self.data.slice(start, stop - start), "True", "False"), "")
+        raise _Unsupported(self.kind)
+
+
+def _datetime_codes(values, bounds: np.ndarray) -> tuple[Any, np.ndarray]:
+    """(texts, code per row) of a datetime column as pandas' writer formats it: dates only, or the finest
+    resolution needed, decided per chunk of rows it writes (`bounds`: the chunks' starts and the end)."""
+    pa, _ = _pa()
+    codes, uniques = pd.factorize(values)
+    uniques = pd.Index(uniques).array
+    texts: list[str] = []
+    seen: dict[tuple[int, ...], np.ndarray] = {}
+    out = np.empty(len(codes), dtype=np.int64)
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        part = codes[start:stop]
+        present = tuple(np.unique(part).tolist())
+        if present not in seen:  # pandas formats the chunk as a whole: the same values give the same texts
+            formatted = uniques.take(np.asarray(present), allow_fill=True)._format_native_types(na_rep="")
+            seen[present] = np.full(len(uniques) + 1, -1, dtype=np.int64)
+            for code, text in zip(present, formatted, strict=True):
+                seen[present][code] = len(texts)
+                texts.append(str(text))
+        out[start:stop] = seen[present][part]
+    return pa.array(texts, type=pa.string()), out
+
+
+def _chunk_bounds(n: int, chunk: int, singles: np.ndarray | None) -> np.ndarray:
+    """The row chunks pandas' writer formats: runs of `chunk` rows; with `singles` (rows written one by one,
+    those with a CR), each such row alone and the runs between them chunked from their own start."""
+    if singles is None or not singles.any():
+        return np.append(np.arange(0, n, chunk), n) if n else np.array([0, 0])
+    cuts = [0, *(np.flatnonzero(singles[1:] != singles[:-1]) + 1).tolist(), n]
+    bounds: list[int] = []
+    for start, end in zip(cuts[:-1], cuts[1:], strict=True):
+        step = 1 if singles[start] else chunk
+        bounds.extend(range(start, end, step))
+    return np.array([*bounds, n])
+
+
+class FastCsv:
+    """A frame's columns ready to be rendered as CSV (see `write_csv_files`); `of` is None for a frame it does
+    not handle (fewer than two columns, duplicate names, a dtype it does not know)."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self.n = len(df)
+        self.columns: dict[Any, _Column] = {}
+        self._text: dict[Any, Any] = {}
+        self._holding: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> FastCsv | None:
+        if df.shape[1] < 2 or not df.columns.is_unique:
+            return None
+        try:
+            _pa()
+        except ImportError:
+            return None
+        return cls(df)
+
+    def header(self, names: list) -> bytes:
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow(names)
+        return buffer.getvalue().encode("utf-8")
+
+    def _key(self, name, width: int, file_columns: tuple = ()):
+        """A renderer's key: the column, and for a datetime the chunking (pandas' format is decided per chunk of
+        `width` rows, and per row for a row with a CR in a text cell of the file's `file_columns`)."""
+        if isinstance(self.df[name].array, pd.arrays.DatetimeArray):
+            return name, width, file_columns
+        return name, None, ()
+
+    def _column(self, name, ncols: int, file_columns: tuple = ()) -> _Column:
+        key = self._key(name, ncols, file_columns)
+        if key in self.columns:
+            return self.columns[key]
+        pa, _ = _pa()
+        s = self.df[name]
+        dtype = s.dtype
+        values = s.array
+        if isinstance(dtype, pd.CategoricalDtype):
+            # pandas' path: `neutralise_formulas` casts a neutralised cell back to the categories (it is written
+            # empty); kept as it is, not reproduced here
+            raise _Unsupported(f"categorical column {name!r}")
+        elif isinstance(dtype, pd.StringDtype) or dtype == np.dtype(object):
+            text = self.text(name)
+            coded = _coded_text(text)
+            col = _Column("text", text) if coded is None else _Column("coded_text", *coded)
+        elif isinstance(values, pd.arrays.DatetimeArray):
+            chunk = (_PANDAS_CHUNK_CELLS // (ncols or 1)) or 1
+            texts, codes = _datetime_codes(values, _chunk_bounds(self.n, chunk, self._singles(list(file_columns))))
+            col = _Column("coded", texts, codes)
+        elif isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize == 8:
+            col = _Column("float", np.asarray(values))
+        elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
+            col = _Column("int", pa.array(np.asarray(values)))
+        elif isinstance(dtype, np.dtype) and dtype.kind == "b":
+            col = _Column("bool", pa.array(np.asarray(values)))
+        elif isinstance(values, pd.arrays.IntegerArray):
+            col = _Column("int", pa.array(values))
+        elif isinstance(values, pd.arrays.BooleanArray):
+            col = _Column("bool", pa.array(values))
+        else:
+            raise _Unsupported(f"column {name!r} of dtype {dtype}")
+        self.columns[key] = col
+        return col
+
+    def text(self, name):
+        """The Arrow text of a text column (object columns: of str values only)."""
+        if name not in self._text:
+            s = self.df[name]
+            if isinstance(s.dtype, pd.StringDtype):
+                self._text[name] = _text_array(s.array)
+            elif s.dtype == object:
+                if pd.api.types.infer_dtype(s.array, skipna=True) not in ("string", "empty"):
+                    raise _Unsupported(f"object column {name!r} of non-text values")
+                self._text[name] = _text_array(np.asarray(s.array, dtype=object))
+            elif isinstance(s.dtype, pd.CategoricalDtype):
+                self._text[name] = _text_array(np.asarray(s, dtype=object))
+            else:
+                self._text[name] = None
+        return self._text[name]
+
+    def rows_holding(self, names: list, char: str) -> np.ndarray:
+        """Rows with `char` in a text cell of `names`."""
+        _, pc = _pa()
+        rows = np.zeros(self.n, dtype=bool)
+        for name in names:
+            if self.text(name) is not None:
+                if (name, char) not in self._holding:
+                    col = self._column(name, 0)  # a text column's renderer (its distinct values when few)
+                    if col.kind == "coded_text":
+                        hits = np.flatnonzero(pc.fill_null(pc.match_substring(col.data, char), False)
+                                              .to_numpy(zero_copy_only=False))
+                        held = np.isin(col.codes, hits) if len(hits) else np.zeros(self.n, dtype=bool)
+                    else:
+                        held = pc.fill_null(pc.match_substring(self.text(name), char),
+                                            False).to_numpy(zero_copy_only=False)
+                    self._holding[name, char] = held
+                rows |= self._holding[name, char]
+        return rows
+
+    def _singles(self, names: list) -> np.ndarray | None:
+        """Rows with a CR in a text cell: pandas' path renders them one by one (only datetimes notice)."""
+        rows = self.rows_holding(names, "\r")
+        return rows if rows.any() else None
+
+    def render(self, files: dict[Any, list], neutralise: bool = True, lone: dict[Any, tuple] | None = None,
+               widths: dict[Any, int | None] | None = None) -> Iterator[dict[Any, memoryview]]:
+        """Per block of rows, each file's bytes (its columns joined; `files`: key -> column names; `lone`: key ->
+        its columns whose empty cells are written "", see `write_csv_files`; `widths`: key -> the column count
+        pandas would have chunked its rows by, default its own)."""
+        lone = lone or {}
+        widths = {key: (widths or {}).get(key) or len(cols) for key, cols in files.items()}
+        pa, pc = _pa()
+        if any(len(cols) < 2 for cols in files.values()):
+            raise _Unsupported("a file of fewer than two columns")
+        # the rows pandas rendered one by one (a CR in a text cell): of the file's columns, but those rendered on
+        # their own (`lone`)
+        scope = {key: tuple(c for c in cols if c not in lone.get(key, ())) for key, cols in files.items()}
+        renderers = {self._key(c, widths[key], scope[key]): self._column(c, widths[key], scope[key])
+                     for key, cols in files.items() for c in cols}
+        for start in range(0, self.n, FAST_CSV_BLOCK_ROWS):
+            stop = min(start + FAST_CSV_BLOCK_ROWS, self.n)
+            texts = {k: renderer.text(start, stop, neutralise) for k, renderer in renderers.items()}
+            out = {}
+            for key, cols in files.items():
+                parts = [texts[self._key(c, widths[key], scope[key])] for c in cols]
+                parts = [text if c not in lone.get(key, ()) else pc.if_else(pc.equal(text, ""), '""', text)
+                         for c, text in zip(cols, parts, strict=True)]
+                parts[-1] = pc.binary_join_element_wise(parts[-1], pa.scalar("\n"), "")  # the line's end
+                lines = pc.binary_join_element_wise(*parts, ",")
+                out[key] = _string_bytes(lines)
+            yield out
+
+    def blocks(self, names: list, header: bool = True, neutralise: bool = True) -> Iterator[bytes]:
+        if header:
+            yield self.header(names)
+        for block in self.render({0: names}, neutralise):
+            yield bytes(block[0])
+
+
+def _string_bytes(arr) -> memoryview:
+    """The concatenated values of an Arrow string array without nulls (its data buffer, no copy)."""
+    pa, _ = _pa()
+    if arr.null_count:
+        raise _Unsupported("a null line")
+    if pa.types.is_large_string(arr.type):
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+    else:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)
+    offsets = offsets[arr.offset:arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    if data is None or not len(arr):
+        return memoryview(b"")
+    return memoryview(data)[int(offsets[0]):int(offsets[-1])]
 
 
 def write_json(data: Any, target: Path | str) -> Path:
