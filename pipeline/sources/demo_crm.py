@@ -1131,6 +1131,42 @@ def _opening_probabilities(
     return before, window
 
 
+def driver_logits(truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The logits of p_opp and p_win from the lead's drivers alone, without the lead-level noise."""
+    drivers = {"interest": truth["interest"], "fit": truth["fit"], "authority": truth["authority"],
+               "budget": truth["budget_ok"], "timeline": truth["timeline_ok"], "need": truth["need"]}
+    drivers = {k: pd.to_numeric(v).to_numpy(dtype=float) for k, v in drivers.items()}
+    opp = OPP_INTERCEPT + sum(w * drivers[k] for k, w in OPP_WEIGHTS.items())
+    win = WIN_INTERCEPT + sum(w * drivers[k] for k, w in WIN_WEIGHTS.items())
+    return opp, win
+
+
+def marginal_oracle_probability(
+    truth: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    as_of: pd.Timestamp,
+    horizon_days: int,
+    censor_at: pd.Timestamp | None = None,
+    nodes: int = 9,
+) -> pd.Series:
+    """`oracle_probability` averaged over the lead-level logit noise of p_opp and p_win (OPP_NOISE, WIN_NOISE):
+    the Bayes-optimal probability given all of a lead's hidden state but that noise, which no column carries.
+
+    The noise is drawn once per lead, independently of everything else, so no model can read it; this oracle is
+    the best any model can do. Gauss-Hermite quadrature over both normal noises (``nodes``² evaluations).
+    """
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)  # nodes and weights for exp(-x^2 / 2)
+    w = w / w.sum()
+    opp, win = driver_logits(truth)
+    total = None
+    for xi, wi in zip(x, w, strict=True):
+        for xj, wj in zip(x, w, strict=True):
+            t = truth.assign(p_opp=expit(opp + OPP_NOISE * xi), p_win=expit(win + WIN_NOISE * xj))
+            p = oracle_probability(t, opportunities, as_of, horizon_days, censor_at) * (wi * wj)
+            total = p if total is None else total + p
+    return total.rename("marginal_oracle_probability")
+
+
 def oracle_probability(
     truth: pd.DataFrame,
     opportunities: pd.DataFrame,

@@ -15,7 +15,9 @@ from features import schema
 from pipeline.sources.demo_crm import (
     DemoConfig,
     DemoCRM,
+    driver_logits,
     generate_demo_crm,
+    marginal_oracle_probability,
     oracle_probability,
     simulate_outcomes,
 )
@@ -457,6 +459,29 @@ def test_oracle_calibrated_and_strong_but_not_perfect_on_generated_data() -> Non
     assert abs(y.sum() - p.sum()) <= 4 * np.sqrt((p * (1 - p)).sum())
     auc = roc_auc_score(y, p)
     assert 0.85 <= auc <= 0.95, auc
+
+
+def test_the_marginal_oracle_averages_the_oracle_over_the_noise_no_column_carries(crm: DemoCRM) -> None:
+    """Without the lead-level noise the true p_opp and p_win are the drivers' alone; the marginal oracle is the
+    oracle's mean over that noise: equal to a Monte Carlo average, and (being that mean) a weaker ranking."""
+    from scipy.special import expit
+
+    from pipeline.sources import demo_crm
+
+    as_of, horizon = EXPORT - pd.Timedelta(days=90), 90
+    opp, win = driver_logits(crm.truth)
+    residual_opp = np.log(crm.truth["p_opp"] / (1 - crm.truth["p_opp"])) - opp  # the generator's noise draws
+    assert residual_opp.std() == pytest.approx(demo_crm.OPP_NOISE, rel=0.1)
+    marginal = marginal_oracle_probability(crm.truth, crm.opportunities, as_of, horizon)
+    oracle = oracle_probability(crm.truth, crm.opportunities, as_of, horizon)
+    assert marginal.index.equals(oracle.index)
+    rng = np.random.default_rng(0)
+    draws = [oracle_probability(crm.truth.assign(p_opp=expit(opp + demo_crm.OPP_NOISE * rng.standard_normal()),
+                                                 p_win=expit(win + demo_crm.WIN_NOISE * rng.standard_normal())),
+                                crm.opportunities, as_of, horizon) for _ in range(200)]
+    np.testing.assert_allclose(marginal, pd.concat(draws, axis=1).mean(axis=1), atol=0.006)
+    y = labels(clean(crm, "leads"), clean(crm, "opportunities"), as_of, horizon).reindex(oracle.index)
+    assert roc_auc_score(y, marginal) < roc_auc_score(y, oracle)  # the noise is information no model has
 
 
 def test_oracle_window_is_cut_at_the_export() -> None:
