@@ -90,7 +90,10 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
             if len(risky):
                 fixed = s.astype(object)  # a copy
                 fixed.iloc[risky] = [_neutralise_cell(v) for v in text.iloc[risky]]
-                keep_type = pd.api.types.is_string_dtype(s) and s.dtype != object
+                # a string column keeps its type; a categorical one becomes text (its categories lack the fixed
+                # values: casting back would turn every neutralised cell into a missing one)
+                keep_type = pd.api.types.is_string_dtype(s) and s.dtype != object \
+                    and not isinstance(s.dtype, pd.CategoricalDtype)
                 out[col] = fixed.astype(s.dtype) if keep_type else fixed
     return out
 

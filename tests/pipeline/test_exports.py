@@ -28,6 +28,7 @@ from pipeline.export import (
     SchemaError,
     conform,
     contact_table,
+    csv_text,
     export_all,
     neutralise_formulas,
     owner_ids,
@@ -87,6 +88,15 @@ def test_docs_document_every_column_of_the_current_schema_version():
 
 
 # ------------------------------------------------------------------------------------------ CSV injection
+def test_a_formula_in_a_categorical_column_is_neutralised_not_lost():
+    df = pd.DataFrame({"source": pd.Categorical(["=1+1", "web", None, "@SUM(A1)"]), "n": [1, 2, 3, 4]})
+    out = neutralise_formulas(df)
+    assert out["source"].tolist()[:2] == ["'=1+1", "web"] and out["source"].iloc[3] == "'@SUM(A1)"
+    assert pd.isna(out["source"].iloc[2])  # a missing cell stays missing
+    assert csv_text(df).splitlines()[1:] == ["'=1+1,1", "web,2", ",3", "'@SUM(A1),4"]
+    assert isinstance(df["source"].dtype, pd.CategoricalDtype)  # the input frame is not changed
+
+
 def test_csv_exports_neutralise_spreadsheet_formulas(tmp_path):
     df = scored_table(n=10)
     evil = ["=HYPERLINK(\"http://x\",\"click\")", "+1+1", "-2+3", "@SUM(A1:A9)", "\tcmd", "-A1"]
