@@ -64,10 +64,14 @@ class LinearDesign:
         self.min_category_count = min_category_count
         self.unknown_as_infrequent = unknown_as_infrequent
 
-    def _numbers(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        values = np.column_stack([signed_log(pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
-                                                                                          na_value=np.nan))
-                                  for c in self.numeric]) if self.numeric else np.zeros((len(X), 0))
+    def _logs(self, X: pd.DataFrame) -> np.ndarray:
+        """The numbers' signed logs (NaN where missing or not a number), a column per number."""
+        return np.column_stack([signed_log(pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
+                                                                                        na_value=np.nan))
+                                for c in self.numeric]) if self.numeric else np.zeros((len(X), 0))
+
+    def _filled(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values with the training medians where missing, where they were missing)."""
         missing = np.isnan(values)
         return np.where(missing, self.medians_, values), missing
 
@@ -82,14 +86,12 @@ class LinearDesign:
         return labels, np.where(codes < 0, len(labels) - 1, codes)
 
     def fit(self, X: pd.DataFrame) -> LinearDesign:
-        values = np.column_stack([signed_log(pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float,
-                                                                                          na_value=np.nan))
-                                  for c in self.numeric]) if self.numeric else np.zeros((len(X), 0))
+        values = self._logs(X)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: its median is 0
             medians = np.nanmedian(values, axis=0) if len(values) else np.zeros(values.shape[1])
         self.medians_ = np.where(np.isnan(medians), 0.0, medians)
-        filled, missing = self._numbers(X)
+        filled, missing = self._filled(values)
         self.indicators_ = np.flatnonzero(missing.any(axis=0))
         self.spline_ = None
         if self.n_knots and self.numeric:
@@ -136,7 +138,7 @@ class LinearDesign:
             yield from [col] * (width + (i in ind))
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        filled, missing = self._numbers(X)
+        filled, missing = self._filled(self._logs(X))
         out = [(self._numeric_block(filled, missing) - self.mean_) / self.scale_]
         for col in self.categorical:
             levels = self.levels_[col]

@@ -18,7 +18,9 @@ Pure logic: no params files, disk or MLflow.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -330,19 +332,17 @@ def cross_validated_auc(fit: Callable[[pd.DataFrame, np.ndarray, np.ndarray | No
         model = fit(X.iloc[train].reset_index(drop=True), y[train], extra)
         return float(roc_auc_score(y[test], model.predict_proba(X.iloc[test])[:, 1]))
 
-    scores: list[float | None] = [None] * len(splits)
-    if n_jobs <= 1:
-        for i, fold in enumerate(splits):
-            scores[i] = one(fold)
-            if on_fold is not None:
-                on_fold(i + 1, n_folds)
-        return scores  # type: ignore[return-value]
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    with one_blas_thread(), ThreadPoolExecutor(max_workers=n_jobs) as pool:
-        futures = {pool.submit(one, fold): i for i, fold in enumerate(splits)}
-        for done, future in enumerate(as_completed(futures), start=1):
-            scores[futures[future]] = future.result()
+    scores: list[float] = [0.0] * len(splits)
+    with contextlib.ExitStack() as stack:
+        if n_jobs > 1:
+            stack.enter_context(one_blas_thread())
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=n_jobs))
+            futures = {pool.submit(one, fold): i for i, fold in enumerate(splits)}
+            finished = ((futures[f], f.result()) for f in as_completed(futures))
+        else:
+            finished = ((i, one(fold)) for i, fold in enumerate(splits))
+        for done, (i, score) in enumerate(finished, start=1):
+            scores[i] = score
             if on_fold is not None:
                 on_fold(done, n_folds)
-    return scores  # type: ignore[return-value]
+    return scores

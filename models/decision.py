@@ -144,17 +144,24 @@ def _account_rows(ids: pd.Series, accounts: pd.DataFrame) -> tuple[np.ndarray, p
     id. Text ids are looked up in Arrow (one hash pass, rows of `accounts`); others through the de-duplicated
     index (rows of the de-duplicated frame)."""
     if isinstance(ids.dtype, pd.StringDtype) and isinstance(accounts["account_id"].dtype, pd.StringDtype):
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        def text(s):
-            arr = pa.array(s.array)
-            return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-
-        found = pc.index_in(text(ids), value_set=text(accounts["account_id"]))
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp), accounts
+        return first_match(ids, accounts["account_id"]), accounts
     dedup = accounts.drop_duplicates("account_id").set_index("account_id")
     return dedup.index.get_indexer(ids), dedup
+
+
+def first_match(keys: pd.Series, lookup: pd.Series) -> np.ndarray:
+    """Per key, the position of its first occurrence in `lookup` (both compared as text), -1 when absent: one
+    hash pass in Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def text(s: pd.Series):
+        s = s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)
+        arr = pa.array(s.array)
+        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+    found = pc.index_in(text(keys), value_set=text(lookup))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
 
 
 def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opportunities: pd.DataFrame | None,

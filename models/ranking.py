@@ -178,10 +178,8 @@ def _prefixed(texts: np.ndarray, prefix: str, suffix: str) -> np.ndarray:
 def rank_leads(status: pd.Series, expected_value: np.ndarray) -> np.ndarray:
     """1-based rank: status order first (SQL, needs call, nurture, disqualified, with sales), then expected value,
     descending."""
-    codes, distinct = pd.factorize(pd.Series(status), use_na_sentinel=True)  # a few statuses: look each up once
-    keys = [STATUS_ORDER.get(v, np.nan) for v in distinct]
-    table = np.array([*keys, np.nan]) if any(k != k for k in keys) or (codes < 0).any() else np.array(keys + [0])
-    order_key = table[codes] if len(distinct) else np.full(len(codes), np.nan)
+    codes, distinct = pd.factorize(pd.Series(status))  # a few statuses: look each up once; missing -> -1
+    order_key = np.array([*(STATUS_ORDER.get(v, np.nan) for v in distinct), np.nan], dtype=float)[codes]
     order = np.lexsort((-np.asarray(expected_value, dtype=float), order_key))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)

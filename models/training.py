@@ -100,10 +100,13 @@ def learning_rate_for(n_rows: int, c: TrainConfig, variant: str = SNAPSHOTS) -> 
     return c.learning_rate
 
 
-def patience_for(learning_rate: float, c: TrainConfig) -> int:
-    """Early-stopping rounds of a flat table's booster at `learning_rate`: `early_stopping_rounds` is set for
-    `c.learning_rate`; a larger step waits proportionally fewer rounds (the same distance in the loss), never fewer
-    than 10. (Snapshot tables keep `early_stopping_rounds` at every rate, as the large-data rate was measured.)"""
+def patience_for(learning_rate: float, c: TrainConfig, variant: str = FLAT) -> int:
+    """Early-stopping rounds of a `variant` table's booster at `learning_rate`. Flat tables: `early_stopping_rounds`
+    is set for `c.learning_rate`; a larger step waits proportionally fewer rounds (the same distance in the loss),
+    never fewer than 10. Snapshot tables keep `early_stopping_rounds` at every rate, as the large-data rate was
+    measured."""
+    if variant != FLAT:
+        return c.early_stopping_rounds
     return max(10, int(round(c.early_stopping_rounds * c.learning_rate / learning_rate)))
 
 
@@ -122,8 +125,7 @@ def booster_config(c: TrainConfig, *, n_rows: int = 0, variant: str = SNAPSHOTS,
     rate = learning_rate_for(n_rows, c, variant)
     config = BoosterConfig(
         learning_rate=rate, num_leaves=c.num_leaves, min_child_samples=c.min_child_samples,
-        n_estimators=c.n_estimators, early_stopping_rounds=patience_for(rate, c) if variant == FLAT
-        else c.early_stopping_rounds, subsample=c.subsample,
+        n_estimators=c.n_estimators, early_stopping_rounds=patience_for(rate, c, variant), subsample=c.subsample,
         colsample_bytree=c.colsample_bytree, reg_lambda=c.reg_lambda, n_jobs=c.n_jobs, seed=c.seed,
         monotone_increasing=tuple(c.monotone_increasing), boost_from_logistic=c.boost_from_logistic,
         logistic_C=c.logistic_C, blend_logistic=c.blend_logistic, logistic_max_rows=c.baseline_max_rows,
@@ -292,6 +294,7 @@ def flat_fitter(c: TrainConfig, reason: str | None, category_shares: bool = Fals
     of LightGBM and the spline logistic model (choices on an inner validation part, the latest rows by ``time``)."""
     if reason:
         return lambda X, y, time=None: LogisticBaseline(C=c.logistic_C).fit(X, y)
+
     def fit_rows(X, y, time=None):  # the booster's rate (and patience) by the rows it fits on
         config = blend.BlendConfig(booster=booster_config(c, n_rows=len(X), variant=FLAT), calibration=c.calibration,
                                    category_shares=category_shares)

@@ -12,7 +12,12 @@ import numpy as np
 import pandas as pd
 
 from models.assignment import queue_file_stem
-from models.decision import OUTPUT_COLUMNS, SCHEMA_VERSION, SQL_LEADS_SCHEMA  # noqa: F401 - the schema is the score core's
+from models.decision import (  # noqa: F401 - the schema is the score core's
+    OUTPUT_COLUMNS,
+    SCHEMA_VERSION,
+    SQL_LEADS_SCHEMA,
+    first_match,
+)
 
 # The one CSV writer (formulas neutralised, CR/LF fields quoted) and its rule: pipeline/io.py. A cell that is only
 # a number in any of its written forms (a phone +49 30 123456, -12.5, (555) 123-4567) cannot run anything and is
@@ -22,8 +27,10 @@ from pipeline.io import (  # noqa: F401
     PLAIN_NUMBER,
     FastCsv,
     _Unsupported,
+    coded_text,
     csv_text,
     neutralise_formulas,
+    rows_with,
     write_atomic,
     write_csv,
     write_csv_files,
@@ -207,15 +214,7 @@ def _sqlite_column(ser: pd.Series) -> Callable[[int, int], list] | str:
         return lambda a, b: text[codes[a:b]].tolist()
     if isinstance(dtype, np.dtype) and dtype.kind == "f":
         arr = np.asarray(values)
-        missing = np.isnan(arr)
-
-        def floats(a: int, b: int) -> list:
-            out = arr[a:b].tolist()
-            for i in np.flatnonzero(missing[a:b]).tolist():
-                out[i] = None
-            return out
-
-        return floats
+        return _with_nulls(arr, np.isnan(arr))
     if isinstance(dtype, np.dtype) and dtype.kind in "iub":
         arr = np.asarray(values)
         if len(arr) and (arr == arr[0]).all():
@@ -229,23 +228,13 @@ def _sqlite_column(ser: pd.Series) -> Callable[[int, int], list] | str:
             literal = _sql_literal(arrow[0].as_py())
             if literal is not None:
                 return literal
-        sample = arrow.slice(0, SQLITE_INSERT_ROWS)
-        if len(arrow) >= 1_000 and pc.count_distinct(sample, mode="all").as_py() <= len(sample) // 20:
-            encoded = pc.dictionary_encode(arrow)  # few distinct values: one Python str each, shared by the rows
-            distinct = np.array([*encoded.dictionary.to_pylist(), None], dtype=object)
-            codes = encoded.indices.fill_null(len(distinct) - 1).to_numpy(zero_copy_only=False)
-            return lambda a, b: distinct[codes[a:b]].tolist()
+        coded = coded_text(arrow, SQLITE_INSERT_ROWS)
+        if coded is not None:  # few distinct values: one Python str each, shared by the rows
+            distinct = np.array([*coded[0].to_pylist(), None], dtype=object)
+            return lambda a, b: distinct[coded[1][a:b]].tolist()
         return lambda a, b: arrow.slice(a, b - a).to_pylist()
     if isinstance(values, pd.arrays.IntegerArray | pd.arrays.BooleanArray):
-        data, mask = values._data, values._mask
-
-        def masked(a: int, b: int) -> list:
-            out = data[a:b].tolist()
-            for i in np.flatnonzero(mask[a:b]).tolist():
-                out[i] = None
-            return out
-
-        return masked
+        return _with_nulls(values._data, values._mask)
 
     def generic(a: int, b: int) -> list:  # pandas' own conversion (SQLTable.insert_data)
         d = ser.iloc[a:b]._values.astype(object)
@@ -255,6 +244,17 @@ def _sqlite_column(ser: pd.Series) -> Callable[[int, int], list] | str:
         return d.tolist()
 
     return generic
+
+
+def _with_nulls(data: np.ndarray, missing: np.ndarray) -> Callable[[int, int], list]:
+    """(start, stop) -> the Python values of `data` in those rows, None where `missing`."""
+    def values(a: int, b: int) -> list:
+        out = data[a:b].tolist()
+        for i in np.flatnonzero(missing[a:b]).tolist():
+            out[i] = None
+        return out
+
+    return values
 
 
 def _transactional_ddl(engine) -> None:
@@ -332,23 +332,13 @@ def crm_specs(rows: pd.DataFrame, files: dict[str, tuple[dict[str, str], Path]],
         # writer rendered the file's columns together (pandas' chunks of the whole file, no lone owner column)
         try:
             broken = any(fast.rows_holding([c], "\n").any() for c in ordered) if fast is not None else \
-                _has_line_break(rows, ordered)
+                rows_with(rows[ordered], "\n").any()
         except _Unsupported:
-            broken = _has_line_break(rows, ordered)
+            broken = rows_with(rows[ordered], "\n").any()
         alone = tuple(owner) if len(owner) == 1 and not broken else ()
         out[key] = (Path(target), (ordered, [mapping[c] for c in ordered], alone,
                                    len(ordered) if broken else len(common)))
     return out
-
-
-def _has_line_break(df: pd.DataFrame, columns: list[str]) -> bool:
-    """A text cell of `columns` holding LF."""
-    for c in columns:
-        s = df[c]
-        text = isinstance(s.dtype, pd.StringDtype | pd.CategoricalDtype) or s.dtype == object
-        if text and s.astype("string").str.contains("\n", regex=False).fillna(False).any():
-            return True
-    return False
 
 
 def _slug(name: str) -> str:
@@ -373,7 +363,7 @@ def contact_table(leads: pd.DataFrame | None, accounts: pd.DataFrame | None) -> 
     if accounts is not None and {"account_id", "company_name"} <= set(accounts.columns) and "account_id" in leads:
         if isinstance(leads["account_id"].dtype, pd.StringDtype) and \
                 isinstance(accounts["account_id"].dtype, pd.StringDtype):  # text ids: one hash lookup in Arrow
-            where = _first_match(leads["account_id"], accounts["account_id"])
+            where = first_match(leads["account_id"], accounts["account_id"])
             out["company"] = accounts["company_name"].array.take(where, allow_fill=True)
         else:
             names = accounts.drop_duplicates("account_id").set_index("account_id")["company_name"]
@@ -397,7 +387,7 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
     if contacts is not None and len(contacts):
         fields = [c for c in CONTACT_FIELDS if c in contacts.columns and c not in df.columns]
         if fields:
-            where = _first_match(df["lead_id"], contacts["lead_id"])  # each row's contact (the first), -1: none
+            where = first_match(df["lead_id"], contacts["lead_id"])  # each row's contact (the first), -1: none
             out = out.assign(**{c: contacts[c].array.take(where, allow_fill=True) for c in fields})
     for crm, ids in (owners or {}).items():
         if ids:
@@ -406,20 +396,6 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
             mapped = pd.array([ids.get(n, pd.NA) for n in names] + [pd.NA], dtype="string")
             out = out.assign(**{f"owner_user_id_{crm}": mapped.take(np.where(codes < 0, len(names), codes))})
     return out
-
-
-def _first_match(keys: pd.Series, lookup: pd.Series) -> np.ndarray:
-    """Per key, the position of its first occurrence in `lookup` (both compared as text), -1 when absent."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    def text(s: pd.Series):
-        s = s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)
-        arr = pa.array(s.array)
-        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-
-    found = pc.index_in(text(keys), value_set=text(lookup))
-    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
 
 
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",

@@ -98,13 +98,14 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _has_cr(df: pd.DataFrame) -> np.ndarray:
-    """Rows with a bare CR in a text cell (LF alone is quoted by the csv module already)."""
+def rows_with(df: pd.DataFrame, char: str) -> np.ndarray:
+    """Rows with `char` in a text cell (CR: pandas' writer renders them alone; LF alone is quoted by the csv module
+    already)."""
     rows = np.zeros(len(df), dtype=bool)
     for col in df.columns:
         s = df[col]
         if pd.api.types.is_string_dtype(s) or s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype):
-            rows |= s.astype("string").str.contains("\r", regex=False).fillna(False).to_numpy(dtype=bool)
+            rows |= s.astype("string").str.contains(char, regex=False).fillna(False).to_numpy(dtype=bool)
     return rows
 
 
@@ -112,7 +113,7 @@ def _csv_text_pandas(df: pd.DataFrame, header: bool = True, neutralise: bool = T
     """`csv_text` through pandas' writer (the reference the fast writer reproduces byte for byte)."""
     if neutralise:
         df = neutralise_formulas(df)
-    cr = _has_cr(df)
+    cr = rows_with(df, "\r")
     if not cr.any():
         return df.to_csv(index=False, header=header, lineterminator="\n")
     # rows with a CR in a cell: rendered with CRLF as the terminator, which makes the csv module quote CR and LF
@@ -257,11 +258,11 @@ def _safe_text(arr, neutralise: bool):
     return arr
 
 
-def _coded_text(arr) -> tuple[Any, np.ndarray] | None:
-    """(distinct values, code per row; missing -> len(distinct)) of a text column with few distinct values in
-    its first rows (statuses, tiers, gates, run ids: rendered once per value), else None."""
-    pa, pc = _pa()
-    sample = arr.slice(0, FAST_CSV_BLOCK_ROWS)
+def coded_text(arr, sample_rows: int = FAST_CSV_BLOCK_ROWS) -> tuple[Any, np.ndarray] | None:
+    """(distinct values, code per row; missing -> len(distinct)) of an Arrow text column with few distinct values
+    in its first `sample_rows` rows (statuses, tiers, gates, run ids: converted once per value), else None."""
+    _, pc = _pa()
+    sample = arr.slice(0, sample_rows)
     if len(arr) < 1_000 or pc.count_distinct(sample, mode="all").as_py() > len(sample) // 20:
         return None
     encoded = pc.dictionary_encode(arr)
@@ -396,13 +397,11 @@ class FastCsv:
         s = self.df[name]
         dtype = s.dtype
         values = s.array
-        if isinstance(dtype, pd.CategoricalDtype):
-            # pandas' path: `neutralise_formulas` casts a neutralised cell back to the categories (it is written
-            # empty); kept as it is, not reproduced here
+        if isinstance(dtype, pd.CategoricalDtype):  # pandas' writer takes a table with one (not reproduced here)
             raise _Unsupported(f"categorical column {name!r}")
         elif isinstance(dtype, pd.StringDtype) or dtype == np.dtype(object):
             text = self.text(name)
-            coded = _coded_text(text)
+            coded = coded_text(text)
             col = _Column("text", text) if coded is None else _Column("coded_text", *coded)
         elif isinstance(values, pd.arrays.DatetimeArray):
             chunk = (_PANDAS_CHUNK_CELLS // (ncols or 1)) or 1

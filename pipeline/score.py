@@ -6,13 +6,12 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from features.build import score_features, with_categories
 from features.config import FeaturizeConfig, Icp, ValidateConfig
 from features.schema import FLAT
-from models.changes import change_counts, diff_scorings
+from models.changes import change_counts, diff_scorings, first_scoring_changes
 from models.config import ScoreConfig
 from models.decision import (
     OPEN_LEADS,
@@ -25,7 +24,7 @@ from models.decision import (
     rows_to_score,
     score_frame,
 )
-from models.ranking import SQL, WITH_SALES
+from models.ranking import WITH_SALES
 from models.reasons import Phrasebook
 from pipeline import tracking
 from pipeline.artifacts import ModelIntegrityError, features_variant, load_model
@@ -155,41 +154,6 @@ def _finish_locked(table: pd.DataFrame, p: ScoreConfig, out_dir: Path, reports_d
         f"{summary['n_assigned']:,} handed to reps, {summary['n_call_queue']:,} queued for a call, "
         f"{summary['n_with_sales']:,} already with sales; changes {summary['changes']}; written to {hide_password(paths['database'])} and {paths['run']}")
     return summary
-
-
-def first_scoring_changes(table: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.Series | None]:
-    """`models.changes.diff_scorings(None, table)` (no previous scoring: every lead is new) and each row's change,
-    without the outer merge on lead ids diff_scorings makes (seconds at 820k leads), or (None, None) when the
-    table is not one this shortcut gives the same answer for (a lead id missing or repeated, ranks repeated or
-    missing): diff_scorings then does it."""
-    from models.changes import CHANGE_KINDS, KEY_COLUMNS, NEW_LEAD, NEW_SQL
-
-    if any(c not in table for c in KEY_COLUMNS) or not len(table):
-        return None, None
-    rank = table["rank"]
-    if rank.isna().any() or not pd.api.types.is_integer_dtype(rank.dtype) or table["lead_id"].isna().any():
-        return None, None
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    ids = pa.array(table["lead_id"].astype(str).array)
-    if pc.count_distinct(ids).as_py() != len(table):
-        return None, None
-    is_sql = table["status"].eq(SQL).fillna(False).to_numpy(dtype=bool)
-    kind_order = np.where(is_sql, CHANGE_KINDS.index(NEW_SQL), CHANGE_KINDS.index(NEW_LEAD))
-    ranks = rank.to_numpy(dtype=np.int64)
-    order = np.lexsort((ranks, kind_order))
-    if len(order) > 1 and ((np.diff(kind_order[order]) == 0) & (np.diff(ranks[order]) == 0)).any():
-        return None, None  # ties: their order would be the merge's (lead ids), leave it to diff_scorings
-    cur = table[["lead_id", "status", "tier"]].iloc[order].reset_index(drop=True)
-    none = np.full(len(table), -1)
-    changes = pd.DataFrame({
-        "lead_id": cur["lead_id"], "change": np.where(is_sql[order], NEW_SQL, NEW_LEAD),
-        "status_previous": cur["status"].array.take(none, allow_fill=True), "status": cur["status"],
-        "tier_previous": cur["tier"].array.take(none, allow_fill=True), "tier": cur["tier"],
-        "rank_previous": pd.arrays.IntegerArray(np.zeros(len(table), dtype=np.int64), np.ones(len(table), dtype=bool)),
-        "rank": pd.array(ranks[order], dtype="Int64")})
-    return changes, pd.Series(changes["change"].array.take(np.argsort(order)), index=table.index)
 
 
 def check_destinations(out_dir: Path, database_url: str | None, reports_dir: Path, mlflow_uri: str | None) -> None:

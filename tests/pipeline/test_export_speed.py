@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.changes import diff_scorings
+from models.changes import diff_scorings, first_scoring_changes
 from pipeline import io
 from pipeline.export import (
     HUBSPOT_PROPERTIES,
@@ -21,7 +21,6 @@ from pipeline.export import (
     write_sql_table,
 )
 from pipeline.io import FastCsv, _csv_text_pandas, csv_text, write_csv, write_csv_files
-from pipeline.score import first_scoring_changes
 
 TRICKY = ["plain", "a,b", 'say "hi"', "line\nbreak", "cr\ronly", "=SUM(A1)", "+4930123456", "-12.5", "@x",
           "\tt", "x\r\n@SUM(A1)", "", None, "ünïcödé, €", "-A1", "(555) 123-4567"]
