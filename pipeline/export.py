@@ -3,6 +3,7 @@ CRM import files (Salesforce, HubSpot), per-rep queues and the change report."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -153,6 +154,8 @@ SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 SQLITE_INSERT_ROWS = 50_000  # rows bound per executemany: the Python values of one batch only are held
+SQLITE_ROWS_PER_STATEMENT = 40
+SQLITE_MAX_PARAMETERS = 999  # SQLite's bound-parameter limit before 3.32 (32,766 since)
 
 
 def _sqlite_insert(df: pd.DataFrame, conn, table: str) -> None:
@@ -171,17 +174,31 @@ def _sqlite_insert(df: pd.DataFrame, conn, table: str) -> None:
     prepared = [_sqlite_column(ser) for _, ser in df.items()]
     # a column with one value on every row (run id, model version, as-of, schema version) is written as a literal of
     # the statement: the same stored value, without binding it 820k times
-    marks = ", ".join(values if isinstance(values, str) else "?" for values in prepared)
+    marks = "(" + ", ".join(values if isinstance(values, str) else "?" for values in prepared) + ")"
     bound = [values for values in prepared if not isinstance(values, str)]
-    sql = f'INSERT INTO "{table.replace(chr(34), chr(34) * 2)}" ({names}) VALUES ({marks})'
+    into = f'INSERT INTO "{table.replace(chr(34), chr(34) * 2)}" ({names}) VALUES '
+    # several rows per statement (one VALUES list of `per` rows): a third less time than one row per statement;
+    # within SQLite's oldest bound-parameter limit (999)
+    per = max(1, min(SQLITE_ROWS_PER_STATEMENT, SQLITE_MAX_PARAMETERS // max(len(bound), 1)))
+    width = len(bound)
     cursor = conn.connection.driver_connection.cursor()
     try:
         for start in range(0, len(df), SQLITE_INSERT_ROWS):
             stop = min(start + SQLITE_INSERT_ROWS, len(df))
-            if bound:
-                cursor.executemany(sql, zip(*[values(start, stop) for values in bound], strict=True))
-            else:
-                cursor.executemany(sql, [()] * (stop - start))
+            if not bound:
+                cursor.executemany(into + marks, [()] * (stop - start))
+                continue
+            flat: list = [None] * ((stop - start) * width)  # row-major: row i's values at [i * width, (i+1) * width)
+            for j, values in enumerate(bound):
+                flat[j::width] = values(start, stop)
+            whole = (stop - start) // per * per
+            if whole:
+                step = per * width
+                cursor.executemany(into + ", ".join([marks] * per),
+                                   (flat[i:i + step] for i in range(0, whole * width, step)))
+            if whole < stop - start:
+                cursor.executemany(into + marks,
+                                   (flat[i:i + width] for i in range(whole * width, len(flat), width)))
     finally:
         cursor.close()
 
@@ -398,10 +415,132 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
     return out
 
 
+class SqlWriter:
+    """Writes the scoring's SQL table beside the files: the rows are staged at once, the table is swapped only when
+    `finish(swap=True)` says the files are staged, and `finish(swap=False)` rolls it back (`write_sql_table`).
+
+    On Linux the writer is a forked child process, so converting 820k rows to Python values for sqlite3 (seconds
+    of CPU that hold the GIL) runs on its own core while this process renders the CSV files; the child shares the
+    table's memory copy-on-write and needs no imports. Elsewhere (or with ``fork=False``) it is a thread. The child
+    takes its orders through a pipe: if this process dies, the pipe closes and the child rolls its transaction back
+    and exits, so a killed scorer never leaves a new table nor a writer holding the database."""
+
+    def __init__(self, df: pd.DataFrame, url: str, name: str, fork: bool | None = None):
+        self._errors: list[BaseException] = []
+        self._process = None
+        if fork is None:
+            fork = SQL_WRITER_FORK and sys.platform.startswith("linux")
+        if fork:
+            import multiprocessing
+            import warnings
+
+            # everything the child runs is imported here first: a child forked while another thread of this process
+            # held a module's import lock would wait for it forever
+            from pandas.io.sql import SQLDatabase  # noqa: F401
+            import sqlalchemy.dialects.sqlite  # noqa: F401
+            from sqlalchemy import event, inspect, text  # noqa: F401
+            from sqlalchemy.exc import OperationalError  # noqa: F401
+
+            from pipeline import secrets, transaction  # noqa: F401
+
+            ctx = multiprocessing.get_context("fork")
+            self._orders, child_end = ctx.Pipe()
+            with warnings.catch_warnings():  # Python 3.12+ warns on forking a threaded process; the child
+                warnings.simplefilter("ignore", DeprecationWarning)  # only runs sqlite3 and numpy
+                self._process = ctx.Process(target=_sql_child, args=(df, url, name, child_end, self._orders),
+                                            name=f"{name}-sql-writer", daemon=True)
+                self._process.start()
+            child_end.close()
+            return
+        self._decided = threading.Event()
+        self._swap = False
+
+        def wait_for_files() -> None:
+            self._decided.wait()
+            if not self._swap:
+                raise RuntimeError("the files failed: the table is not swapped")
+
+        def write() -> None:
+            try:
+                write_sql_table(df, url, name, before_swap=wait_for_files)
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread by finish()
+                self._errors.append(exc)
+
+        self._thread = threading.Thread(target=write, name=f"{name}-sql-writer")
+        self._thread.start()
+
+    def finish(self, swap: bool) -> None:
+        """Tell the writer whether to swap the table in, wait for it, and raise its error (with `swap` only: when
+        the files failed, their error is the one that counts)."""
+        if self._process is None:
+            self._swap = swap
+            self._decided.set()
+            self._thread.join()
+        else:
+            try:
+                self._orders.send("swap" if swap else "abort")
+            except OSError:  # the child is gone already (its error, if any, is waiting in the pipe)
+                pass
+            try:
+                outcome = self._orders.recv()
+            except EOFError:
+                self._process.join()
+                outcome = RuntimeError(f"the SQL table writer died (exit code {self._process.exitcode}); the "
+                                       "previous table is unchanged")
+            self._process.join()
+            self._orders.close()
+            if outcome is not None:
+                self._errors.append(_unpickled(outcome))
+        if swap and self._errors:
+            raise self._errors[0]
+
+
+SQL_WRITER_FORK = True  # the SQL table is written by a forked process where the platform forks safely (Linux)
+
+
+def _sql_child(df: pd.DataFrame, url: str, name: str, orders, parents_end) -> None:
+    """The forked SQL writer: stage the rows, wait for the parent's order, swap or roll back, report the outcome."""
+    parents_end.close()
+
+    def wait_for_files() -> None:
+        try:
+            order = orders.recv()
+        except EOFError:  # the parent died: roll back
+            order = "abort"
+        if order != "swap":
+            raise RuntimeError("the files failed: the table is not swapped")
+
+    try:
+        write_sql_table(df, url, name, before_swap=wait_for_files)
+        outcome = None
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent
+        outcome = _pickled(exc)
+    try:
+        orders.send(outcome)
+    except OSError:
+        pass
+
+
+def _pickled(exc: BaseException):
+    """`exc` as the parent can raise it: itself when it pickles, else a RuntimeError with its type and message."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - e.g. an exception class with required constructor arguments
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _unpickled(outcome) -> BaseException:
+    return outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
+
+
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
                changes: pd.DataFrame | None = None, contacts: pd.DataFrame | None = None,
                owners: dict[str, dict[str, str]] | None = None,
-               extra_files: dict[str, Callable[[Path], object]] | None = None) -> dict[str, str]:
+               extra_files: dict[str, Callable[[Path], object]] | None = None,
+               alongside: Callable[[], object] | None = None) -> dict[str, str]:
     """Every export of one scoring, as one transaction (`pipeline.transaction`): under the scored folder's lock,
     after every destination is checked, the files are written into a staging folder (`extra_files`: name ->
     writer of further files of the run, e.g. the summary), fsynced and sealed as ``runs/<run>``; the SQL table is
@@ -411,10 +550,10 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
     `contacts` (lead id + `CONTACT_FIELDS`) and `owners` (CRM -> rep name -> user id) go into the hand-over files
     (queues, CRM import files) only: `sql_leads` keeps its documented schema.
 
-    The SQL rows are written in a second thread while the files are staged (sqlite3 releases the GIL while it
-    stores rows, and the CSV files are rendered in Arrow, which releases it too, so the two overlap); the writer
-    holds its transaction open until the files are staged and swaps the table only then, so a failed file never
-    meets a new table. Returned paths are the top-level ones (they
+    The SQL rows are written by a `SqlWriter` (a forked process on Linux, else a thread) while the files are
+    staged; the writer holds its transaction open until the files are staged and swaps the table only then, so a
+    failed file never meets a new table. `alongside`: the caller's own work to start once the files are staged,
+    while the writer finishes (e.g. importing what the caller needs next). Returned paths are the top-level ones (they
     resolve through `current`), plus ``run`` (the run folder).
     """
     from pipeline.transaction import (
@@ -435,23 +574,7 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
         recover(out_dir, url, name)
         check_destinations(out_dir, database_url, needed_bytes=estimate_bytes(len(df), df.shape[1]))
         run = ScoringRun(out_dir, run_id)
-        sql_errors: list[BaseException] = []
-        files_done = threading.Event()
-        files_failed = threading.Event()
-
-        def _wait_for_files() -> None:
-            files_done.wait()
-            if files_failed.is_set():
-                raise RuntimeError("the files failed: the table is not swapped")
-
-        def _write_sql() -> None:
-            try:
-                write_sql_table(df, url, name, before_swap=_wait_for_files)
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread below
-                sql_errors.append(exc)
-
-        sql_writer = threading.Thread(target=_write_sql, name=f"{name}-sql-writer")
-        sql_writer.start()
+        sql = SqlWriter(df, url, name)
         try:
             try:
                 paths = _write_files(df, run.staging, name, changes, with_contacts(df, contacts, owners))
@@ -461,13 +584,11 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
                 checkpoint("staged")
                 run.mark_pending()
             except BaseException:
-                files_failed.set()
+                sql.finish(swap=False)
                 raise
-            finally:
-                files_done.set()
-                sql_writer.join()
-            if sql_errors:
-                raise sql_errors[0]
+            if alongside is not None:
+                alongside()
+            sql.finish(swap=True)
             checkpoint("database")
             run.switch()
         except BaseException:

@@ -143,8 +143,12 @@ def _finish_locked(table: pd.DataFrame, p: ScoreConfig, out_dir: Path, reports_d
     files = {"score_summary.json": lambda target: write_json(summary, target)}  # the run's copy (no history fields)
     if shadow_table is not None:
         files[SHADOW_FILE] = lambda target: write_parquet(shadow_table, target)
+    # a model with a training run: the scoring is logged to MLflow next (`log_score_run`), whose imports take seconds;
+    # they run while this process waits for the SQL table's writer
+    run_of_model = table["model_run_id"].iloc[0] if len(table) and "model_run_id" in table else None
+    logs = pd.notna(run_of_model) and str(run_of_model) != ""
     paths = export_all(table, out_dir, database_url, changes=changes, contacts=contacts, owners=owner_ids(p.assignment),
-                       extra_files=files)
+                       extra_files=files, alongside=tracking.warm_up if logs else None)
     if history and key:
         entry = history.add(table, key, summary)
         summary["history_entries"] = len(history.entries())

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -49,6 +50,29 @@ def configure() -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def warm_up() -> threading.Thread | None:
+    """Import MLflow and its SQL stores in a background thread (about 4-5 s of imports), for a caller that logs
+    to MLflow later and waits on other work meanwhile (the score stage, while its SQL table is written). None when
+    MLflow is imported already. An import that fails here fails again, with its message, where it is used."""
+    import sys
+
+    if "mlflow" in sys.modules:
+        return None
+
+    def imports() -> None:
+        try:
+            import mlflow  # noqa: F401
+            import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+            from mlflow import MlflowClient  # noqa: F401
+        except Exception:  # noqa: BLE001 - reported by the real use
+            pass
+
+    thread = threading.Thread(target=imports, name="mlflow-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 # --------------------------------------------------------------------------------- a store that can be moved

@@ -238,3 +238,29 @@ def test_refitting_on_every_training_row_keeps_held_out_calibration(parts):
     assert model.n_refit_rows_ == len(everything) > len(fit) + len(val)
     assert expected_calibration_error(y, p) < max(0.025, ece_before + 0.005)
     assert abs(p.mean() - y.mean()) < 0.02
+
+
+@pytest.mark.parametrize(("values", "categories"), [
+    (pd.Series(pd.Categorical(["a", "b", None, "c", "a"], categories=["a", "b", "c"])), ["a", "b", "c"]),
+    (pd.Series(pd.Categorical(["c", "x", None, "a"], categories=["x", "c", "a"])), ["a", "b", "c"]),  # unseen, reordered
+    (pd.Series(pd.Categorical([], categories=["a"])), ["a", "b"]),
+    (pd.Series(["a", "q", None, "c"], dtype="string"), ["a", "b", "c"]),
+    (pd.Series(["a", "q", None, np.nan], dtype=object), ["a", "b", "c"]),
+    (pd.Series([1, 2, 3, None], dtype="Int64"), [1, 2, 5]),
+    (pd.Series(pd.Categorical([2, 7, 1])), [1, 2, 5]),
+])
+def test_scoring_categories_are_the_training_levels_with_unseen_values_missing(values, categories):
+    """`as_categories` (what the model's predict uses) equals pandas' value-by-value construction: the same
+    levels, the same code per row, an unseen or missing value coded -1."""
+    import warnings
+
+    from models.conversion import as_categories
+
+    with warnings.catch_warnings():  # pandas deprecates unseen values in this constructor; as_categories never uses it
+        warnings.simplefilter("ignore")
+        expected = pd.Categorical(values.astype("object"), categories=categories)
+    got = as_categories(values, categories)
+    assert got.dtype == expected.dtype
+    assert got.codes.tolist() == expected.codes.tolist()
+    assert (got.codes == -1).sum() == values.isna().sum() + sum(
+        v not in categories for v in values.dropna().tolist())
