@@ -265,12 +265,12 @@ def hand_over(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig,
     out["reasons_against"] = pd.Series(pd.NA, index=out.index, dtype="string")
     explain = out["assigned_rep"].notna() | out["call_queue_position"].notna()
     if explain.any() and p.reasons_top_k > 0:
-        ids = out.loc[explain, "lead_id"].to_numpy()
-        features = rows.assign(_id=rows["lead_id"].astype(str)).drop_duplicates("_id").set_index("_id")
-        X = features.loc[ids, [str(c) for c in model.feature_names_in_]]
+        columns = [str(c) for c in model.feature_names_in_]
+        X = rows.iloc[first_match(out.loc[explain, "lead_id"], rows["lead_id"])][columns]  # each lead's first row
         X.index = out.index[explain]
         # "typical lead" (columns without a sentence of their own) means every scored lead, not the explained few
-        phrasebook = (phrasebook or Phrasebook()).with_typical(features[[str(c) for c in model.feature_names_in_]])
+        unique = first_match(rows["lead_id"], rows["lead_id"]) == np.arange(len(rows))
+        phrasebook = (phrasebook or Phrasebook()).with_typical(rows[columns] if unique.all() else rows.loc[unique, columns])
         reasons = top_reasons(model.contributions(X), X, k=p.reasons_top_k, phrasebook=phrasebook)
         out.loc[explain, "reasons_for"] = reasons["reasons_for"].to_numpy()
         out.loc[explain, "reasons_against"] = reasons["reasons_against"].to_numpy()
