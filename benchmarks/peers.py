@@ -193,7 +193,9 @@ def scoring_ratios(doc: dict) -> dict:
     out = {}
     if _ok(score) and _ok(naive):
         out["score_over_naive"] = _ratio(score["seconds"], naive["seconds"])
-        out["score_peak_over_naive_peak"] = _ratio(score["peak_rss_gb"], naive["peak_rss_gb"])
+        # the stage's own peak plus its forked SQL writer's private memory (an upper bound of the process tree's)
+        writer = score.get("detail", {}).get("sql_writer_private_gb", 0.0)
+        out["score_peak_over_naive_peak"] = _ratio(score["peak_rss_gb"] + writer, naive["peak_rss_gb"])
         out["score_cpu_over_naive_cpu"] = _ratio(score["cpu_s"], naive["cpu_s"])
         out["score_s"], out["naive_s"] = score["seconds"], naive["seconds"]
     if _ok(score) and _ok(floor):

@@ -3,6 +3,7 @@ CRM import files (Salesforce, HubSpot), per-rep queues and the change report."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import uuid
@@ -428,16 +429,18 @@ class SqlWriter:
     def __init__(self, df: pd.DataFrame, url: str, name: str, fork: bool | None = None):
         self._errors: list[BaseException] = []
         self._process = None
+        self.child_memory: dict[str, int] = {}  # the forked writer's memory (`_own_memory`), once it is done
         if fork is None:
             fork = SQL_WRITER_FORK and sys.platform.startswith("linux")
         if fork:
             import multiprocessing
             import warnings
 
+            import sqlalchemy.dialects.sqlite  # noqa: F401
+
             # everything the child runs is imported here first: a child forked while another thread of this process
             # held a module's import lock would wait for it forever
             from pandas.io.sql import SQLDatabase  # noqa: F401
-            import sqlalchemy.dialects.sqlite  # noqa: F401
             from sqlalchemy import event, inspect, text  # noqa: F401
             from sqlalchemy.exc import OperationalError  # noqa: F401
 
@@ -477,12 +480,10 @@ class SqlWriter:
             self._decided.set()
             self._thread.join()
         else:
-            try:
+            with contextlib.suppress(OSError):  # the child is gone already (its error, if any, waits in the pipe)
                 self._orders.send("swap" if swap else "abort")
-            except OSError:  # the child is gone already (its error, if any, is waiting in the pipe)
-                pass
             try:
-                outcome = self._orders.recv()
+                outcome, self.child_memory = self._orders.recv()
             except EOFError:
                 self._process.join()
                 outcome = RuntimeError(f"the SQL table writer died (exit code {self._process.exitcode}); the "
@@ -515,10 +516,22 @@ def _sql_child(df: pd.DataFrame, url: str, name: str, orders, parents_end) -> No
         outcome = None
     except BaseException as exc:  # noqa: BLE001 - sent to the parent
         outcome = _pickled(exc)
+    with contextlib.suppress(OSError):
+        orders.send((outcome, _own_memory()))
+
+
+def _own_memory() -> dict[str, int]:
+    """This process's peak resident memory and the part of it not shared with its parent (bytes; Linux): what a
+    forked writer adds to the scorer's memory."""
+    import resource
+
+    out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     try:
-        orders.send(outcome)
-    except OSError:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:])
+        out["private_bytes"] = sum(int(fields[k].split()[0]) * 1024 for k in ("Private_Clean", "Private_Dirty"))
+    except (OSError, KeyError, ValueError):
         pass
+    return out
 
 
 def _pickled(exc: BaseException):

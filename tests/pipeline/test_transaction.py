@@ -199,6 +199,83 @@ def test_a_reader_holding_the_table_makes_the_swap_fail_after_a_bounded_wait(tmp
     no_leftovers(out)
 
 
+def _tables(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_the_sql_writer_swaps_only_when_told_and_a_forked_one_stores_what_a_thread_stores(tmp_path, fork):
+    """SqlWriter: finish(swap=False) leaves the previous table (no staging table left); finish(swap=True) puts the
+    new one in; the forked writer's table is row for row and type for type the thread's."""
+    from pipeline.export import SqlWriter, conform
+
+    if fork and not sys.platform.startswith("linux"):
+        pytest.skip("the forked writer is Linux's")
+    old, new = conform(scored_table(run="run-1")), conform(scored_table(run="run-2"))
+    db = tmp_path / "x.db"
+    SqlWriter(old, f"sqlite:///{db}", "sql_leads", fork=fork).finish(swap=True)
+    SqlWriter(new, f"sqlite:///{db}", "sql_leads", fork=fork).finish(swap=False)
+    assert db_run_id(tmp_path, db) == [("run-1",)] and _tables(db) == ["sql_leads"]
+    SqlWriter(new, f"sqlite:///{db}", "sql_leads", fork=fork).finish(swap=True)
+    assert db_run_id(tmp_path, db) == [("run-2",)] and _tables(db) == ["sql_leads"]
+    if fork:
+        threaded = tmp_path / "thread.db"
+        SqlWriter(new, f"sqlite:///{threaded}", "sql_leads", fork=False).finish(swap=True)
+        query = "SELECT *, " + ", ".join(f'typeof("{c}")' for c in new.columns) + " FROM sql_leads ORDER BY rowid"
+        with sqlite3.connect(db) as a, sqlite3.connect(threaded) as b:
+            assert a.execute(query).fetchall() == b.execute(query).fetchall()
+            assert a.execute("SELECT sql FROM sqlite_master").fetchall() == \
+                b.execute("SELECT sql FROM sqlite_master").fetchall()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked writer is Linux's")
+def test_a_forked_sql_writer_whose_parent_is_killed_rolls_back_and_exits(tmp_path):
+    """The scorer killed while its forked writer holds the new rows: the writer sees its order pipe close, rolls
+    back and exits; the previous table stays and the database is free for the next scorer."""
+    db = tmp_path / "x.db"
+    pid_file = tmp_path / "writer.pid"
+    script = f"""
+import os, signal, sys, time
+sys.path[:0] = {[str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "pipeline")]!r}
+from test_exports import scored_table
+from pipeline.export import SqlWriter, conform
+url = "sqlite:///{db}"
+SqlWriter(conform(scored_table(run="run-1")), url, "sql_leads", fork=True).finish(swap=True)
+writer = SqlWriter(conform(scored_table(run="run-2")), url, "sql_leads", fork=True)
+open("{pid_file}", "w").write(str(writer._process.pid))
+time.sleep(2)  # the writer stages its rows and waits for the order
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)  # still there (or a zombie waiting for init)?
+            status = Path(f"/proc/{child}/status").read_text()
+            if "State:\tZ" in status:
+                break
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the orphaned SQL writer did not exit")
+    assert db_run_id(tmp_path, db) == [("run-1",)] and _tables(db) == ["sql_leads"]
+    with sqlite3.connect(db, timeout=1) as conn:  # nobody holds a write lock
+        conn.execute("CREATE TABLE probe (x)")
+
+
+def test_a_failing_forked_writer_raises_its_error_in_the_scorer(tmp_path):
+    """The writer's error (here: the database cannot be opened) is raised by finish(swap=True)."""
+    from pipeline.export import SqlWriter, conform
+
+    with pytest.raises(Exception, match="unable to open database"):
+        SqlWriter(conform(scored_table(run="run-1")), f"sqlite:///{tmp_path / 'missing' / 'x.db'}", "sql_leads",
+                  ).finish(swap=True)
+
+
 # ------------------------------------------------------------------------------- DVC keeps the folder
 def test_dvc_score_stage_persists_the_scored_folder():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]

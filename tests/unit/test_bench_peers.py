@@ -107,6 +107,13 @@ def test_ratios_are_read_from_the_json_results(tmp_path, monkeypatch):
     assert r["machine"]["cpu"] == "Test CPU"
     assert bench.summarise(stages)["score_over_naive"] == 1.5
 
+    # a forked SQL writer's private memory counts with the stage's peak: (3.0 + 0.75) / 1.5
+    stages["score"]["detail"]["sql_writer_private_gb"] = 0.75
+    assert bench.summarise(stages)["score_peak_over_naive_peak"] == 2.5
+    (tmp_path / "bench_100000.json").write_text(json.dumps(
+        {"size": 100000, "machine": machine, "stages": stages, "summary": bench.summarise(stages)}))
+    assert peers.ratios(tmp_path)["scoring"]["100000"]["score_peak_over_naive_peak"] == 2.5
+
     table = peers.ratio_table(r)
     assert "| score ÷ naive pandas scorer | 100,000 leads (2026-11-30) | **1.50** | ≤ 1.0 | missed | 30.0 s / 20.0 s | 1.50 |" in table
     assert "| score ÷ read + predict floor | 100,000 leads (2026-11-30) | **6.00** | ≤ 3.0 | missed |" in table
