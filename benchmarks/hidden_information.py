@@ -13,6 +13,8 @@ rows of the decision population, with the feature table's columns alone (`base`)
     drivers     the same odds from the generator's drivers alone (interest, fit, BANT truth), without the
                 lead-level logit noise that no column carries: what a perfect reading of the signals could give
     all         both, and the peak's width
+    interest, fit, need, bant   one driver (bant: the four true BANT flags) as it is, the others not: which
+                signal the features read worst
 
 and judged on the held-out rows (ROC AUC at 150 and 300 trees). A hidden column that lifts the AUC towards the
 oracle's is information the features lack; one that does not is information they already carry. Results in
@@ -36,7 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "hidden_information.json"
 META = ("lead_id", "account_id", "as_of", "split", "label", "with_sales")
 HIDDEN = {"base": [], "peak": ["h_peak_age"], "propensity": ["h_log_propensity"], "drivers": ["h_log_drivers"],
-          "all": ["h_peak_age", "h_log_propensity", "h_peak_width"]}
+          "all": ["h_peak_age", "h_log_propensity", "h_peak_width"],
+          # one driver at a time: which signal the features read worst
+          "interest": ["h_interest"], "fit": ["h_fit"], "need": ["h_need"],
+          "bant": ["h_authority", "h_budget", "h_timeline", "h_need"]}
 TREES = (150, 300)
 
 
@@ -50,8 +55,10 @@ def hidden_columns(table: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
         columns={"budget_ok": "budget", "timeline_ok": "timeline"})
     opp = demo_crm.OPP_INTERCEPT + sum(w * drivers[k] for k, w in demo_crm.OPP_WEIGHTS.items())
     win = demo_crm.WIN_INTERCEPT + sum(w * drivers[k] for k, w in demo_crm.WIN_WEIGHTS.items())
-    truth = truth.assign(h_log_drivers=np.log(expit(opp)) + np.log(expit(win)))
-    t = table.merge(truth[["lead_id", "peak_at", "p_opp", "p_win", "peak_width_days", "h_log_drivers"]],
+    truth = truth.assign(h_log_drivers=np.log(expit(opp)) + np.log(expit(win)),
+                         **{f"h_{k}": drivers[k] for k in drivers.columns})
+    one_by_one = [f"h_{k}" for k in drivers.columns]
+    t = table.merge(truth[["lead_id", "peak_at", "p_opp", "p_win", "peak_width_days", "h_log_drivers", *one_by_one]],
                     on="lead_id", how="left")
     t["h_peak_age"] = (pd.to_datetime(t["as_of"]) - pd.to_datetime(t["peak_at"])).dt.total_seconds() / 86_400
     t["h_log_propensity"] = np.log(t["p_opp"]) + np.log(t["p_win"])
@@ -114,9 +121,10 @@ def main() -> None:
     a = ap.parse_args()
     oracles = oracle_aucs(a.folder)
     print(oracles, flush=True)
-    # --variants "": the oracles only, the variants kept from the last measurement
-    results = measure(a.folder, a.variants.split(","), a.threads) if a.variants else \
-        (json.loads(RESULT.read_text()).get("variants", {}) if RESULT.exists() else {})
+    # the variants measured now replace theirs; the others are kept from the last measurement
+    results = json.loads(RESULT.read_text()).get("variants", {}) if RESULT.exists() else {}
+    if a.variants:
+        results.update(measure(a.folder, a.variants.split(","), a.threads))
     metrics = a.folder / "data" / "06_reports" / "metrics.json"
     oracle = json.loads(metrics.read_text()).get("oracle_roc_auc") if metrics.exists() else None
     RESULT.parent.mkdir(parents=True, exist_ok=True)

@@ -267,6 +267,32 @@ os.kill(os.getpid(), signal.SIGKILL)
         conn.execute("CREATE TABLE probe (x)")
 
 
+def test_alongside_work_runs_once_the_files_are_sealed_and_before_anything_is_switched(tmp_path):
+    """export_all's `alongside` (the score stage imports MLflow there) starts after the run's files are sealed, while
+    readers still see the previous run and table: it overlaps the writer's last seconds, never the files."""
+    out = tmp_path / "scored"
+    export_all(scored_table(run="run-1"), out)
+    seen = {}
+
+    def alongside():
+        sealed = [f for f in (out / RUNS).iterdir() if f.is_dir() and f.name.endswith("run-2")]
+        seen["sealed"] = bool(sealed) and (sealed[0] / "sql_leads.parquet").exists()
+        seen["current"] = json.loads(((out / CURRENT).resolve() / "manifest.json").read_text())["scoring_run_id"]
+
+    export_all(scored_table(run="run-2"), out, alongside=alongside)
+    assert seen == {"sealed": True, "current": "run-1"}
+    assert_one_run(out, "run-2")
+    assert db_run_id(out) == [("run-2",)]
+
+
+def test_mlflow_is_imported_in_the_background_when_asked():
+    """tracking.warm_up: a thread that imports MLflow (None once it is imported)."""
+    code = ("import sys; from pipeline import tracking; t = tracking.warm_up(); assert t is not None; t.join(); "
+            "print('mlflow' in sys.modules, tracking.warm_up())")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["True", "None"], proc.stderr
+
+
 def test_a_failing_forked_writer_raises_its_error_in_the_scorer(tmp_path):
     """The writer's error (here: the database cannot be opened) is raised by finish(swap=True)."""
     from pipeline.export import SqlWriter, conform

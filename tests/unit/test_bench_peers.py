@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -130,3 +131,30 @@ def test_ratios_are_read_from_the_json_results(tmp_path, monkeypatch):
 def test_real_data_peers_skip_with_the_reason_when_the_folder_is_absent(tmp_path, capsys):
     assert bench.run_real(["uci_bank"], tmp_path / "absent") is None
     assert f"real-data peers skipped: {tmp_path / 'absent'} is absent" in capsys.readouterr().out
+
+
+def test_the_hidden_information_columns_are_each_leads_own_hidden_state():
+    """benchmarks.hidden_information: every hidden column is the lead's own (joined by lead id, whatever the row
+    order), the true BANT flags as 0/1, the driver odds the generator's formula without its noise."""
+    from scipy.special import expit
+
+    from benchmarks.hidden_information import HIDDEN, hidden_columns
+    from pipeline.sources import demo_crm
+
+    truth = pd.DataFrame({
+        "lead_id": ["L1", "L2"], "interest": [1.5, -0.5], "fit": [0.2, -1.0], "authority": [True, False],
+        "budget_ok": [False, True], "timeline_ok": [True, True], "need": [False, True],
+        "peak_at": pd.to_datetime(["2026-01-01", "2026-02-01"]), "p_opp": [0.5, 0.1], "p_win": [0.4, 0.2],
+        "peak_width_days": [5.0, 9.0]})
+    table = pd.DataFrame({"lead_id": ["L2", "L1", "L2"], "as_of": pd.to_datetime(["2026-03-01"] * 3), "x": [1, 2, 3]})
+    t = hidden_columns(table, truth)
+    assert t["h_interest"].tolist() == [-0.5, 1.5, -0.5]
+    assert t["h_authority"].tolist() == [0.0, 1.0, 0.0] and t["h_need"].tolist() == [1.0, 0.0, 1.0]
+    assert t["h_peak_age"].tolist() == [28.0, 59.0, 28.0]
+    assert t["h_log_propensity"].iloc[1] == pytest.approx(np.log(0.5) + np.log(0.4))
+    opp = demo_crm.OPP_INTERCEPT + sum(w * {"interest": 1.5, "fit": 0.2, "authority": 1, "budget": 0, "timeline": 1,
+                                            "need": 0}[k] for k, w in demo_crm.OPP_WEIGHTS.items())
+    win = demo_crm.WIN_INTERCEPT + sum(w * {"interest": 1.5, "fit": 0.2, "authority": 1, "budget": 0, "timeline": 1,
+                                            "need": 0}[k] for k, w in demo_crm.WIN_WEIGHTS.items())
+    assert t["h_log_drivers"].iloc[1] == pytest.approx(np.log(expit(opp)) + np.log(expit(win)))
+    assert {c for cols in HIDDEN.values() for c in cols} <= set(t.columns)
