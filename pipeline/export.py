@@ -550,7 +550,8 @@ def _unpickled(outcome) -> BaseException:
 
 
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
-               changes: pd.DataFrame | None = None, contacts: pd.DataFrame | None = None,
+               changes: pd.DataFrame | None = None,
+               contacts: pd.DataFrame | Callable[[], pd.DataFrame | None] | None = None,
                owners: dict[str, dict[str, str]] | None = None,
                extra_files: dict[str, Callable[[Path], object]] | None = None,
                alongside: Callable[[], object] | None = None) -> dict[str, str]:
@@ -560,8 +561,9 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
     swapped; then `current` is switched to the run, the previous run kept. Any failure before the switch leaves
     what readers see unchanged and removes the staged files.
 
-    `contacts` (lead id + `CONTACT_FIELDS`) and `owners` (CRM -> rep name -> user id) go into the hand-over files
-    (queues, CRM import files) only: `sql_leads` keeps its documented schema.
+    `contacts` (lead id + `CONTACT_FIELDS`, or a function that builds them, called once the SQL writer runs) and
+    `owners` (CRM -> rep name -> user id) go into the hand-over files (queues, CRM import files) only: `sql_leads`
+    keeps its documented schema.
 
     The SQL rows are written by a `SqlWriter` (a forked process on Linux, else a thread) while the files are
     staged; the writer holds its transaction open until the files are staged and swaps the table only then, so a
@@ -590,6 +592,7 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
         sql = SqlWriter(df, url, name)
         try:
             try:
+                contacts = contacts() if callable(contacts) else contacts
                 paths = _write_files(df, run.staging, name, changes, with_contacts(df, contacts, owners))
                 for file_name, writer in (extra_files or {}).items():
                     writer(run.staging / file_name)

@@ -83,7 +83,7 @@ def champion_misfit(model, rows: pd.DataFrame, run_id: str, profile: str | None)
 
 def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_dir: Path, reports_dir: Path,
            history_dir: Path | None, database_url: str | None, phrasebook: Phrasebook | None,
-           contacts: pd.DataFrame | None = None, key: str | None = None, extra: dict | None = None,
+           contacts=None, key: str | None = None, extra: dict | None = None,
            shadow_table: pd.DataFrame | None = None) -> dict:
     """Hand over, compare with the previous scoring, write every export, the summary and the history entry.
 
@@ -91,7 +91,8 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
     previous scoring is read, every export (with a copy of the summary and `shadow_table`) is written into the
     run's folder and switched to at once, and only then the history entry and the reports' summary are written.
 
-    `contacts`: the leads' contact fields for the hand-over files (`pipeline.export.contact_table`); `key`: the
+    `contacts`: the leads' contact fields for the hand-over files (`pipeline.export.contact_table`; or a function
+    that builds them, called while the SQL table is written, which does not hold them); `key`: the
     scoring's history key (`pipeline.history.scoring_key`)."""
     from pipeline.transaction import scoring_lock
 
@@ -104,7 +105,7 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
 
 
 def _finish_locked(table: pd.DataFrame, p: ScoreConfig, out_dir: Path, reports_dir: Path, history_dir: Path | None,
-                   database_url: str | None, contacts: pd.DataFrame | None, key: str | None, extra: dict | None,
+                   database_url: str | None, contacts, key: str | None, extra: dict | None,
                    shadow_table: pd.DataFrame | None) -> dict:
     from pipeline.secrets import hide_password
 
@@ -259,7 +260,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
                                  opportunities, out_dir)
     shadow_table = extra["shadow"].pop("_table", None) if extra.get("shadow") else None
     summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                     phrasebook_for(icp), contact_table(leads, accounts), key, extra, shadow_table)
+                     phrasebook_for(icp), lambda: contact_table(leads, accounts), key, extra, shadow_table)
     log_score_run(run_id, started, p_used, summary)
     return summary
 
@@ -381,7 +382,7 @@ def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Pat
     scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
                              str(input_path))
     summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                     phrasebook_for(featurize_params.icp), contact_table(tables.get("leads"), accounts), key,
+                     phrasebook_for(featurize_params.icp), lambda: contact_table(tables.get("leads"), accounts), key,
                      {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
                       "profile": getattr(profile, "name", None)})
     log_score_run(run_id, started, p_used, summary)
