@@ -222,3 +222,78 @@ def test_export_all_writes_what_the_pandas_writers_wrote(tmp_path):
     assert Path(paths["changes"]).read_bytes() == _csv_text_pandas(diff_scorings(None, df)).encode()
     back = pd.read_parquet(paths["parquet"])
     pd.testing.assert_frame_equal(back, df, check_dtype=False)
+
+
+def _diff_by_merge(previous, current):
+    """diff_scorings as it was written first (pandas' outer merge on lead ids): the reference for the id-lookup path."""
+    from models.changes import CHANGE_KINDS, KEY_COLUMNS, _level
+    from models.ranking import SQL
+
+    cur = current.loc[:, list(KEY_COLUMNS)]
+    prev = previous.loc[:, list(KEY_COLUMNS)] if previous is not None else \
+        pd.DataFrame({c: pd.Series(dtype=cur[c].dtype) for c in KEY_COLUMNS})
+    merged = cur.merge(prev, on="lead_id", how="outer", suffixes=("", "_previous"), indicator=True)
+    now_sql = merged["status"].eq(SQL).fillna(False).to_numpy(dtype=bool)
+    was_sql = merged["status_previous"].eq(SQL).fillna(False).to_numpy(dtype=bool)
+    both = (merged["_merge"] == "both").to_numpy()
+    only_new = (merged["_merge"] == "left_only").to_numpy()
+    now, before = _level(merged["status"], merged["tier"]), _level(merged["status_previous"], merged["tier_previous"])
+    change = np.select([now_sql & ~was_sql, was_sql & ~now_sql, only_new, both & (now < before), both & (now > before)],
+                       ["new_sql", "dropped", "new_lead", "upgraded", "downgraded"], default="unchanged")
+    gone_quietly = (merged["_merge"] == "right_only").to_numpy() & ~was_sql
+    out = merged.loc[~gone_quietly, ["lead_id", "status_previous", "status", "tier_previous", "tier",
+                                     "rank_previous", "rank"]].copy()
+    out.insert(1, "change", change[~gone_quietly])
+    out[["rank_previous", "rank"]] = out[["rank_previous", "rank"]].astype("Int64")
+    order = out["change"].map({k: i for i, k in enumerate(CHANGE_KINDS)})
+    return out.assign(_o=order).sort_values(["_o", "rank"], na_position="last").drop(columns="_o").reset_index(drop=True)
+
+
+def _scoring(rng, ids, tied_ranks=False, odd=False):
+    n = len(ids)
+    statuses = ["sql", "needs_call", "nurture", "disqualified", "with_sales"] + (["retired", None] if odd else [])
+    tiers = ["A", "B", "C", "D"] + ([None, "Bx"] if odd else [])
+    rank = rng.integers(1, max(n // 3, 2), n) if tied_ranks else rng.permutation(n) + 1
+    return pd.DataFrame({"lead_id": pd.array(ids, dtype="str"),
+                         "status": pd.array(rng.choice(np.array(statuses, dtype=object), n), dtype="str"),
+                         "tier": pd.array(rng.choice(np.array(tiers, dtype=object), n), dtype="str"),
+                         "rank": rank.astype(np.int64)})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_diff_scorings_by_id_lookup_is_the_outer_merge(seed):
+    """diff_scorings matches leads by Arrow lookups when ids are unique text: the same rows, values, dtypes and
+    order as pandas' outer merge, with leads gone and new, dropped SQLs (missing ranks: ordered by id), tied
+    ranks, missing and unknown statuses and tiers, and empty scorings."""
+    rng = np.random.default_rng(seed)
+    pool = np.array([f"L{i:04d}" for i in rng.permutation(3000)] + ["ü-1", "Z9", "a", "é"], dtype=object)
+    n_cur, n_prev = [(300, 280), (0, 50), (40, 0), (1, 1), (500, 500), (200, 20)][seed % 6]
+    cur_ids = rng.choice(pool, n_cur, replace=False)
+    overlap = rng.choice(cur_ids, min(len(cur_ids), n_prev) // 2, replace=False) if n_cur else np.array([], object)
+    rest = rng.choice(np.setdiff1d(pool, cur_ids), n_prev - len(overlap), replace=False)
+    prev_ids = rng.permutation(np.concatenate([overlap, rest]))
+    current = _scoring(rng, cur_ids, tied_ranks=seed % 4 == 1, odd=seed % 3 == 2)
+    previous = _scoring(rng, prev_ids, odd=seed % 3 == 1)
+    if seed % 5 == 3 and len(current):
+        current.loc[current.index[:3], "rank"] = current["rank"].iloc[0]  # a three-way tie
+    from models.changes import _diff_unique_ids
+
+    assert _diff_unique_ids(current, previous) is not None  # the id-lookup path, not the merge
+    got = diff_scorings(previous, current)
+    pd.testing.assert_frame_equal(got, _diff_by_merge(previous, current))
+    assert set(got["change"]) <= {"new_sql", "upgraded", "downgraded", "dropped", "unchanged", "new_lead"}
+    pd.testing.assert_frame_equal(diff_scorings(None, current), _diff_by_merge(None, current))
+
+
+def test_diff_scorings_with_repeated_or_numeric_ids_falls_back_to_the_merge():
+    rng = np.random.default_rng(5)
+    current = _scoring(rng, [f"L{i}" for i in range(50)])
+    previous = _scoring(rng, [f"L{i}" for i in range(25, 75)])
+    doubled = pd.concat([current, current.iloc[:3]], ignore_index=True)
+    from models.changes import _diff_unique_ids
+
+    assert _diff_unique_ids(doubled, previous) is None
+    pd.testing.assert_frame_equal(diff_scorings(previous, doubled), _diff_by_merge(previous, doubled))
+    numeric = current.assign(lead_id=np.arange(50))
+    numeric_prev = previous.assign(lead_id=np.arange(25, 75))
+    pd.testing.assert_frame_equal(diff_scorings(numeric_prev, numeric), _diff_by_merge(numeric_prev, numeric))
