@@ -165,8 +165,27 @@ class LinearDesign:
         return (Z * coef) @ onto
 
 
+class IncompatibleModelError(RuntimeError):
+    """A saved model this leadscore cannot run: its parts were saved by an older version."""
+
+
+def check_linear_state(model: object, state: dict) -> None:
+    """Unpickling a linear model: one saved before `LinearDesign` (2026-11-30) holds a scikit-learn pipeline
+    (``pipeline_``) where this version reads ``design_`` and ``lr_``; say so at load time, not as an
+    AttributeError at the first prediction."""
+    if "pipeline_" in state and "design_" not in state:
+        raise IncompatibleModelError(
+            f"this model's {type(model).__name__} was saved by an older leadscore (a scikit-learn pipeline, before "
+            "2026-11-30) and cannot score with this version: retrain it (`leadscore run` or `dvc repro`) and "
+            "register the new version")
+
+
 class LogisticBaseline(ClassifierMixin, BaseEstimator):
     """L2-regularised logistic regression over all feature columns."""
+
+    def __setstate__(self, state: dict) -> None:
+        check_linear_state(self, state)
+        super().__setstate__(state)
 
     def __init__(self, C: float = 0.1, max_iter: int = 2000):
         self.C = C

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from models.baselines import LinearDesign, is_categorical, one_blas_thread
+from models.baselines import LinearDesign, check_linear_state, is_categorical, one_blas_thread
 from models.conversion import (
     P_CEIL,
     P_FLOOR,
@@ -54,6 +54,10 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 class SplineLogistic(ClassifierMixin, BaseEstimator):
     """L2 logistic regression over spline-expanded log numbers, missing-indicators and one-hot categoricals."""
+
+    def __setstate__(self, state: dict) -> None:
+        check_linear_state(self, state)
+        super().__setstate__(state)
 
     def __init__(self, C: float = 0.3, n_knots: int = 5, min_category_count: int = 10, max_iter: int = 3000):
         self.C = C

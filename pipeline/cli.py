@@ -66,6 +66,7 @@ ERRORS: tuple[tuple[str, int], ...] = (
     ("models.assignment:AssignmentConfigError", EXIT_CONFIG),
     ("pipeline.tracking:ModelLoadError", EXIT_MODEL),
     ("pipeline.artifacts:ModelIntegrityError", EXIT_MODEL),
+    ("models.baselines:IncompatibleModelError", EXIT_MODEL),  # saved by an older leadscore: retrain
     ("pipeline.compare:ModelRefError", EXIT_MODEL),
     ("pipeline.promote:PromotionError", EXIT_MODEL),  # no champion or no challenger registered
     ("builtins:FileNotFoundError", EXIT_INPUT),

@@ -264,3 +264,27 @@ def test_scoring_categories_are_the_training_levels_with_unseen_values_missing(v
     assert got.codes.tolist() == expected.codes.tolist()
     assert (got.codes == -1).sum() == values.isna().sum() + sum(
         v not in categories for v in values.dropna().tolist())
+
+
+@pytest.mark.parametrize("kind", ["logistic", "spline"])
+def test_a_linear_model_saved_before_the_linear_design_fails_at_load_with_a_message(kind):
+    """A pickled LogisticBaseline / SplineLogistic from before LinearDesign (a scikit-learn ``pipeline_``) stops
+    at load with what to do, mapped to the CLI's model exit code; today's pickles load and predict the same."""
+    import pickle
+
+    from models.baselines import IncompatibleModelError
+    from models.blend import SplineLogistic
+    from pipeline.cli import EXIT_MODEL, exit_code_for
+
+    df = feature_table(n_per_snapshot=300, seed=3)
+    X, y = df[feature_columns(df)], df["label"].astype(int).to_numpy()
+    model = (LogisticBaseline() if kind == "logistic" else SplineLogistic()).fit(X, y)
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+
+    old = type(model).__new__(type(model))
+    old.__dict__.update({k: v for k, v in model.__dict__.items() if k not in ("design_", "lr_")},
+                        pipeline_="a scikit-learn Pipeline")
+    with pytest.raises(IncompatibleModelError, match="older leadscore.*retrain") as err:
+        pickle.loads(pickle.dumps(old))
+    assert exit_code_for(err.value) == EXIT_MODEL
