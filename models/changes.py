@@ -33,14 +33,23 @@ def diff_scorings(previous: pd.DataFrame | None, current: pd.DataFrame) -> pd.Da
         missing = [c for c in KEY_COLUMNS if c not in frame]
         if missing:
             raise ValueError(f"{name} scoring is missing column(s) {missing}")
+    cur, prev = _keys(previous, current)
+    fast = _diff_unique_ids(cur, prev)
+    return fast if fast is not None else diff_by_merge(previous, current)
+
+
+def _keys(previous: pd.DataFrame | None, current: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The key columns of both scorings (no previous scoring: an empty one of the same types)."""
     cur = current.loc[:, list(KEY_COLUMNS)]
     if previous is None:
-        prev = pd.DataFrame({c: pd.Series(dtype=cur[c].dtype) for c in KEY_COLUMNS})
-    else:
-        prev = previous.loc[:, list(KEY_COLUMNS)]
-    fast = _diff_unique_ids(cur, prev)
-    if fast is not None:
-        return fast
+        return cur, pd.DataFrame({c: pd.Series(dtype=cur[c].dtype) for c in KEY_COLUMNS})
+    return cur, previous.loc[:, list(KEY_COLUMNS)]
+
+
+def diff_by_merge(previous: pd.DataFrame | None, current: pd.DataFrame) -> pd.DataFrame:
+    """diff_scorings by pandas' outer merge on lead ids: for any ids (repeated, numeric), and the reference the
+    id-lookup path is tested against."""
+    cur, prev = _keys(previous, current)
     merged = cur.merge(prev, on="lead_id", how="outer", suffixes=("", "_previous"), indicator=True)
     now_sql = merged["status"].eq(SQL).fillna(False).to_numpy(dtype=bool)
     was_sql = merged["status_previous"].eq(SQL).fillna(False).to_numpy(dtype=bool)
