@@ -448,13 +448,18 @@ class SqlWriter:
 
             ctx = multiprocessing.get_context("fork")
             self._orders, child_end = ctx.Pipe()
-            with warnings.catch_warnings():  # Python 3.12+ warns on forking a threaded process; the child
-                warnings.simplefilter("ignore", DeprecationWarning)  # only runs sqlite3 and numpy
-                self._process = ctx.Process(target=_sql_child, args=(df, url, name, child_end, self._orders),
-                                            name=f"{name}-sql-writer", daemon=True)
-                self._process.start()
-            child_end.close()
-            return
+            try:
+                with warnings.catch_warnings():  # Python 3.12+ warns on forking a threaded process; the child
+                    warnings.simplefilter("ignore", DeprecationWarning)  # only runs sqlite3 and numpy
+                    self._process = ctx.Process(target=_sql_child, args=(df, url, name, child_end, self._orders),
+                                                name=f"{name}-sql-writer", daemon=True)
+                    self._process.start()
+                return
+            except OSError:  # no fork (e.g. strict memory overcommit and a large process): a thread does the same
+                self._process = None
+                self._orders.close()
+            finally:
+                child_end.close()
         self._decided = threading.Event()
         self._swap = False
 

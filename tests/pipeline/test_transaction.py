@@ -507,3 +507,21 @@ def test_no_password_in_any_output_file_or_log_line(project, postgres_url, tmp_p
         for path in Path(folder).rglob("*"):
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_scorer_that_cannot_fork_writes_the_table_from_a_thread(tmp_path, monkeypatch):
+    """Forking can fail (strict memory overcommit, a process limit): the writer falls back to a thread, same table."""
+    import multiprocessing.context
+
+    from pipeline.export import SqlWriter, conform
+
+    def no_fork(self):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", no_fork, raising=False)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", no_fork)
+    db = tmp_path / "x.db"
+    writer = SqlWriter(conform(scored_table(run="run-1")), f"sqlite:///{db}", "sql_leads", fork=True)
+    assert writer._process is None
+    writer.finish(swap=True)
+    assert db_run_id(tmp_path, db) == [("run-1",)] and _tables(db) == ["sql_leads"]
