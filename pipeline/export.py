@@ -461,16 +461,15 @@ class SqlWriter:
             finally:
                 child_end.close()
         self._decided = threading.Event()
-        self._swap = False
+        self._order = "abort"
 
-        def wait_for_files() -> None:
+        def order() -> str:
             self._decided.wait()
-            if not self._swap:
-                raise RuntimeError("the files failed: the table is not swapped")
+            return self._order
 
         def write() -> None:
             try:
-                write_sql_table(df, url, name, before_swap=wait_for_files)
+                _write_on_order(df, url, name, order)
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread by finish()
                 self._errors.append(exc)
 
@@ -481,7 +480,7 @@ class SqlWriter:
         """Tell the writer whether to swap the table in, wait for it, and raise its error (with `swap` only: when
         the files failed, their error is the one that counts)."""
         if self._process is None:
-            self._swap = swap
+            self._order = "swap" if swap else "abort"
             self._decided.set()
             self._thread.join()
         else:
@@ -496,7 +495,7 @@ class SqlWriter:
             self._process.join()
             self._orders.close()
             if outcome is not None:
-                self._errors.append(_unpickled(outcome))
+                self._errors.append(outcome)
         if swap and self._errors:
             raise self._errors[0]
 
@@ -504,20 +503,27 @@ class SqlWriter:
 SQL_WRITER_FORK = True  # the SQL table is written by a forked process where the platform forks safely (Linux)
 
 
+def _write_on_order(df: pd.DataFrame, url: str, name: str, order: Callable[[], str]) -> None:
+    """`write_sql_table`, the staged rows swapped in only when `order()` (asked once they are staged) is "swap"."""
+    def before_swap() -> None:
+        if order() != "swap":
+            raise RuntimeError("the files failed: the table is not swapped")
+
+    write_sql_table(df, url, name, before_swap=before_swap)
+
+
 def _sql_child(df: pd.DataFrame, url: str, name: str, orders, parents_end) -> None:
     """The forked SQL writer: stage the rows, wait for the parent's order, swap or roll back, report the outcome."""
     parents_end.close()
 
-    def wait_for_files() -> None:
+    def order() -> str:
         try:
-            order = orders.recv()
+            return orders.recv()
         except EOFError:  # the parent died: roll back
-            order = "abort"
-        if order != "swap":
-            raise RuntimeError("the files failed: the table is not swapped")
+            return "abort"
 
     try:
-        write_sql_table(df, url, name, before_swap=wait_for_files)
+        _write_on_order(df, url, name, order)
         outcome = None
     except BaseException as exc:  # noqa: BLE001 - sent to the parent
         outcome = _pickled(exc)
@@ -548,10 +554,6 @@ def _pickled(exc: BaseException):
         return exc
     except Exception:  # noqa: BLE001 - e.g. an exception class with required constructor arguments
         return RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
-def _unpickled(outcome) -> BaseException:
-    return outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
 
 
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
