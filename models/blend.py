@@ -312,7 +312,8 @@ def fit_blend(X: pd.DataFrame, y, config: BlendConfig, time=None, groups=None, v
 
 def cross_validated_auc(fit: Callable[[pd.DataFrame, np.ndarray, np.ndarray | None], object], X: pd.DataFrame, y,
                         n_folds: int = 5, seed: int = 42, groups=None, pass_positions: bool = False,
-                        on_fold: Callable[[int, int], None] | None = None, n_jobs: int = 1) -> list[float]:
+                        on_fold: Callable[[int, int], None] | None = None, n_jobs: int = 1,
+                        folds: list[int] | None = None) -> list[float]:
     """ROC AUC on each of ``n_folds`` stratified folds (grouped when ``groups`` is given) of the model that
     ``fit(X_train, y_train, extra)`` returns, where ``extra`` is the training rows' groups (None without groups)
     or, with ``pass_positions``, their positions in ``X``. Everything the model chooses, it chooses inside the
@@ -321,6 +322,9 @@ def cross_validated_auc(fit: Callable[[pd.DataFrame, np.ndarray, np.ndarray | No
     ``n_jobs`` > 1 fits that many folds at once in threads (LightGBM and the linear algebra release the GIL):
     ``fit`` should then use one thread itself. On a few tens of thousands of rows a booster gains little from a
     second thread, two folds side by side almost twice as much. The scores come back in fold order either way.
+
+    ``folds``: fit only these folds (indices of the same split), their scores in that order: workers that share
+    one cross-validation between them each take folds.
     """
     y = np.asarray(y, dtype=int)
     X = X.reset_index(drop=True)
@@ -329,6 +333,8 @@ def cross_validated_auc(fit: Callable[[pd.DataFrame, np.ndarray, np.ndarray | No
     else:
         splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups)
     splits = list(splits)
+    if folds is not None:
+        splits = [splits[i] for i in folds]
 
     def one(fold: tuple[np.ndarray, np.ndarray]) -> float:
         train, test = fold

@@ -333,7 +333,8 @@ def fit_flat(table: pd.DataFrame, c: TrainConfig, category_shares: bool = False,
 
 
 def cross_validate(table: pd.DataFrame, c: TrainConfig, variant: str = SNAPSHOTS, n_folds: int = 5, *,
-                   category_shares: bool = False, on_fold: Progress | None = None) -> list[float]:
+                   category_shares: bool = False, on_fold: Progress | None = None,
+                   folds: list[int] | None = None) -> list[float]:
     """ROC AUC of each of ``n_folds`` stratified folds of the labelled rows (train and test splits), each fold's
     model fitted by the same `fit` as the final one, choosing everything inside its training folds.
 
@@ -349,7 +350,7 @@ def cross_validate(table: pd.DataFrame, c: TrainConfig, variant: str = SNAPSHOTS
         fitter = flat_fitter(c, reason, category_shares)  # the final model's kind, in every fold
         # no time inside a fold: stratified folds mix periods anyway
         return blend.cross_validated_auc(lambda Xf, yf, _g: fitter(Xf, yf, None), X, y, n_folds, c.seed,
-                                         on_fold=on_fold, n_jobs=n_parallel)
+                                         on_fold=on_fold, n_jobs=n_parallel, folds=folds)
     if variant != SNAPSHOTS:
         raise ValueError(f"unknown pipeline variant {variant!r}: choose one of {list(VARIANTS)}")
     groups = labelled["lead_id"].astype("string").to_numpy()
@@ -359,7 +360,7 @@ def cross_validate(table: pd.DataFrame, c: TrainConfig, variant: str = SNAPSHOTS
         return _Columns(fit_snapshots(labelled.iloc[positions].assign(split="train"), c))
 
     return blend.cross_validated_auc(fit_fold, labelled, y, n_folds, c.seed, groups=groups, pass_positions=True,
-                                     on_fold=on_fold, n_jobs=n_parallel)
+                                     on_fold=on_fold, n_jobs=n_parallel, folds=folds)
 
 
 class _Columns:

@@ -3,6 +3,10 @@ demo data, and plots (PNG for people, CSV for `dvc plots`)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import multiprocessing
+import threading
 import time
 from pathlib import Path
 
@@ -108,13 +112,159 @@ def leakage_check(table: pd.DataFrame, columns: list[str], seed: int = 0) -> lis
     return [{"column": w.column, "auc": round(w.auc, 4)} for w in found]
 
 
+# ------------------------------------------------------------------------------------------ cross-validation
+# From this many labelled rows on, the k-fold CV runs in a process of its own beside the rest of the evaluation
+# (and, under `leadscore run`, the MLflow packaging): the folds' LightGBM fits then overlap Python work that holds
+# one core, instead of following it. Below, starting a process (about 3 s of imports) costs more than it hides.
+BACKGROUND_CV_ROWS = 20_000
+CV_SPLITS = ("train", "test")
+
+
+def cv_table(features_path: Path) -> pd.DataFrame:
+    """The rows the cross-validation folds: every labelled row of the decision population (train and test)."""
+    return pd.read_parquet(features_path, filters=[("split", "in", list(CV_SPLITS))])
+
+
+def cross_validation(features_path: Path, train: TrainConfig, n_folds: int, category_shares: bool = False,
+                     on_fold=None) -> list[float]:
+    """ROC AUC of each of `n_folds` folds of the labelled rows, each fold's model fitted as the final one
+    (`models.training.cross_validate`)."""
+    return cross_validate(cv_table(features_path), train, features_variant(features_path), n_folds,
+                          category_shares=category_shares, on_fold=on_fold)
+
+
+def _fold_worker(tasks, results, features_path: Path, train: TrainConfig, n_folds: int,
+                 category_shares: bool) -> None:
+    """A background worker: takes fold numbers from `tasks` until None, puts ("fold", number, AUC) on `results`
+    for each (one LightGBM and one BLAS thread), or ("error", exception) and stops."""
+    from models.baselines import one_blas_thread
+
+    try:
+        table = cv_table(features_path)
+        variant = features_variant(features_path)
+        with one_blas_thread():
+            for fold in iter(tasks.get, None):
+                (auc,) = cross_validate(table, train, variant, n_folds, category_shares=category_shares,
+                                        folds=[fold])
+                results.put(("fold", fold, auc))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
+        try:
+            results.put(("error", exc))
+        except Exception:  # noqa: BLE001 - an exception that does not pickle: its text
+            results.put(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+class BackgroundCV:
+    """`cross_validation` in `train.n_jobs` spawned worker processes (fresh interpreters: no inherited threads or
+    OpenMP state, no shared GIL), each fitting one fold at a time on one thread and taking the next fold when done;
+    the folds are reported to this process's progress as they finish. `result()` waits and returns the fold AUCs
+    in fold order, or raises a worker's error; `cancel()` stops the workers. Daemons: they never outlive the run."""
+
+    POLL_S = 0.5  # how often the reader checks that the workers are still alive
+
+    def __init__(self, features_path: Path, train: TrainConfig, n_folds: int, category_shares: bool = False):
+        context = multiprocessing.get_context("spawn")
+        n_workers = max(1, min(train.n_jobs, n_folds))
+        self._tasks, self._results = context.Queue(), context.Queue()
+        for fold in range(n_folds):
+            self._tasks.put(fold)
+        for _ in range(n_workers):
+            self._tasks.put(None)
+        one_thread = dataclasses.replace(train, n_jobs=1)
+        self._workers = [context.Process(target=_fold_worker, name=f"leadscore-cv-{k}", daemon=True,
+                                         args=(self._tasks, self._results, Path(features_path), one_thread, n_folds,
+                                               category_shares))
+                         for k in range(n_workers)]
+        for worker in self._workers:
+            worker.start()
+        self._n_folds = n_folds
+        self._scores: dict[int, float] = {}
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._progress = contextlib.ExitStack()
+        on_fold = self._progress.enter_context(progress("cross-validation", n_folds, "folds"))
+        self._reader = threading.Thread(target=self._read, args=(on_fold,), name="leadscore-cv-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self, on_fold) -> None:
+        import queue
+
+        while len(self._scores) < self._n_folds and not self._stop.is_set():
+            try:
+                message = self._results.get(timeout=self.POLL_S)
+            except queue.Empty:
+                if not any(w.is_alive() for w in self._workers) and self._results.empty():
+                    codes = [w.exitcode for w in self._workers]
+                    self._error = RuntimeError(f"the cross-validation workers ended without all folds "
+                                               f"({len(self._scores)} of {self._n_folds}; exit codes {codes})")
+                    return
+                continue
+            if message[0] == "error":
+                self._error = message[1]
+                return
+            _, fold, auc = message
+            self._scores[fold] = auc
+            on_fold(len(self._scores))
+
+    def result(self) -> list[float]:
+        self._reader.join()
+        if self._error is not None:
+            self.cancel()
+            raise self._error
+        for worker in self._workers:
+            worker.join()
+        self._progress.close()
+        return [self._scores[i] for i in range(self._n_folds)]
+
+    def cancel(self) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in self._workers:
+            worker.join()
+        self._reader.join()
+        self._progress.close()
+
+
+def start_cross_validation(features_path: Path, train: TrainConfig, n_folds: int,
+                           category_shares: bool = False, min_rows: int | None = None) -> BackgroundCV | None:
+    """The CV started in the background when the table holds at least `min_rows` (`BACKGROUND_CV_ROWS`) labelled
+    rows, else None (the caller folds inline)."""
+    import pyarrow.parquet as pq
+
+    if n_folds < 2:
+        return None
+    splits = pq.read_table(features_path, columns=["split"]).column("split").to_pandas()
+    if int(splits.isin(CV_SPLITS).sum()) < (BACKGROUND_CV_ROWS if min_rows is None else min_rows):
+        return None
+    return BackgroundCV(features_path, train, n_folds, category_shares)
+
+
 def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports_dir: Path, p: EvaluateConfig,
         horizon_days: int, truth_dir: Path | None = None, raw_dir: Path | None = None,
-        train: TrainConfig | None = None, category_shares: bool = False) -> dict:
+        train: TrainConfig | None = None, category_shares: bool = False,
+        background_cv: BackgroundCV | None = None) -> dict:
     """Held-out metrics of the model and its baselines (bootstrap CIs), the oracle gap on the demo, plots, the
-    leakage check, and with `p.cv_folds` > 1 the cross-validated AUC of the same fit (`train`)."""
+    leakage check, and with `p.cv_folds` > 1 the cross-validated AUC of the same fit (`train`): in a background
+    process on a large table (`start_cross_validation`; ``background_cv``: one the caller started earlier)."""
     started = time.time()
     features_path = Path(features_path)
+    train = train or TrainConfig()
+    if p.cv_folds > 1 and background_cv is None:
+        background_cv = start_cross_validation(features_path, train, p.cv_folds, category_shares)
+    try:
+        return _evaluate(features_path, models_dir, package_dir, reports_dir, p, horizon_days, truth_dir, raw_dir,
+                         train, category_shares, background_cv, started)
+    except BaseException:
+        if background_cv is not None:
+            background_cv.cancel()
+        raise
+
+
+def _evaluate(features_path: Path, models_dir: Path, package_dir: Path | None, reports_dir: Path,
+              p: EvaluateConfig, horizon_days: int, truth_dir: Path | None, raw_dir: Path | None, train: TrainConfig,
+              category_shares: bool, background_cv: BackgroundCV | None, started: float) -> dict:
     table = pd.read_parquet(features_path, filters=[("split", "in", ["train", "test", WITH_SALES])])
     variant = features_variant(features_path)
     test = held_out(table)
@@ -154,18 +304,18 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
     metrics.update(all_leads_metrics(all_rows, p_all, oracle_all))
     table = table[table["split"] != WITH_SALES]
     metrics["leakage_warnings"] = leakage_check(table, [str(c) for c in model.feature_names_in_])
-    if p.cv_folds > 1:
+    if p.cv_folds > 1 and background_cv is None:
         with progress("cross-validation", p.cv_folds, "folds") as on_fold:
-            folds = cross_validate(table, train or TrainConfig(), variant, p.cv_folds,
-                                   category_shares=category_shares, on_fold=on_fold)
-        metrics.update({"cv_roc_auc": float(np.mean(folds)), "cv_roc_auc_std": float(np.std(folds)),
-                        "cv_roc_auc_folds": [round(f, 4) for f in folds]})
-        log(f"{p.cv_folds}-fold CV ROC AUC {metrics['cv_roc_auc']:.4f} ± {metrics['cv_roc_auc_std']:.4f}")
+            folds = cross_validate(table, train, variant, p.cv_folds, category_shares=category_shares,
+                                   on_fold=on_fold)
+        metrics.update(cv_metrics(folds))
     del table
     reports_dir = Path(reports_dir)
-    write_json(metrics, reports_dir / "metrics.json")
     importance = feature_importance(model, test[list(model.feature_names_in_)])
     curves = write_curves(y, p_hat, reports_dir, importance, fractions)
+    if p.cv_folds > 1 and background_cv is not None:  # the plots were drawn while the folds ran
+        metrics.update(cv_metrics(background_cv.result()))
+    write_json(metrics, reports_dir / "metrics.json")
     log(f"held-out AUC {metrics['roc_auc']:.4f} [{metrics['roc_auc_ci_low']:.4f}, {metrics['roc_auc_ci_high']:.4f}], "
         f"PR AUC {metrics['pr_auc']:.4f}, Brier {metrics['brier']:.4f}, ECE {metrics['ece']:.4f}"
         + (f", oracle AUC {metrics['oracle_roc_auc']:.4f}" if "oracle_roc_auc" in metrics else "")
@@ -176,6 +326,13 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
         log_evaluation(info, metrics, [reports_dir / "metrics.json", *curves], p, started,
                        str(test["as_of"].iloc[0])[:10] if len(test) else None)
     return metrics
+
+
+def cv_metrics(folds: list[float]) -> dict:
+    out = {"cv_roc_auc": float(np.mean(folds)), "cv_roc_auc_std": float(np.std(folds)),
+           "cv_roc_auc_folds": [round(f, 4) for f in folds]}
+    log(f"{len(folds)}-fold CV ROC AUC {out['cv_roc_auc']:.4f} ± {out['cv_roc_auc_std']:.4f}")
+    return out
 
 
 HEADLINE_TEST_METRICS = ("roc_auc", "pr_auc", "brier", "ece")  # tagged on the registered version (``test_*``)

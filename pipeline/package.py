@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from models.pyfunc import LeadScoreModel, value_bounds
 from models.training import categorical_columns
 from pipeline import tracking
 from pipeline.artifacts import (
@@ -29,6 +28,9 @@ from pipeline.artifacts import (
 )
 from pipeline.io import iter_split_batches, read_json
 from pipeline.progress import log
+
+if TYPE_CHECKING:
+    from models.pyfunc import LeadScoreModel
 
 EXAMPLE_ROWS = 200  # training rows the input example is chosen from (the five best filled)
 BOUNDS_ROWS = 20_000  # training rows the served model's accepted value ranges are taken from
@@ -67,6 +69,10 @@ def first_rows(features_path: Path, split: str, n: int) -> pd.DataFrame:
 def bundle(model, rows: pd.DataFrame, score) -> tuple[LeadScoreModel, pd.DataFrame]:
     """(the served pyfunc, an input example of five well-filled rows with their lead_id) for a model and its policy
     `score`; the value ranges the served model accepts come from all of `rows` (training rows)."""
+    # MLflow (which the pyfunc subclasses) is imported here, not with the module: `leadscore run` imports it
+    # in the background while the model trains (`tracking.warm_up`)
+    from models.pyfunc import LeadScoreModel, value_bounds
+
     served = LeadScoreModel(model, score.gates, score.threshold, score.unknown_policy, score.tiers,
                             categorical=categorical_columns(rows))
     served.bounds = value_bounds(rows, served.input_columns, served.categorical)

@@ -59,34 +59,14 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
     validation = validate.run(P["raw"], P["validated"], P["reports"], params.validate)
     snapshots = featurize.run(P["validated"], P["features"], params.featurize, seed=params.train.seed)
     trained = train.run(features_path, P["models"], P["reports"], params.train, profile.category_shares)
-    info = None
-    if track:
-        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(workdir)
-        try:
-            # the train run spans the training (train records its start), evaluate and score runs nest under it;
-            # artifacts live beside the store (`mlruns/`, relative: the work folder can move)
-            info = package.run(features_path, P["models"], P["package"],
-                               {"ingest": {"profile": profile.name, "input": str(input_path)}, "train": params.train,
-                                "featurize": params.featurize, "score": params.score},
-                               source=profile.name, experiment=experiment_name(profile), registered_model=None,
-                               tags={"profile": profile.name, "input": str(input_path), "driver": "run"})
-            held = evaluate.run(features_path, P["models"], P["package"], P["reports"], params.evaluate,
-                                params.featurize.horizon_days, P["truth"], P["raw"], params.train,
-                                profile.category_shares)
-            scored = score.run(features_path, P["models"], P["package"], P["validated"], P["scored"], P["reports"],
-                               params.score, history_dir=P["reports"] / "score_history", icp=params.featurize.icp,
-                               profile=profile.name)
-        finally:
-            if env_uri is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = env_uri
-    else:
-        held = evaluate.run(features_path, P["models"], None, P["reports"], params.evaluate,
-                            params.featurize.horizon_days, P["truth"], P["raw"], params.train, profile.category_shares)
-        scored = score.run(features_path, P["models"], None, P["validated"], P["scored"], P["reports"], params.score,
-                           history_dir=P["reports"] / "score_history", icp=params.featurize.icp, profile=profile.name)
+    # a large table's CV folds start now, in a process of their own, beside the packaging and evaluation
+    folds = evaluate.start_cross_validation(features_path, params.train, cv_folds, profile.category_shares)
+    try:
+        held, scored, info = _package_evaluate_score(profile, input_path, workdir, params, P, track, folds)
+    except BaseException:
+        if folds is not None:
+            folds.cancel()
+        raise
 
     variant = variant_of(profile)
     metrics = {
@@ -117,3 +97,38 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
         f"wrote {workdir / 'metrics.json'}")
     return metrics
 
+
+def _package_evaluate_score(profile: Profile, input_path: Path, workdir: Path, params: Params, P: dict[str, Path],
+                            track: bool, folds: evaluate.BackgroundCV | None) -> tuple[dict, dict, dict | None]:
+    """The package (with ``track``), evaluate and score stages of `run`: (evaluation, scoring, MLflow info)."""
+    features_path = P["features"] / "features.parquet"
+    info = None
+    if track:
+        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(workdir)
+        try:
+            # the train run spans the training (train records its start), evaluate and score runs nest under it;
+            # artifacts live beside the store (`mlruns/`, relative: the work folder can move)
+            info = package.run(features_path, P["models"], P["package"],
+                               {"ingest": {"profile": profile.name, "input": str(input_path)}, "train": params.train,
+                                "featurize": params.featurize, "score": params.score},
+                               source=profile.name, experiment=experiment_name(profile), registered_model=None,
+                               tags={"profile": profile.name, "input": str(input_path), "driver": "run"})
+            held = evaluate.run(features_path, P["models"], P["package"], P["reports"], params.evaluate,
+                                params.featurize.horizon_days, P["truth"], P["raw"], params.train,
+                                profile.category_shares, background_cv=folds)
+            scored = score.run(features_path, P["models"], P["package"], P["validated"], P["scored"], P["reports"],
+                               params.score, history_dir=P["reports"] / "score_history", icp=params.featurize.icp,
+                               profile=profile.name)
+        finally:
+            if env_uri is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = env_uri
+    else:
+        held = evaluate.run(features_path, P["models"], None, P["reports"], params.evaluate,
+                            params.featurize.horizon_days, P["truth"], P["raw"], params.train, profile.category_shares,
+                            background_cv=folds)
+        scored = score.run(features_path, P["models"], None, P["validated"], P["scored"], P["reports"], params.score,
+                           history_dir=P["reports"] / "score_history", icp=params.featurize.icp, profile=profile.name)
+    return held, scored, info

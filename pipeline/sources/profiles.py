@@ -25,7 +25,7 @@ catch-all (``Other`` / ``other``) and counts it; an unmapped opportunity stage i
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -429,6 +429,19 @@ def parse_dates(s: pd.Series, formats: tuple[str, ...] = (), keep_text: bool = T
     return result
 
 
+def per_value(s: pd.Series, transform: Callable[[pd.Series], pd.Series], missing: Any = None) -> pd.Series:
+    """``transform(s)`` for a cell-by-cell ``transform``, computed on the distinct values only and spread back
+    (a missing cell stays ``missing``): an export's columns repeat a few values over many rows. Object dtype
+    (float with ``missing=np.nan``), on ``s``'s index."""
+    dtype = object if missing is None else float
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if 2 * len(uniques) > len(s):  # mostly distinct: nothing to share
+        return transform(s).astype(dtype)
+    done = transform(pd.Series(uniques))
+    values = np.append(done.to_numpy(dtype=dtype), np.array([missing], dtype=dtype))
+    return pd.Series(values[codes], index=s.index, dtype=dtype)
+
+
 def map_values(s: pd.Series, mapping: Mapping[str, Any]) -> pd.Series:
     """Map source values (compared as stripped text, case-insensitively) onto contract values; others stay."""
     if not mapping:
@@ -680,8 +693,10 @@ def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = No
     X = pd.DataFrame(index=df.index)
     names: dict[str, str] = {}
     for col in profile.numeric:
-        s = map_values(blank_missing(df[col], profile.missing), profile.values.get(col, {}))
-        values = parse_numbers(s, profile.decimal, keep_text=False)
+        # each distinct cell is cleaned and parsed once (`per_value`): an export repeats few values many times
+        s = per_value(df[col], lambda u, col=col: map_values(blank_missing(u, profile.missing),
+                                                             profile.values.get(col, {})))
+        values = per_value(s, lambda u: parse_numbers(u, profile.decimal, keep_text=False), missing=np.nan)
         bad = (s.notna() & values.isna()).to_numpy(dtype=bool)
         masks[f"{col}: type float"] = bad
         low, high = profile.ranges.get(col, default_range(col))
@@ -696,9 +711,11 @@ def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = No
         names[col] = feature_name(col)
         X[names[col]] = arr
     for col in profile.categorical:
-        s = map_values(blank_missing(df[col], profile.missing), profile.values.get(col, {}))
+        s = per_value(df[col], lambda u, col=col: map_values(blank_missing(u, profile.missing),
+                                                             profile.values.get(col, {})).map(
+            lambda v: None if v is None else str(v)))
         names[col] = feature_name(col)
-        X[names[col]] = pd.Categorical(s.map(lambda v: None if v is None else str(v)).astype(object))
+        X[names[col]] = pd.Categorical(s.astype(object))
     if profile.job_title:
         from features.titles import parse_titles
 
@@ -764,6 +781,7 @@ __all__ = [
     "map_label",
     "map_table",
     "map_values",
+    "per_value",
     "parse_dates",
     "parse_number",
     "parse_numbers",

@@ -28,6 +28,7 @@ from pipeline.sources.profiles import (
     parse_number,
     parse_numbers,
     parse_profile,
+    per_value,
 )
 from pipeline.sources.readers import read_export, sniff_delimiter
 
@@ -81,6 +82,22 @@ def test_map_values_leaves_unmapped_values_for_the_validator():
     out = map_values(pd.Series(["Technology", "technology ", "Agriculture", None], dtype=object),
                      {"Technology": "Software"})
     assert out.tolist()[:3] == ["Software", "Software", "Agriculture"] and pd.isna(out.iloc[3])
+
+
+@pytest.mark.parametrize("dtype", [object, "string", float])
+def test_per_value_equals_the_cell_by_cell_transform(dtype):
+    rng = np.random.default_rng(7)
+    pool = ["Select", " 1,200 ", "n/a", "7", "(300)", "abc", None] if dtype is not float else [1.5, 2.0, np.nan, -3.0]
+    s = pd.Series(rng.choice(np.array(pool, dtype=object), 500), dtype=dtype, index=np.arange(500) + 10)
+    clean = lambda u: map_values(blank_missing(u, ("select", "n/a")), {"7": "70"})  # noqa: E731
+    shared = per_value(s, clean)
+    direct = clean(s).astype(object)
+    assert shared.index.equals(s.index) and shared.dtype == object
+    assert [None if pd.isna(v) else v for v in shared] == [None if pd.isna(v) else v for v in direct]
+    numbers = per_value(shared, lambda u: parse_numbers(u, keep_text=False), missing=np.nan)
+    expected = parse_numbers(direct, keep_text=False).to_numpy(dtype=float)
+    np.testing.assert_array_equal(numbers.to_numpy(), expected)
+    assert numbers.dtype == float and (dtype is float or numbers.isna().sum() < len(s))
 
 
 def test_feature_names_are_model_safe():
