@@ -42,3 +42,25 @@ def downsample_negatives(y, rate: float, seed: int = 0) -> tuple[np.ndarray, np.
     keep = (y == 1) | (np.random.default_rng(seed).random(len(y)) < rate)
     positions = np.flatnonzero(keep)
     return positions, np.where(y[positions] == 1, 1.0, 1.0 / rate)
+
+
+def cluster_sample(groups, max_rows: int, seed: int = 0) -> np.ndarray:
+    """Sorted positions of whole groups (an account's rows) drawn at random until at least `max_rows` rows, or
+    every row when there are no more than `max_rows`. A group is never split, so statistics that count a group as
+    one cluster (effective sizes) stay valid on the sample. Missing group keys each count as a group of their own.
+    """
+    if max_rows <= 0:
+        raise ValueError(f"max_rows must be positive, got {max_rows}")
+    keys = np.asarray(groups, dtype=object)
+    n = len(keys)
+    if n <= max_rows:
+        return np.arange(n)
+    missing = np.array([k is None or (isinstance(k, float) and np.isnan(k)) for k in keys], dtype=bool)
+    codes = np.full(n, -1, dtype=np.int64)
+    _, codes[~missing] = np.unique(keys[~missing].astype(str), return_inverse=True)
+    n_named = int(codes.max()) + 1 if (~missing).any() else 0
+    codes[missing] = n_named + np.arange(int(missing.sum()))
+    sizes = np.bincount(codes)
+    order = np.random.default_rng(seed).permutation(len(sizes))
+    chosen = order[: int(np.searchsorted(np.cumsum(sizes[order]), max_rows)) + 1]
+    return np.flatnonzero(np.isin(codes, chosen))

@@ -22,7 +22,7 @@ from features.build import (
 from features.schema import FLAT
 from models import training
 from models.config import TrainConfig
-from models.sampling import stratified_sample
+from models.sampling import cluster_sample, stratified_sample
 from pipeline import train
 from pipeline.export import (
     HUBSPOT_PROPERTIES,
@@ -88,6 +88,26 @@ def store(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cluster_sample_draws_whole_accounts_up_to_the_budget(seed):
+    rng = np.random.default_rng(seed)
+    groups = pd.Series(rng.integers(0, 400, 20_000).astype(str), dtype=object)
+    groups[rng.random(len(groups)) < 0.02] = None  # rows without an account: each a group of its own
+    picked = cluster_sample(groups, 5_000, seed=seed)
+    assert np.all(np.diff(picked) > 0)
+    sizes = groups.fillna("<none>").value_counts()
+    drawn = groups.iloc[picked]
+    named = drawn.dropna().unique()
+    assert (groups.isin(named).sum()) == drawn.notna().sum()  # every drawn account with all of its rows
+    last = min(sizes[named].min(), 1)
+    assert 5_000 <= len(picked) < 5_000 + sizes[named].max() + last
+    assert np.array_equal(picked, cluster_sample(groups, 5_000, seed=seed))  # reproducible
+    assert not np.array_equal(picked, cluster_sample(groups, 5_000, seed=seed + 10))
+    np.testing.assert_array_equal(cluster_sample(groups, 20_000), np.arange(20_000))  # small data: every row
+    with pytest.raises(ValueError, match="positive"):
+        cluster_sample(groups, 0)
+
+
 def test_train_uses_the_large_data_rate_and_a_bounded_baseline_sample_from_the_thresholds_on(store):
     features = store / "features.parquet"
     table = feature_table(1500, seed=4)

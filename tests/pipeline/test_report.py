@@ -14,6 +14,7 @@ from conftest import isolated_store
 from typer.testing import CliRunner
 
 from features.build import feature_columns
+from models.sampling import cluster_sample
 from pipeline import package, report, score, train
 from pipeline.io import read_json
 from pipeline.params import load_params
@@ -101,6 +102,34 @@ def test_the_demo_raises_no_drift_alarm(small_run):
     assert not m["score_drift"]
     trend = drift[drift["basis"] == "trend"]["feature"].tolist()
     assert {"lead_age_days", "days_since_first_activity", "score"} <= set(trend)  # calendar columns on their trend
+
+
+def test_the_score_reference_is_whole_accounts_up_to_its_budget(small_run, monkeypatch):
+    """Past SCORE_REFERENCE_ROWS training rows the score's reference is a draw of whole accounts: fewer rows
+    scored, no alarm on the demo, and the same scores for the rows drawn."""
+    from models import monitoring as mon
+    from models.decision import rows_to_score
+    from pipeline.artifacts import load_model
+
+    P, prm = small_run["paths"], small_run["params"]
+    table = pd.read_parquet(small_run["features"])
+    model = report.single_threaded(load_model(P["models"], P["package"])[0])
+    cols = list(model.feature_names_in_)
+    train_rows = table[table["split"] == "train"].reset_index(drop=True)
+    now_rows = rows_to_score(table, "snapshots")[0].reset_index(drop=True)
+    p_now = model.predict_proba(now_rows[cols])[:, 1]
+    r = prm.report
+    thresholds = mon.DriftThresholds(r.psi_warn, r.psi_drift, r.ks_alpha, r.ks_min_statistic, r.n_bins, r.min_rows)
+    budget = len(train_rows) // 2
+    _, whole, p_all, _ = report.drift_tables(model, cols, train_rows, now_rows, None, p_now, thresholds)
+    monkeypatch.setattr(report, "SCORE_REFERENCE_ROWS", budget)
+    _, drawn, p_drawn, _ = report.drift_tables(model, cols, train_rows, now_rows, None, p_now, thresholds, seed=3)
+    assert len(p_all) == len(train_rows) and budget <= len(p_drawn) < len(train_rows)
+    assert whole["flag"].iloc[0] == "ok"
+    assert drawn["flag"].iloc[0] in ("ok", "few_rows")  # no alarm; a small draw may be too few to judge
+    assert drawn["neff_reference"].iloc[0] < whole["neff_reference"].iloc[0]
+    picked = cluster_sample(train_rows["account_id"], budget, 3)
+    np.testing.assert_array_equal(p_drawn, p_all[picked])
 
 
 def test_the_hand_over_list_and_the_changes_are_the_scored_tables(small_run):
