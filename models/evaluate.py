@@ -56,8 +56,9 @@ def reliability_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.Data
                          "count": count.astype(np.int64)})
 
 
-def fast_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann-Whitney) formula with mid-ranks for ties; equals sklearn's, much faster."""
+def fast_auc(y: np.ndarray, p: np.ndarray, keys: np.ndarray | None = None) -> float:
+    """ROC AUC by the rank-sum (Mann-Whitney) formula with mid-ranks for ties; equals sklearn's, much faster.
+    ``keys``: `sort_keys` of ``p`` (the same ranks, sorted faster)."""
     from scipy.stats import rankdata
 
     y = np.asarray(y).astype(bool)
@@ -65,7 +66,7 @@ def fast_auc(y: np.ndarray, p: np.ndarray) -> float:
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(p)
+    ranks = rankdata(p if keys is None else keys)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -97,17 +98,32 @@ def precision_at_k(y: np.ndarray, p: np.ndarray, k: int) -> float:
     return float(y[top].mean())
 
 
+def sort_keys(p: np.ndarray) -> np.ndarray | None:
+    """Each score's rank among the distinct scores as a 16-bit integer (None past 65,535 distinct scores, or with
+    a missing score): sorting these orders the rows, ties included, exactly as sorting the scores, and numpy sorts
+    16-bit integers by radix, many times faster. Taken once for a sample and gathered for each bootstrap resample."""
+    p = np.asarray(p, dtype=float)
+    if not np.isfinite(p).all():
+        return None
+    distinct, ranks = np.unique(p, return_inverse=True)
+    if len(distinct) > np.iinfo(np.uint16).max:
+        return None
+    return ranks.astype(np.uint16)
+
+
 def all_metrics(y: np.ndarray, p: np.ndarray, top_fractions: tuple[float, ...] = TOP_FRACTIONS,
-                capacity_k: int | None = None) -> dict[str, float]:
+                capacity_k: int | None = None, keys: np.ndarray | None = None) -> dict[str, float]:
     """Every metric of `full_report` for one sample, from two sorts shared by all of them: the same values as the
     one-metric functions (`fast_auc`, scikit-learn's average precision, Brier and log loss, `lift_at`,
-    `precision_at_k`, `expected_calibration_error`), fast enough to run on hundreds of bootstrap resamples."""
+    `precision_at_k`, `expected_calibration_error`), fast enough to run on hundreds of bootstrap resamples.
+    ``keys``: `sort_keys` of ``p``; the same values, faster."""
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=float)
     yf = y.astype(float)
     n, n_pos = len(y), int(y.sum())
-    out = {"roc_auc": fast_auc(y, p)}
-    desc = np.argsort(-p, kind="stable")  # best first; ties keep their positions (lift_at, precision_at_k)
+    out = {"roc_auc": fast_auc(y, p, keys)}
+    # best first; ties keep their positions (lift_at, precision_at_k)
+    desc = np.argsort(-p if keys is None else np.iinfo(np.uint16).max - keys, kind="stable")
     y_desc, p_desc = yf[desc], p[desc]
     # average precision over distinct thresholds (scikit-learn's definition): sum of (R_k - R_k-1) * P_k
     ends = np.r_[np.flatnonzero(np.diff(p_desc)), n - 1]
@@ -120,7 +136,7 @@ def all_metrics(y: np.ndarray, p: np.ndarray, top_fractions: tuple[float, ...] =
     out["log_loss"] = float(-np.mean(yf * np.log(q) + (1 - yf) * np.log1p(-q)))
     n_bins = max(1, min(10, n))
     bins = np.empty(n, dtype=np.int64)
-    bins[np.argsort(p, kind="stable")] = (np.arange(n) * n_bins) // max(n, 1)
+    bins[np.argsort(p if keys is None else keys, kind="stable")] = (np.arange(n) * n_bins) // max(n, 1)
     count = np.bincount(bins, minlength=n_bins).astype(float)
     gap = np.abs(np.bincount(bins, weights=yf, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins))
     out["ece"] = float(gap[count > 0].sum() / count.sum())  # sum |observed - predicted| x count / rows
@@ -147,10 +163,12 @@ def full_report(y, p, top_fractions: tuple[float, ...] = TOP_FRACTIONS, capacity
     y = np.asarray(y, dtype=int)
     p = np.asarray(p, dtype=float)
     top_fractions = tuple(top_fractions)
-    values = all_metrics(y, p, top_fractions, capacity_k)
+    keys = sort_keys(p)
+    values = all_metrics(y, p, top_fractions, capacity_k, keys)
     draws: dict[str, list[float]] = {name: [] for name in values}
     for idx in bootstrap_indices(y, n_boot, seed):
-        for name, v in all_metrics(y[idx], p[idx], top_fractions, capacity_k).items():
+        for name, v in all_metrics(y[idx], p[idx], top_fractions, capacity_k,
+                                   None if keys is None else keys[idx]).items():
             draws[name].append(v)
     out = {}
     for name, value in values.items():

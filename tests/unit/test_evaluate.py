@@ -5,12 +5,14 @@ import pytest
 
 from models.evaluate import (
     all_metrics,
+    bootstrap_indices,
     expected_calibration_error,
     fast_auc,
     full_report,
     lift_at,
     paired_auc_test,
     precision_at_k,
+    sort_keys,
 )
 
 Y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
@@ -87,3 +89,29 @@ def test_fast_auc_equals_sklearn_with_ties():
     y = rng.integers(0, 2, 5000)
     p = np.round(rng.random(5000) + 0.3 * y, 2)  # many ties
     assert fast_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bootstrap_sort_keys_give_exactly_the_plain_metrics(seed):
+    """`full_report` sorts each resample by 16-bit rank keys: every resample's metrics are bit-for-bit those of
+    sorting the scores themselves, ties (isotonic steps) included."""
+    rng = np.random.default_rng(seed)
+    n = [300, 5000, 20000][seed]
+    p = np.round(rng.random(n) * 0.5, [2, 3, 5][seed])
+    y = (rng.random(n) < p).astype(int)
+    keys = sort_keys(p)
+    assert keys is not None and keys.dtype == np.uint16
+    assert np.array_equal(np.argsort(keys, kind="stable"), np.argsort(p, kind="stable"))
+    for idx in bootstrap_indices(y, 5, seed):
+        assert all_metrics(y[idx], p[idx], (0.05, 0.1), 37, keys[idx]) == all_metrics(y[idx], p[idx], (0.05, 0.1), 37)
+    rep = full_report(y, p, (0.05, 0.1), capacity_k=37, n_boot=20, seed=seed)
+    draws = [all_metrics(y[i], p[i], (0.05, 0.1), 37) for i in bootstrap_indices(y, 20, seed)]
+    for name, v in rep.items():
+        expected = np.quantile([d[name] for d in draws], [0.025, 0.975])
+        assert (v["ci_low"], v["ci_high"]) == (float(expected[0]), float(expected[1])), name
+
+
+def test_sort_keys_fall_back_for_many_distinct_or_missing_scores():
+    assert sort_keys(np.linspace(0, 1, 70_000)) is None  # more distinct scores than 16 bits hold
+    assert sort_keys(np.array([0.1, np.nan, 0.3])) is None
+    assert sort_keys(np.array([0.3, -0.0, 0.0, 0.1])).tolist() == [2, 0, 0, 1]
