@@ -201,7 +201,10 @@ def paired_auc_test(y, p_a, p_b, n_boot: int = 1000, seed: int = 0, alpha: float
     if not (len(y) == len(p_a) == len(p_b)):
         raise ValueError(f"paired test needs scores of the same rows: {len(y)}, {len(p_a)}, {len(p_b)}")
     diff = fast_auc(y, p_b) - fast_auc(y, p_a)
-    diffs = np.array([fast_auc(y[i], p_b[i]) - fast_auc(y[i], p_a[i]) for i in bootstrap_indices(y, n_boot, seed)])
+    keys_a, keys_b = sort_keys(p_a), sort_keys(p_b)  # the same ranks, sorted faster (see `full_report`)
+    diffs = np.array([fast_auc(y[i], p_b[i], None if keys_b is None else keys_b[i])
+                      - fast_auc(y[i], p_a[i], None if keys_a is None else keys_a[i])
+                      for i in bootstrap_indices(y, n_boot, seed)])
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     tail = min((diffs <= 0).mean(), (diffs >= 0).mean())
     p_value = float(min(1.0, max(2 * tail, 1.0 / len(diffs))))

@@ -115,3 +115,15 @@ def test_sort_keys_fall_back_for_many_distinct_or_missing_scores():
     assert sort_keys(np.linspace(0, 1, 70_000)) is None  # more distinct scores than 16 bits hold
     assert sort_keys(np.array([0.1, np.nan, 0.3])) is None
     assert sort_keys(np.array([0.3, -0.0, 0.0, 0.1])).tolist() == [2, 0, 0, 1]
+
+
+def test_paired_auc_test_is_the_same_with_sort_keys(monkeypatch):
+    import models.evaluate as ev
+
+    rng = np.random.default_rng(5)
+    p_a = np.round(rng.random(3000), 2)
+    p_b = np.round(np.clip(p_a + rng.normal(0, 0.2, 3000), 0, 1), 3)
+    y = (rng.random(3000) < p_a).astype(int)
+    fast = paired_auc_test(y, p_a, p_b, n_boot=200)
+    monkeypatch.setattr(ev, "sort_keys", lambda p: None)
+    assert paired_auc_test(y, p_a, p_b, n_boot=200) == fast
