@@ -152,11 +152,9 @@ def add_share_columns(X: pd.DataFrame, shares: dict[str, dict[str, float]]) -> p
     for a missing value."""
     out = X.copy()
     for col, share in shares.items():
-        values = X[col].astype("object")
-        known = values.notna()
-        mapped = np.full(len(X), np.nan)
-        mapped[known.to_numpy()] = [share.get(str(v), 0.0) for v in values[known]]
-        out[f"{col}{SHARE_SUFFIX}"] = mapped
+        codes, uniques = pd.factorize(X[col], use_na_sentinel=True)  # each distinct value looked up once
+        looked_up = np.array([share.get(str(v), 0.0) for v in uniques] + [np.nan], dtype=float)
+        out[f"{col}{SHARE_SUFFIX}"] = looked_up[codes]  # code -1 (missing) takes the trailing NaN
     return out
 
 

@@ -195,6 +195,18 @@ def test_category_shares_come_from_the_training_rows():
     assert not fit_blend(X, y, BlendConfig(booster=FAST, refit=False)).shares_  # off by default
 
 
+@pytest.mark.parametrize("kind", ["object", "category", "string", "float"])
+def test_share_columns_equal_a_row_by_row_lookup(kind):
+    rng = np.random.default_rng(3)
+    pool = ["web", "event", "telex", "7", None] if kind != "float" else [1.0, 2.0, 7.0, np.nan]
+    col = pd.Series(rng.choice(np.array(pool, dtype=object), 2000), dtype=None if kind == "float" else object)
+    col = col.astype(kind) if kind != "object" else col
+    shares = {"src": {"web": 0.4, "event": 0.25, "7": 0.1, "7.0": 0.05, "1.0": 0.2}}
+    got = add_share_columns(pd.DataFrame({"src": col}), shares)["src_share"].to_numpy()
+    expected = [np.nan if pd.isna(v) else shares["src"].get(str(v), 0.0) for v in col.astype("object")]
+    np.testing.assert_array_equal(got, np.array(expected, dtype=float))
+
+
 def model_rows(model, X):
     """Positions of the rows the model was fitted on (fit_blend's stratified inner split, seed of FAST)."""
     from models.blend import inner_split
