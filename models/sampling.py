@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def stratified_sample(y, max_rows: int, seed: int = 0) -> np.ndarray:
@@ -55,7 +56,7 @@ def cluster_sample(groups, max_rows: int, seed: int = 0) -> np.ndarray:
     n = len(keys)
     if n <= max_rows:
         return np.arange(n)
-    missing = np.array([k is None or (isinstance(k, float) and np.isnan(k)) for k in keys], dtype=bool)
+    missing = pd.isna(keys)
     codes = np.full(n, -1, dtype=np.int64)
     _, codes[~missing] = np.unique(keys[~missing].astype(str), return_inverse=True)
     n_named = int(codes.max()) + 1 if (~missing).any() else 0

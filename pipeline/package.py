@@ -69,8 +69,7 @@ def first_rows(features_path: Path, split: str, n: int) -> pd.DataFrame:
 def bundle(model, rows: pd.DataFrame, score) -> tuple[LeadScoreModel, pd.DataFrame]:
     """(the served pyfunc, an input example of five well-filled rows with their lead_id) for a model and its policy
     `score`; the value ranges the served model accepts come from all of `rows` (training rows)."""
-    # MLflow (which the pyfunc subclasses) is imported here, not with the module: `leadscore run` imports it
-    # in the background while the model trains (`tracking.warm_up`)
+    # MLflow (which the pyfunc subclasses) is imported here, when a model is bundled, not with the module
     from models.pyfunc import LeadScoreModel, value_bounds
 
     served = LeadScoreModel(model, score.gates, score.threshold, score.unknown_policy, score.tiers,

@@ -395,9 +395,9 @@ def parse_numbers(s: pd.Series, decimal: str = "auto", keep_text: bool = True) -
     """A column of numbers; unparseable text stays as text (``keep_text``) for the validator to report."""
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         return s.astype(float)
-    uniques = pd.unique(s.dropna())
-    parsed = {u: parse_number(u, decimal) for u in uniques}
-    values = s.map(lambda v: parsed.get(v) if v is not None and not (isinstance(v, float) and np.isnan(v)) else None)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)  # each distinct text parsed once; missing: code -1
+    parsed = np.array([parse_number(u, decimal) for u in uniques] + [None], dtype=float)  # None: NaN
+    values = pd.Series(parsed[codes], index=s.index)
     bad = s.notna() & values.isna()
     if not bad.any() or not keep_text:
         return values.astype(float)
@@ -696,7 +696,7 @@ def map_flat(df: pd.DataFrame, profile: Profile, positives: set[str] | None = No
         # each distinct cell is cleaned and parsed once (`per_value`): an export repeats few values many times
         s = per_value(df[col], lambda u, col=col: map_values(blank_missing(u, profile.missing),
                                                              profile.values.get(col, {})))
-        values = per_value(s, lambda u: parse_numbers(u, profile.decimal, keep_text=False), missing=np.nan)
+        values = parse_numbers(s, profile.decimal, keep_text=False)
         bad = (s.notna() & values.isna()).to_numpy(dtype=bool)
         masks[f"{col}: type float"] = bad
         low, high = profile.ranges.get(col, default_range(col))
