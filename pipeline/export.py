@@ -4,10 +4,11 @@ CRM import files (Salesforce, HubSpot), per-rep queues and the change report."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -125,19 +126,26 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
     if engine.dialect.name == "sqlite":
         _transactional_ddl(engine)
     staging = f"{table}__staging_{uuid.uuid4().hex[:8]}"
+    # SQLite: the rows are bound in C into a file of their own, outside the transaction; the transaction copies them
     try:
-        with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
-            if engine.dialect.name == "sqlite":
-                _sqlite_insert(df, conn, staging)
-            else:
-                df.to_sql(staging, conn, if_exists="fail", index=False, chunksize=50_000)
-            if before_swap is not None:
-                before_swap()
-            if inspect(conn).has_table(table):
-                conn.execute(text(f'DROP TABLE "{table}"'))
-            conn.execute(text(f'ALTER TABLE "{staging}" RENAME TO "{table}"'))
+        with rows_file(df, engine.url.database if engine.dialect.name == "sqlite" else None) as rows, \
+                engine.connect() as conn:
+            if rows is not None:  # on the driver's connection: ATTACH is refused inside a transaction
+                conn.connection.driver_connection.execute(f"ATTACH DATABASE ? AS {ROWS_SCHEMA}", (str(rows),))
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
+                if engine.dialect.name == "sqlite":
+                    _sqlite_insert(df, conn, staging, from_rows_file=rows is not None)
+                else:
+                    df.to_sql(staging, conn, if_exists="fail", index=False, chunksize=50_000)
+                if before_swap is not None:
+                    before_swap()
+                if inspect(conn).has_table(table):
+                    conn.execute(text(f'DROP TABLE "{table}"'))
+                conn.execute(text(f'ALTER TABLE "{staging}" RENAME TO "{table}"'))
+            if rows is not None:
+                conn.connection.driver_connection.execute(f"DETACH DATABASE {ROWS_SCHEMA}")
     except OperationalError as exc:
         message = str(getattr(exc, "orig", exc)).lower()
         if "locked" in message or "lock timeout" in message or "busy" in message:
@@ -159,9 +167,116 @@ SQLITE_ROWS_PER_STATEMENT = 40
 SQLITE_MAX_PARAMETERS = 999  # SQLite's bound-parameter limit before 3.32 (32,766 since)
 
 
-def _sqlite_insert(df: pd.DataFrame, conn, table: str) -> None:
-    """Create `table` as pandas' to_sql creates it (same DDL) and insert the rows with sqlite3 executemany,
-    batch by batch, inside the open transaction.
+# The rows file: the table's rows bound by ADBC's SQLite driver (C, from Arrow columns) into a private SQLite file
+# beside the database, attached to the writer's connection and copied into the staging table by one INSERT ... SELECT
+# inside the transaction. At 820k rows x 31 columns: 4 s + 1.7 s, against 9.1 s for binding the same values from
+# Python (sqlite3). Never opened by both SQLite libraries at once: ADBC writes and closes it before sqlite3 attaches it.
+ROWS_SCHEMA = "leadscore_rows"
+ROWS_TABLE = "rows"
+ROWS_FILE_MIN_ROWS = 10_000  # below this, binding from Python is as quick and needs no second file
+
+
+@contextlib.contextmanager
+def rows_file(df: pd.DataFrame, database: str | None) -> Iterator[Path | None]:
+    """The rows of `df` written into a new SQLite file beside `database` (as `arrow_rows` gives them), held and
+    removed on exit; None (the caller binds the rows itself) for a small table, an in-memory database, a column
+    `arrow_rows` cannot carry, or without the ADBC SQLite driver. A failed write (a full disk) leaves no file and
+    gives None too: the Python binder then stores the same values, or reports the error itself."""
+    rows = None
+    if len(df) >= ROWS_FILE_MIN_ROWS and database and database != ":memory:" and not database.startswith("file:"):
+        try:
+            import adbc_driver_sqlite.dbapi as adbc
+        except ImportError:
+            adbc = None
+        rows = arrow_rows(df) if adbc is not None else None
+    if rows is None:
+        yield None
+        return
+    from pipeline.transaction import hold, rows_file_pattern
+
+    path = Path(database).parent / rows_file_pattern(database).replace("*", uuid.uuid4().hex[:12])
+    held = hold(path)  # a killed writer's file is removed by the next scoring's `recover`, a live one's never
+    try:
+        written = _write_rows(adbc, rows, path)
+        yield path if written else None
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(held)
+
+
+def _write_rows(adbc, rows, path: Path) -> bool:
+    try:
+        with adbc.connect(str(path), autocommit=True) as conn:
+            cursor = conn.cursor()
+            try:
+                for pragma in ("journal_mode = OFF", "synchronous = OFF"):  # a scratch file: no crash safety needed
+                    cursor.execute(f"PRAGMA {pragma}")
+                    cursor.fetchall()
+                cursor.adbc_ingest(ROWS_TABLE, rows, mode="create")
+            finally:
+                cursor.close()
+    except Exception:  # noqa: BLE001 - a failed fast path: the Python binder writes the same rows
+        return False
+    return True
+
+
+def arrow_rows(df: pd.DataFrame):
+    """`df` as an Arrow table (columns c0, c1, ...) whose values, bound to SQLite, store exactly what pandas'
+    to_sql stores for `df` through sqlite3: missing values (NaN, NA, NaT) as NULL, booleans as 0 / 1, datetimes as
+    SQLAlchemy's SQLite DATETIME text; None when a column is of another kind (object columns of mixed types,
+    categoricals, unsigned integers past int64, time spans)."""
+    import pyarrow as pa
+
+    arrays = []
+    for _, ser in df.items():
+        array = _arrow_column(ser)
+        if array is None:
+            return None
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
+
+
+def _arrow_column(ser: pd.Series):
+    import pyarrow as pa
+
+    values = ser.array
+    dtype = ser.dtype
+    if dtype.kind == "M" and isinstance(values, pd.arrays.DatetimeArray):
+        codes, uniques = pd.factorize(values)
+        text = pa.array([u.strftime(SQLITE_DATETIME_FORMAT) for u in uniques], pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32(), mask=codes < 0), text).dictionary_decode()
+    if isinstance(dtype, np.dtype):
+        if dtype.kind == "f":
+            return pa.array(np.asarray(values, dtype=np.float64), from_pandas=True)  # NaN -> null
+        if dtype.kind == "b":
+            return pa.array(np.asarray(values), pa.bool_())
+        if dtype.kind in "iu":
+            arr = np.asarray(values)
+            if dtype.kind == "u" and len(arr) and arr.max() >= 2 ** 63:
+                return None
+            return pa.array(arr.astype(np.int64, copy=False))
+        if dtype.kind == "O":
+            try:
+                return pa.array(values, pa.string(), from_pandas=True)  # text only (NaN / None -> null)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                return None
+        return None
+    if isinstance(values, pd.arrays.IntegerArray):
+        return pa.array(values._data.astype(np.int64, copy=False), mask=values._mask)
+    if isinstance(values, pd.arrays.BooleanArray):
+        return pa.array(values._data, pa.bool_(), mask=values._mask)
+    if isinstance(dtype, pd.StringDtype) or (isinstance(values, pd.arrays.ArrowExtensionArray)
+                                             and pa.types.is_string(values.dtype.pyarrow_dtype)):
+        array = pa.array(values)
+        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+        return array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else None
+    return None
+
+
+def _sqlite_insert(df: pd.DataFrame, conn, table: str, from_rows_file: bool = False) -> None:
+    """Create `table` as pandas' to_sql creates it (same DDL) and insert the rows inside the open transaction:
+    `from_rows_file`, copied from the attached rows file (`rows_file_for`); otherwise with sqlite3 executemany,
+    batch by batch.
 
     pandas' generic insert converts the whole table to Python objects through SQLAlchemy's compiled statements
     (most of the export time at a million rows); this binds the same values straight to sqlite3: NaN / NA ->
@@ -172,6 +287,11 @@ def _sqlite_insert(df: pd.DataFrame, conn, table: str) -> None:
     SQLDatabase(conn).prep_table(frame=df, name=table, if_exists="fail", index=False)
     keys = [str(c) for c in df.columns]
     names = ", ".join('"' + k.replace('"', '""') + '"' for k in keys)
+    if from_rows_file:
+        copied = ", ".join(f"c{i}" for i in range(len(keys)))
+        conn.exec_driver_sql(f'INSERT INTO "{table.replace(chr(34), chr(34) * 2)}" ({names}) '
+                             f"SELECT {copied} FROM {ROWS_SCHEMA}.{ROWS_TABLE} ORDER BY rowid")
+        return
     prepared = [_sqlite_column(ser) for _, ser in df.items()]
     # a column with one value on every row (run id, model version, as-of, schema version) is written as a literal of
     # the statement: the same stored value, without binding it 820k times

@@ -409,6 +409,12 @@ def _adopt_legacy(out_dir: Path, folder: Path) -> Path | None:
     return target
 
 
+def rows_file_pattern(database: str | Path) -> str:
+    """The glob of the rows files (`pipeline.export.rows_file_for`) beside the SQLite file `database`: a writer
+    removes its own; one killed leaves it, and `recover` removes it."""
+    return f".{Path(database).name}.rows-*.tmp"
+
+
 def recover(out_dir: Path | str, database_url: str | None, table: str = "sql_leads") -> str | None:
     """Under the lock: finish or undo what a killed run left. Returns what was done (None: nothing to do).
 
@@ -438,11 +444,59 @@ def recover(out_dir: Path | str, database_url: str | None, table: str = "sql_lea
     if runs.is_dir():
         for stale in runs.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
-    for pattern in (".*.tmp",):
-        for stale in out_dir.glob(pattern):
+    rows_files = _rows_files(database_url or default_database_url(out_dir))
+    for stale in out_dir.glob(".*.tmp"):
+        if stale not in rows_files:  # a rows file may be another scored folder's writer's, at work
             with contextlib.suppress(OSError):
                 stale.unlink()
+    for stale in rows_files:
+        remove_unless_held(stale)
     return done
+
+
+def _rows_files(url: str) -> set[Path]:
+    database = _sqlite_file(url)
+    return set() if database is None else set(Path(database).parent.glob(rows_file_pattern(database)))
+
+
+def hold(path: Path) -> int:
+    """Create `path` and hold it (an exclusive flock, released when the returned descriptor is closed), so that
+    `remove_unless_held` leaves it to its writer."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def remove_unless_held(path: Path) -> bool:
+    """Remove `path` unless a live writer holds it (`hold`). True when it was removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    try:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of an SQLite URL (None: another database, in memory, or a malformed URL)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 def database_run_id(url: str, table: str = "sql_leads") -> str | None:

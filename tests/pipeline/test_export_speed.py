@@ -1,6 +1,7 @@
 """The fast export writers (issue 16) write what the pandas writers wrote: the Arrow CSV writer byte for byte,
 the SQLite rows value for value and type for type, the first scoring's change report frame for frame."""
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -179,12 +180,26 @@ def _dump(path: Path) -> tuple[str, list]:
         return ddl.split("(", 1)[1], conn.execute(f'SELECT {typed} FROM "sql_leads" ORDER BY rowid').fetchall()
 
 
-def test_sqlite_writer_stores_what_pandas_to_sql_stored(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rows_file", [False, True], ids=["python-binder", "rows-file"])
+def test_sqlite_writer_stores_what_pandas_to_sql_stored(tmp_path, monkeypatch, rows_file):
     from sqlalchemy import create_engine
 
     import pipeline.export as export
 
     monkeypatch.setattr(export, "SQLITE_INSERT_ROWS", 37)  # several batches
+    if rows_file:  # the ADBC rows file from the first row on (by default from ROWS_FILE_MIN_ROWS)
+        pytest.importorskip("adbc_driver_sqlite")
+        monkeypatch.setattr(export, "ROWS_FILE_MIN_ROWS", 0)
+    used = []
+    real_rows_file = export.rows_file
+
+    @contextlib.contextmanager
+    def watched(df, database):
+        with real_rows_file(df, database) as path:
+            used.append(path)
+            yield path
+
+    monkeypatch.setattr(export, "rows_file", watched)
     df = scored()
     df["model_version"] = "it's quoted"  # a constant written as a literal
     df.loc[5, "scored_at"] = pd.NaT
@@ -201,6 +216,67 @@ def test_sqlite_writer_stores_what_pandas_to_sql_stored(tmp_path, monkeypatch):
         constant.to_sql("sql_leads", conn, index=False)
     engine.dispose()
     assert _dump(tmp_path / "const.db") == _dump(tmp_path / "generic2.db")
+    assert len(used) == 2 and all((path is not None) == rows_file for path in used)
+    assert not list(tmp_path.glob(".*.tmp"))  # the rows files are gone
+
+
+def test_rows_file_carries_every_supported_kind_and_refuses_the_others(tmp_path):
+    pytest.importorskip("adbc_driver_sqlite")
+    from sqlalchemy import create_engine
+
+    from pipeline.export import arrow_rows
+
+    df = tricky_frame(60).rename(columns={"I": "nullable_int", "B": "nullable_bool"}).assign(  # SQLite: i == I
+        u=np.arange(60, dtype=np.uint32), f32=np.linspace(0, 1, 60, dtype=np.float32),
+        arrow_text=pd.array([None, "x"] * 30, dtype=pd.ArrowDtype(__import__("pyarrow").string())),
+        when=pd.Series([pd.Timestamp("2026-10-02 08:00:01.5"), pd.NaT] * 30),
+        utc=pd.Timestamp("2026-10-02 08:00:01", tz="UTC"), obj_nan=np.array(["a", np.nan] * 30, dtype=object))
+    rows = arrow_rows(df)
+    assert rows is not None and rows.num_rows == 60 and rows.column_names == [f"c{i}" for i in range(df.shape[1])]
+    for name, bad in {"mixed": np.array([1, "a"] * 30, dtype=object),
+                      "category": pd.Categorical(["a", "b"] * 30),
+                      "huge": np.full(60, 2 ** 63, dtype=np.uint64),
+                      "span": pd.to_timedelta(np.arange(60), unit="s")}.items():
+        assert arrow_rows(df.assign(**{name: bad})) is None, name
+    # written through the rows file (any size), the stored rows are to_sql's, value and type
+    import pipeline.export as export
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'generic.db'}")
+    with engine.begin() as conn:
+        df.to_sql("sql_leads", conn, index=False)
+    engine.dispose()
+    old = export.ROWS_FILE_MIN_ROWS
+    export.ROWS_FILE_MIN_ROWS = 0
+    try:
+        write_sql_table(df, f"sqlite:///{tmp_path / 'fast.db'}")
+    finally:
+        export.ROWS_FILE_MIN_ROWS = old
+    assert _dump(tmp_path / "fast.db") == _dump(tmp_path / "generic.db")
+
+
+def test_a_killed_writers_rows_file_is_removed_by_the_next_scoring_and_a_live_ones_is_not(tmp_path):
+    import os
+
+    from pipeline.transaction import hold, recover, rows_file_pattern
+
+    out = tmp_path / "scored"
+    out.mkdir()
+    db = tmp_path / "elsewhere" / "crm.db"  # a database outside the scored folder
+    db.parent.mkdir()
+    url = f"sqlite:///{db}"
+    dead = db.parent / rows_file_pattern(db).replace("*", "dead")
+    live = db.parent / rows_file_pattern(db).replace("*", "live")
+    os.close(hold(dead))  # its writer is gone: nothing holds it
+    held = hold(live)
+    other = out / ".sql_leads.parquet.x.tmp"  # a killed file writer's temporary in the scored folder
+    other.write_bytes(b"x")
+    try:
+        recover(out, url)
+        assert not dead.exists() and live.exists() and not other.exists()
+    finally:
+        os.close(held)
+    recover(out, url)
+    assert not live.exists()
 
 
 def test_first_scoring_changes_are_diff_scorings_without_a_previous_scoring():
