@@ -109,13 +109,14 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
 
     The new rows go to a staging table and are swapped in by DROP + RENAME inside the same transaction, so a
     writer killed at any point leaves the previous table as it was. `before_swap` runs after the rows are staged
-    and before the swap (tests kill the writer there; `export_all` waits there until the files are staged).
+    and before the swap is committed (tests kill the writer there; `export_all` waits there until the files are
+    staged): on SQLite after the DROP + RENAME of the open transaction, on other databases before them.
 
     A reader holding the table (an open read transaction) makes the swap wait `wait` seconds at most (env
     LEADSCORE_DB_WAIT, 30 by default: SQLite's busy timeout, PostgreSQL's lock_timeout); then it fails with
     `DatabaseBusyError` and the previous table stays as it was.
     """
-    from sqlalchemy import inspect, text
+    from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
     from pipeline.secrets import hide_password
@@ -139,11 +140,15 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
                     _sqlite_insert(df, conn, staging, from_rows_file=rows is not None)
                 else:
                     df.to_sql(staging, conn, if_exists="fail", index=False, chunksize=50_000)
+                if engine.dialect.name == "sqlite":
+                    # SQLite: the swap is staged too, so the caller's wait covers the DROP (2 s for 820k rows). No
+                    # reader sees it before COMMIT, and readers are held off since the insert anyway: SQLite's
+                    # writer holds the file's exclusive lock from the first page it writes to it.
+                    _swap(conn, staging, table)
                 if before_swap is not None:
                     before_swap()
-                if inspect(conn).has_table(table):
-                    conn.execute(text(f'DROP TABLE "{table}"'))
-                conn.execute(text(f'ALTER TABLE "{staging}" RENAME TO "{table}"'))
+                if engine.dialect.name != "sqlite":  # PostgreSQL's DROP locks readers out: only now
+                    _swap(conn, staging, table)
             if rows is not None:
                 conn.connection.driver_connection.execute(f"DETACH DATABASE {ROWS_SCHEMA}")
     except OperationalError as exc:
@@ -156,6 +161,14 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
         raise
     finally:
         engine.dispose()
+
+
+def _swap(conn, staging: str, table: str) -> None:
+    from sqlalchemy import inspect, text
+
+    if inspect(conn).has_table(table):
+        conn.execute(text(f'DROP TABLE "{table}"'))
+    conn.execute(text(f'ALTER TABLE "{staging}" RENAME TO "{table}"'))
 
 
 # SQLAlchemy's SQLite DATETIME storage format: what the generic to_sql path stored, kept byte for byte.
