@@ -693,8 +693,7 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
                changes: pd.DataFrame | None = None,
                contacts: pd.DataFrame | Callable[[], pd.DataFrame | None] | None = None,
                owners: dict[str, dict[str, str]] | None = None,
-               extra_files: dict[str, Callable[[Path], object]] | None = None,
-               alongside: Callable[[], object] | None = None) -> dict[str, str]:
+               extra_files: dict[str, Callable[[Path], object]] | None = None) -> dict[str, str]:
     """Every export of one scoring, as one transaction (`pipeline.transaction`): under the scored folder's lock,
     after every destination is checked, the files are written into a staging folder (`extra_files`: name ->
     writer of further files of the run, e.g. the summary), fsynced and sealed as ``runs/<run>``; the SQL table is
@@ -707,9 +706,8 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
 
     The SQL rows are written by a `SqlWriter` (a forked process on Linux, else a thread) while the files are
     staged; the writer holds its transaction open until the files are staged and swaps the table only then, so a
-    failed file never meets a new table. `alongside`: the caller's own work to start once the files are staged,
-    while the writer finishes (e.g. importing what the caller needs next). Returned paths are the top-level ones (they
-    resolve through `current`), plus ``run`` (the run folder).
+    failed file never meets a new table. Returned paths are the top-level ones (they resolve through `current`), plus
+    ``run`` (the run folder).
     """
     from pipeline.transaction import (
         ScoringRun,
@@ -742,8 +740,6 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
             except BaseException:
                 sql.finish(swap=False)
                 raise
-            if alongside is not None:
-                alongside()
             sql.finish(swap=True)
             checkpoint("database")
             run.switch()

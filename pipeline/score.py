@@ -144,12 +144,8 @@ def _finish_locked(table: pd.DataFrame, p: ScoreConfig, out_dir: Path, reports_d
     files = {"score_summary.json": lambda target: write_json(summary, target)}  # the run's copy (no history fields)
     if shadow_table is not None:
         files[SHADOW_FILE] = lambda target: write_parquet(shadow_table, target)
-    # a model with a training run: the scoring is logged to MLflow next (`log_score_run`), whose imports take seconds;
-    # they run while this process waits for the SQL table's writer
-    run_of_model = table["model_run_id"].iloc[0] if len(table) and "model_run_id" in table else None
-    logs = pd.notna(run_of_model) and str(run_of_model) != ""
     paths = export_all(table, out_dir, database_url, changes=changes, contacts=contacts, owners=owner_ids(p.assignment),
-                       extra_files=files, alongside=tracking.warm_up if logs else None)
+                       extra_files=files)
     if history and key:
         entry = history.add(table, key, summary)
         summary["history_entries"] = len(history.entries())
@@ -186,6 +182,8 @@ def score_rows(rows: pd.DataFrame, model, p: ScoreConfig, version: str, run_id: 
     """(the ranked table, its history key): a rerun of a scoring already in the history gets that scoring's
     `scoring_run_id` and `scored_at`, so the same export, model and policy give the same table."""
     check_feature_schema(list(rows.columns), model, source)
+    if run_id:  # the scoring is logged to MLflow at the end (`log_score_run`): its imports (4-5 s) are done meanwhile
+        tracking.warm_up()
     key = scoring_key(rows, version, p) if history_dir else None  # the key finds and files history entries only
     known = History(history_dir).find(key) if history_dir else None
     scored_at = pd.Timestamp(known["scored_at"]) if known else pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)

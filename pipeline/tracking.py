@@ -54,8 +54,9 @@ def configure() -> str:
 
 def warm_up() -> threading.Thread | None:
     """Import MLflow and its SQL stores in a background thread (about 4-5 s of imports), for a caller that logs
-    to MLflow later and waits on other work meanwhile (the score stage, while its SQL table is written). None when
-    MLflow is imported already. An import that fails here fails again, with its message, where it is used."""
+    to MLflow later and works meanwhile (the score stage, from its first row scored: LightGBM's predict and the
+    Arrow exports leave the interpreter free most of the time). None when MLflow is imported already. An import
+    that fails here fails again, with its message, where it is used."""
     import sys
 
     if "mlflow" in sys.modules:

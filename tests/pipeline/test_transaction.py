@@ -267,30 +267,30 @@ os.kill(os.getpid(), signal.SIGKILL)
         conn.execute("CREATE TABLE probe (x)")
 
 
-def test_alongside_work_runs_once_the_files_are_sealed_and_before_anything_is_switched(tmp_path):
-    """export_all's `alongside` (the score stage imports MLflow there) starts after the run's files are sealed, while
-    readers still see the previous run and table: it overlaps the writer's last seconds, never the files."""
-    out = tmp_path / "scored"
-    export_all(scored_table(run="run-1"), out)
-    seen = {}
-
-    def alongside():
-        sealed = [f for f in (out / RUNS).iterdir() if f.is_dir() and f.name.endswith("run-2")]
-        seen["sealed"] = bool(sealed) and (sealed[0] / "sql_leads.parquet").exists()
-        seen["current"] = json.loads(((out / CURRENT).resolve() / "manifest.json").read_text())["scoring_run_id"]
-
-    export_all(scored_table(run="run-2"), out, alongside=alongside)
-    assert seen == {"sealed": True, "current": "run-1"}
-    assert_one_run(out, "run-2")
-    assert db_run_id(out) == [("run-2",)]
-
-
 def test_mlflow_is_imported_in_the_background_when_asked():
     """tracking.warm_up: a thread that imports MLflow (None once it is imported)."""
     code = ("import sys; from pipeline import tracking; t = tracking.warm_up(); assert t is not None; t.join(); "
             "print('mlflow' in sys.modules, tracking.warm_up())")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["True", "None"], proc.stderr
+
+
+def test_the_score_stage_imports_mlflow_while_it_scores_when_it_will_log_the_scoring(monkeypatch):
+    """A model with a training run: the scoring is logged to MLflow at the end, so the import starts before the
+    rows are scored (it overlaps the scoring and the exports); a model without one never imports it."""
+    import pipeline.score as stage
+    from models.config import ScoreConfig
+
+    calls = []
+    monkeypatch.setattr(stage, "check_feature_schema", lambda *args: None)
+    monkeypatch.setattr(stage.tracking, "warm_up", lambda: calls.append("warm_up"))
+    monkeypatch.setattr(stage, "score_frame", lambda *args, **kwargs: calls.append("score") or "table")
+    rows = pd.DataFrame({"lead_id": ["L1"]})
+    assert stage.score_rows(rows, None, ScoreConfig(), "m/1", "run-1", None, None, None, "x") == ("table", None)
+    assert calls == ["warm_up", "score"]
+    calls.clear()
+    stage.score_rows(rows, None, ScoreConfig(), "m/1", "", None, None, None, "x")
+    assert calls == ["score"]
 
 
 def test_a_failing_forked_writer_raises_its_error_in_the_scorer(tmp_path):
