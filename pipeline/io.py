@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -199,6 +201,46 @@ def write_csv_files(df: pd.DataFrame, files: dict[Path | str, tuple], neutralise
 # block. Anything it does not know how to render (object columns of non-text, nested types) goes to pandas.
 FAST_CSV_BLOCK_ROWS = 65_536
 _PANDAS_CHUNK_CELLS = 100_000  # pandas.io.formats.csvs._DEFAULT_CHUNKSIZE_CELLS
+
+
+def render_threads() -> int:
+    """Threads rendering CSV blocks at once: the processors this process may use, at most 2 (Arrow's kernels
+    release the interpreter; a second thread takes a core the SQL writer or LightGBM leaves free)."""
+    try:
+        return max(1, min(2, len(os.sched_getaffinity(0))))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return max(1, min(2, os.cpu_count() or 1))
+
+
+def ordered_map(fn: Callable[[Any], Any], items, threads: int) -> Iterator[Any]:
+    """`fn` of each item, in the items' order, computed by `threads` threads with at most 2 × `threads` results
+    waiting (memory stays bounded by a few blocks). The first item is done alone, so that what `fn` builds once
+    and caches (a column's distinct texts) is built before threads share it. An error of `fn` is raised here."""
+    items = iter(items)
+    first = next(items, _END)
+    if first is _END:
+        return
+    yield fn(first)
+    if threads <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="csv") as pool:
+        pending = collections.deque(pool.submit(fn, item) for item in itertools.islice(items, 2 * threads))
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for item in itertools.islice(items, 1):
+                    pending.append(pool.submit(fn, item))
+                yield result
+        finally:
+            for future in pending:  # a consumer that stops early (an error) does not wait for the rest
+                future.cancel()
+
+
+_END = object()
 
 
 class _Unsupported(Exception):
@@ -477,7 +519,8 @@ class FastCsv:
         scope = {key: tuple(c for c in cols if c not in lone.get(key, ())) for key, cols in files.items()}
         renderers = {self._key(c, widths[key], scope[key]): self._column(c, widths[key], scope[key])
                      for key, cols in files.items() for c in cols}
-        for start in range(0, self.n, FAST_CSV_BLOCK_ROWS):
+
+        def block(start: int) -> dict[Any, memoryview]:
             stop = min(start + FAST_CSV_BLOCK_ROWS, self.n)
             texts = {k: renderer.text(start, stop, neutralise) for k, renderer in renderers.items()}
             out = {}
@@ -488,7 +531,9 @@ class FastCsv:
                 parts[-1] = pc.binary_join_element_wise(parts[-1], pa.scalar("\n"), "")  # the line's end
                 lines = pc.binary_join_element_wise(*parts, ",")
                 out[key] = _string_bytes(lines)
-            yield out
+            return out
+
+        yield from ordered_map(block, range(0, self.n, FAST_CSV_BLOCK_ROWS), render_threads())
 
     def blocks(self, names: list, header: bool = True, neutralise: bool = True) -> Iterator[bytes]:
         if header:

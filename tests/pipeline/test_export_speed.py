@@ -354,3 +354,46 @@ def test_diff_scorings_with_repeated_or_numeric_ids_falls_back_to_the_merge():
     doubled = pd.concat([current, current.iloc[:3]], ignore_index=True)
     assert _diff_unique_ids(doubled, previous) is None
     assert len(diff_scorings(previous, doubled)) == len(as_text) + 3
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocks_rendered_by_threads_come_out_in_order_with_few_waiting(threads):
+    import threading
+    import time
+
+    from pipeline.io import ordered_map
+
+    lock = threading.Lock()
+    state = {"started": 0, "yielded": 0, "most_ahead": 0}
+
+    def work(i):
+        with lock:
+            state["started"] += 1
+            state["most_ahead"] = max(state["most_ahead"], state["started"] - state["yielded"])
+        time.sleep(0.002 * (i % 3))  # later items may finish first
+        return i * i
+
+    out = []
+    for value in ordered_map(work, range(40), threads):
+        out.append(value)
+        state["yielded"] += 1
+    assert out == [i * i for i in range(40)]
+    assert state["most_ahead"] <= 2 * threads + 1  # never the whole table in memory
+
+    def failing(i):
+        if i == 7:
+            raise ValueError("block 7")
+        return i
+
+    with pytest.raises(ValueError, match="block 7"):
+        list(ordered_map(failing, range(40), threads))
+    assert list(ordered_map(work, [], threads)) == []
+
+
+def test_threaded_csv_rendering_is_byte_for_byte_the_one_thread_rendering(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "FAST_CSV_BLOCK_ROWS", 50)  # many blocks
+    df = tricky_frame(1_000)
+    monkeypatch.setattr(io, "render_threads", lambda: 1)
+    one = csv_text(df)
+    monkeypatch.setattr(io, "render_threads", lambda: 2)
+    assert csv_text(df) == one == _csv_text_pandas(df)
