@@ -293,6 +293,14 @@ def test_the_score_stage_imports_mlflow_while_it_scores_when_it_will_log_the_sco
     assert calls == ["score"]
 
 
+def test_the_model_libraries_are_imported_ahead_and_mlflow_only_for_a_registered_model():
+    code = ("import sys; from pipeline.score import import_model_libraries as f; f(False); "
+            "print('lightgbm' in sys.modules, 'sklearn' in sys.modules, 'mlflow' in sys.modules); f(True); "
+            "print('mlflow.pyfunc' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["True", "True", "False", "True"], proc.stderr
+
+
 def test_a_failing_forked_writer_raises_its_error_in_the_scorer(tmp_path):
     """The writer's error (here: the database cannot be opened) is raised by finish(swap=True)."""
     from pipeline.export import SqlWriter, conform
