@@ -195,8 +195,6 @@ def score_rows(rows: pd.DataFrame, model, p: ScoreConfig, version: str, run_id: 
     """(the ranked table, its history key): a rerun of a scoring already in the history gets that scoring's
     `scoring_run_id` and `scored_at`, so the same export, model and policy give the same table."""
     check_feature_schema(list(rows.columns), model, source)
-    if run_id:  # the scoring is logged to MLflow at the end (`log_score_run`): its imports (4-5 s) are done meanwhile
-        tracking.warm_up()
     key = scoring_key(rows, version, p) if history_dir else None  # the key finds and files history entries only
     known = History(history_dir).find(key) if history_dir else None
     scored_at = pd.Timestamp(known["scored_at"]) if known else pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
@@ -272,13 +270,14 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         leads = read_contacts(validated_dir)
     scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
                              str(features_path))
-    if uri is not None and p.model == tracking.CHAMPION:
-        extra["shadow"] = shadow(rows, model_uri(tracking.CHALLENGER, registered_model), version, p, accounts,
-                                 opportunities, out_dir)
-    shadow_table = extra["shadow"].pop("_table", None) if extra.get("shadow") else None
-    summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                     phrasebook_for(icp), lambda: contact_table(leads, accounts), key, extra, shadow_table)
-    log_score_run(run_id, started, p_used, summary)
+    with mlflow_logger(run_id) as logger:  # MLflow imported beside the hand-over and the exports
+        if uri is not None and p.model == tracking.CHAMPION:
+            extra["shadow"] = shadow(rows, model_uri(tracking.CHALLENGER, registered_model), version, p, accounts,
+                                     opportunities, out_dir)
+        shadow_table = extra["shadow"].pop("_table", None) if extra.get("shadow") else None
+        summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
+                         phrasebook_for(icp), lambda: contact_table(leads, accounts), key, extra, shadow_table)
+        log_score_run(run_id, started, p_used, summary, logger)
     return summary
 
 
@@ -286,14 +285,23 @@ SCORE_RUN_METRICS = ("n_scored", "n_sql", "n_assigned", "n_call_queue", "n_with_
                      "expected_value_sql", "expected_value_assigned")
 
 
-def log_score_run(train_run_id: str, started: float, p: ScoreConfig, summary: dict) -> str | None:
+def mlflow_logger(train_run_id: str):
+    """For a model with a training run (whose scoring `log_score_run` logs at the end): a
+    `tracking.StageRunLogger`, whose helper process imports MLflow while this one hands over and exports (4-5 s
+    of imports, which the scoring then does not wait for). Otherwise nothing."""
+    return tracking.StageRunLogger() if train_run_id else contextlib.nullcontext()
+
+
+def log_score_run(train_run_id: str, started: float, p: ScoreConfig, summary: dict,
+                  logger: tracking.StageRunLogger | None = None) -> str | None:
     """The scoring as an MLflow run (``score <profile> <as-of>``) nested under the training run of the model that
-    scored, with the policy it scored with (``score.*``) and the counts; None for a model without a run. The
-    scoring is done and written by then, so a store that refuses the run is a warning, not a failure."""
+    scored, with the policy it scored with (``score.*``) and the counts (by `logger` when given); None for a model
+    without a run. The scoring is done and written by then, so a store that refuses the run is a warning, not a
+    failure."""
     if not train_run_id:
         return None
     try:
-        return tracking.log_stage_run(
+        return (logger.log if logger is not None else tracking.log_stage_run)(
             "score", train_run_id, start_time=started, params=tracking.loggable_params({"score": p}),
             metrics={k: summary[k] for k in SCORE_RUN_METRICS if k in summary}, data_date=summary.get("as_of"),
             tags={"model_version": str(summary.get("model_version", "")),
@@ -398,9 +406,10 @@ def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Pat
     accounts, opportunities = tables.get("accounts"), tables.get("opportunities")
     scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
                              str(input_path))
-    summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                     phrasebook_for(featurize_params.icp), lambda: contact_table(tables.get("leads"), accounts), key,
-                     {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
-                      "profile": getattr(profile, "name", None)})
-    log_score_run(run_id, started, p_used, summary)
+    with mlflow_logger(run_id) as logger:
+        summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
+                         phrasebook_for(featurize_params.icp), lambda: contact_table(tables.get("leads"), accounts),
+                         key, {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
+                               "profile": getattr(profile, "name", None)})
+        log_score_run(run_id, started, p_used, summary, logger)
     return summary

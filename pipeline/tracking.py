@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import subprocess
-import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -52,28 +51,101 @@ def configure() -> str:
     return uri
 
 
-def warm_up() -> threading.Thread | None:
-    """Import MLflow and its SQL stores in a background thread (about 4-5 s of imports), for a caller that logs
-    to MLflow later and works meanwhile (the score stage, from its first row scored: LightGBM's predict and the
-    Arrow exports leave the interpreter free most of the time). None when MLflow is imported already. An import
-    that fails here fails again, with its message, where it is used."""
-    import sys
+def _import_mlflow() -> None:
+    import mlflow  # noqa: F401
+    import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    from mlflow import MlflowClient  # noqa: F401
 
-    if "mlflow" in sys.modules:
-        return None
 
-    def imports() -> None:
+class StageRunLogger:
+    """`log_stage_run` done by a forked helper process that imports MLflow (4-5 s of imports) as soon as it is
+    created, beside the caller's work and without holding the caller's interpreter; the caller hands it the
+    run's arguments at the end (`log`) and waits only for the logging itself. Where MLflow is imported already
+    (e.g. `leadscore run`) or the platform does not fork, `log` calls `log_stage_run` in this process.
+
+    The helper reads its order from a pipe: a caller that never calls `log` (an error; `close` by the context
+    manager) or dies closes it, and the helper exits without logging anything."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self.pid: int | None = None
+        if "mlflow" in sys.modules or not hasattr(os, "fork"):
+            return
+        order_r, self._order = os.pipe()
+        self._answer, answer_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the helper: imports, then waits for the order
+            os.close(self._order)
+            os.close(self._answer)
+            try:
+                _import_mlflow()
+                order = _read_all(order_r)
+                if order:
+                    import pickle
+
+                    try:
+                        answer = ("ok", log_stage_run(**pickle.loads(order)))
+                    except BaseException as exc:  # noqa: BLE001 - reported to the caller, which warns
+                        answer = ("error", f"{type(exc).__name__}: {exc}")
+                    _write_all(answer_w, pickle.dumps(answer))
+            finally:
+                os._exit(0)
+        os.close(order_r)
+        os.close(answer_w)
+        self.pid = pid
+
+    def log(self, stage: str, train_run_id: str, **kwargs) -> str:
+        """`log_stage_run(stage, train_run_id, **kwargs)`, by the helper when there is one; its error is raised
+        here as a RuntimeError with the helper's message."""
+        if self.pid is None:
+            return log_stage_run(stage, train_run_id, **kwargs)
+        import pickle
+
         try:
-            import mlflow  # noqa: F401
-            import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
-            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-            from mlflow import MlflowClient  # noqa: F401
-        except Exception:  # noqa: BLE001 - reported by the real use
-            pass
+            _write_all(self._order, pickle.dumps({"stage": stage, "train_run_id": train_run_id, **kwargs}))
+            os.close(self._order)
+            self._order = None
+            answer = _read_all(self._answer)
+        finally:
+            self.close()
+        if not answer:
+            raise RuntimeError("the MLflow logging process ended without logging the run")
+        kind, value = pickle.loads(answer)
+        if kind != "ok":
+            raise RuntimeError(value)
+        return value
 
-    thread = threading.Thread(target=imports, name="mlflow-warm-up", daemon=True)
-    thread.start()
-    return thread
+    def close(self) -> None:
+        """Tell the helper to exit without logging (when `log` was not called) and reap it."""
+        if self.pid is None:
+            return
+        for fd in (self._order, self._answer):
+            if fd is not None:
+                os.close(fd)
+        self._order = self._answer = None
+        os.waitpid(self.pid, 0)
+        self.pid = None
+
+    def __enter__(self) -> StageRunLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 # --------------------------------------------------------------------------------- a store that can be moved

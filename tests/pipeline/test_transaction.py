@@ -267,30 +267,74 @@ os.kill(os.getpid(), signal.SIGKILL)
         conn.execute("CREATE TABLE probe (x)")
 
 
-def test_mlflow_is_imported_in_the_background_when_asked():
-    """tracking.warm_up: a thread that imports MLflow (None once it is imported)."""
-    code = ("import sys; from pipeline import tracking; t = tracking.warm_up(); assert t is not None; t.join(); "
-            "print('mlflow' in sys.modules, tracking.warm_up())")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["True", "None"], proc.stderr
+LOGGER = """
+import json, sys
+from pipeline import tracking
+train_run, mode = sys.argv[1], sys.argv[2]
+logger = tracking.StageRunLogger()
+forked = logger.pid is not None
+if mode == "close":
+    logger.close()
+    print(json.dumps({"forked": forked}))
+    sys.exit()
+try:
+    result = logger.log("score", train_run, start_time=1.0, params={"score.threshold": "0.5"},
+                        metrics={"n_sql": 3}, data_date="2026-10-01", tags={"scoring_run_id": "s-1"})
+except RuntimeError as exc:
+    result = "error: " + str(exc)
+print(json.dumps({"forked": forked, "result": result, "mlflow_here": "mlflow" in sys.modules}))
+"""
 
 
-def test_the_score_stage_imports_mlflow_while_it_scores_when_it_will_log_the_scoring(monkeypatch):
-    """A model with a training run: the scoring is logged to MLflow at the end, so the import starts before the
-    rows are scored (it overlaps the scoring and the exports); a model without one never imports it."""
-    import pipeline.score as stage
-    from models.config import ScoreConfig
+def _logger(tmp_path, train_run: str, mode: str = "log") -> dict:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", LOGGER, train_run, mode], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_a_stage_run_is_logged_by_a_helper_process_that_imported_mlflow_meanwhile(tmp_path, monkeypatch):
+    """tracking.StageRunLogger: a forked helper imports MLflow while the caller works and logs the run when told;
+    the caller never imports MLflow. Its error reaches the caller; a caller that closes it logs nothing."""
+    from mlflow import MlflowClient
+
+    from pipeline import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    tracking.configure()
+    client = MlflowClient()
+    experiment = client.create_experiment("logger")
+    train_run = client.create_run(experiment, tags={"profile": "demo"}).info.run_id
+
+    out = _logger(tmp_path, train_run)
+    assert out["forked"] and not out["mlflow_here"]
+    run = client.get_run(out["result"])
+    assert run.data.metrics == {"n_sql": 3.0} and run.data.params == {"score.threshold": "0.5"}
+    assert run.data.tags["mlflow.parentRunId"] == train_run and run.data.tags["scoring_run_id"] == "s-1"
+    assert run.info.status == "FINISHED"
+
+    failed = _logger(tmp_path, "no-such-run")
+    assert failed["result"].startswith("error: ") and "no-such-run" in failed["result"]
+
+    before = len(client.search_runs([experiment]))
+    assert _logger(tmp_path, train_run, mode="close") == {"forked": True}
+    assert len(client.search_runs([experiment])) == before  # closed unused: nothing logged
+
+
+def test_the_logger_logs_in_this_process_when_mlflow_is_imported_already(monkeypatch):
+    import mlflow  # noqa: F401 - imported: no helper is forked
+
+    from pipeline import tracking
 
     calls = []
-    monkeypatch.setattr(stage, "check_feature_schema", lambda *args: None)
-    monkeypatch.setattr(stage.tracking, "warm_up", lambda: calls.append("warm_up"))
-    monkeypatch.setattr(stage, "score_frame", lambda *args, **kwargs: calls.append("score") or "table")
-    rows = pd.DataFrame({"lead_id": ["L1"]})
-    assert stage.score_rows(rows, None, ScoreConfig(), "m/1", "run-1", None, None, None, "x") == ("table", None)
-    assert calls == ["warm_up", "score"]
-    calls.clear()
-    stage.score_rows(rows, None, ScoreConfig(), "m/1", "", None, None, None, "x")
-    assert calls == ["score"]
+    monkeypatch.setattr(tracking, "log_stage_run", lambda *args, **kwargs: calls.append((args, kwargs)) or "run-9")
+    with tracking.StageRunLogger() as logger:
+        assert logger.pid is None
+        assert logger.log("score", "train-1", start_time=0.0, params={}, metrics={}) == "run-9"
+    assert calls == [(("score", "train-1"), {"start_time": 0.0, "params": {}, "metrics": {}})]
 
 
 def test_the_model_libraries_are_imported_ahead_and_mlflow_only_for_a_registered_model():
