@@ -127,6 +127,7 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
     if engine.dialect.name == "sqlite":
         _transactional_ddl(engine)
     staging = f"{table}__staging_{uuid.uuid4().hex[:8]}"
+    synced = None
     # SQLite: the rows are bound in C into a file of their own, outside the transaction; the transaction copies them
     try:
         with rows_file(df, engine.url.database if engine.dialect.name == "sqlite" else None) as rows, \
@@ -145,6 +146,7 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
                     # reader sees it before COMMIT, and readers are held off since the insert anyway: SQLite's
                     # writer holds the file's exclusive lock from the first page it writes to it.
                     _swap(conn, staging, table)
+                    synced = _flush_ahead(engine.url.database)
                 if before_swap is not None:
                     before_swap()
                 if engine.dialect.name != "sqlite":  # PostgreSQL's DROP locks readers out: only now
@@ -161,6 +163,24 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
         raise
     finally:
         engine.dispose()
+        if synced is not None:  # only now: closing any descriptor of the file drops this process's SQLite locks
+            os.close(synced)
+
+
+def _flush_ahead(database: str | None) -> int | None:
+    """fsync the SQLite file's pages written so far (the staged rows), while the transaction is still open and
+    its writer waits for the files: the COMMIT then syncs only its last pages. Returns the descriptor, to be
+    closed after SQLite's connection is (POSIX locks are per process and file: closing it earlier would drop
+    SQLite's); None for an in-memory database or a file that cannot be opened."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    try:
+        fd = os.open(database, os.O_RDONLY)
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):
+        os.fsync(fd)
+    return fd
 
 
 def _swap(conn, staging: str, table: str) -> None:
