@@ -519,15 +519,25 @@ class FastCsv:
         scope = {key: tuple(c for c in cols if c not in lone.get(key, ())) for key, cols in files.items()}
         renderers = {self._key(c, widths[key], scope[key]): self._column(c, widths[key], scope[key])
                      for key, cols in files.items() for c in cols}
+        # a file's columns before its trailing lone ones (the CRM files: the same columns, then each its owner id):
+        # joined once per block for the files that share them
+        body = {key: _body_length(cols, lone.get(key, ())) for key, cols in files.items()}
+        body_keys = {key: tuple(self._key(c, widths[key], scope[key]) for c in cols[:body[key]])
+                     for key, cols in files.items()}
 
         def block(start: int) -> dict[Any, memoryview]:
             stop = min(start + FAST_CSV_BLOCK_ROWS, self.n)
             texts = {k: renderer.text(start, stop, neutralise) for k, renderer in renderers.items()}
+            joined: dict[tuple, Any] = {}
             out = {}
             for key, cols in files.items():
                 parts = [texts[self._key(c, widths[key], scope[key])] for c in cols]
                 parts = [text if c not in lone.get(key, ()) else pc.if_else(pc.equal(text, ""), '""', text)
                          for c, text in zip(cols, parts, strict=True)]
+                if 2 <= body[key] < len(cols):
+                    if body_keys[key] not in joined:
+                        joined[body_keys[key]] = pc.binary_join_element_wise(*parts[:body[key]], ",")
+                    parts = [joined[body_keys[key]], *parts[body[key]:]]
                 parts[-1] = pc.binary_join_element_wise(parts[-1], pa.scalar("\n"), "")  # the line's end
                 lines = pc.binary_join_element_wise(*parts, ",")
                 out[key] = _string_bytes(lines)
@@ -540,6 +550,14 @@ class FastCsv:
             yield self.header(names)
         for block in self.render({0: names}, neutralise):
             yield bytes(block[0])
+
+
+def _body_length(cols: list, lone: tuple) -> int:
+    """How many of `cols` come before its trailing `lone` columns (all of them when a lone column is elsewhere)."""
+    n = len(cols)
+    while n and cols[n - 1] in lone:
+        n -= 1
+    return n if set(cols[n:]) == set(lone) else len(cols)
 
 
 def _string_bytes(arr) -> memoryview:

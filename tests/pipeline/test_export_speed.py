@@ -397,3 +397,27 @@ def test_threaded_csv_rendering_is_byte_for_byte_the_one_thread_rendering(tmp_pa
     one = csv_text(df)
     monkeypatch.setattr(io, "render_threads", lambda: 2)
     assert csv_text(df) == one == _csv_text_pandas(df)
+
+
+def test_files_sharing_their_leading_columns_join_them_once_and_keep_their_bytes(tmp_path, monkeypatch):
+    from pipeline.io import _body_length
+
+    assert _body_length(["a", "b", "owner"], ("owner",)) == 2
+    assert _body_length(["a", "owner", "b"], ("owner",)) == 3  # a lone column inside: no shared body
+    assert _body_length(["a", "b"], ()) == 2
+    monkeypatch.setattr(io, "FAST_CSV_BLOCK_ROWS", 64)  # many blocks
+    df = tricky_frame(500).assign(o1=pd.array([None, "005A"] * 250, dtype="string"),
+                                  o2=pd.array(["7", None] * 250, dtype="string"))
+    joins = []
+    real_join = io._pa()[1].binary_join_element_wise
+    monkeypatch.setattr(io._pa()[1], "binary_join_element_wise", lambda *a: joins.append(len(a)) or real_join(*a))
+    common = ["id", "str", "f", "p", "i", "when"]
+    files = {tmp_path / "one.csv": (common + ["o1"], None, ("o1",)),
+             tmp_path / "two.csv": (common + ["o2"], [c.upper() for c in common + ["o2"]], ("o2",))}
+    write_csv_files(df, files)
+    assert joins.count(len(common) + 1) == len(range(0, 500, 64))  # the shared columns: once per block
+    shared = {target: target.read_bytes() for target in files}
+    monkeypatch.setattr(io, "_body_length", lambda cols, lone: len(cols))  # each file joined on its own
+    write_csv_files(df, files)
+    assert all(target.read_bytes() == data for target, data in shared.items())
+    assert b',""\n' in shared[tmp_path / "one.csv"]  # the lone owner column's empty cell
