@@ -62,7 +62,8 @@ class StageRunLogger:
     """`log_stage_run` done by a forked helper process that imports MLflow (4-5 s of imports) as soon as it is
     created, beside the caller's work and without holding the caller's interpreter; the caller hands it the
     run's arguments at the end (`log`) and waits only for the logging itself. Where MLflow is imported already
-    (e.g. `leadscore run`) or the platform does not fork, `log` calls `log_stage_run` in this process.
+    (e.g. `leadscore run`) or where it does not fork (not Linux, or fork refused), `log` calls `log_stage_run` in
+    this process.
 
     The helper reads its order from a pipe: a caller that never calls `log` (an error; `close` by the context
     manager) or dies closes it, and the helper exits without logging anything."""
@@ -71,11 +72,16 @@ class StageRunLogger:
         import sys
 
         self.pid: int | None = None
-        if "mlflow" in sys.modules or not hasattr(os, "fork"):
+        if "mlflow" in sys.modules or not sys.platform.startswith("linux"):  # where fork is safe (as SqlWriter)
             return
         order_r, self._order = os.pipe()
         self._answer, answer_w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no fork (e.g. strict memory overcommit): the run is logged in this process
+            for fd in (order_r, self._order, self._answer, answer_w):
+                os.close(fd)
+            return
         if pid == 0:  # the helper: imports, then waits for the order
             os.close(self._order)
             os.close(self._answer)
