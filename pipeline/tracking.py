@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,74 +66,59 @@ class StageRunLogger:
     (e.g. `leadscore run`) or where it does not fork (not Linux, or fork refused), `log` calls `log_stage_run` in
     this process.
 
-    The helper reads its order from a pipe: a caller that never calls `log` (an error; `close` by the context
-    manager) or dies closes it, and the helper exits without logging anything."""
+    The helper is forked and ordered as the SQL table's writer is (`pipeline.export.SqlWriter`: a multiprocessing
+    fork context and a pipe): a caller that never calls `log` (an error; `close` by the context manager) or dies
+    closes the pipe, and the helper exits without logging anything."""
 
     def __init__(self) -> None:
         import sys
 
-        self.pid: int | None = None
+        self._process = None
         if "mlflow" in sys.modules or not sys.platform.startswith("linux"):  # where fork is safe (as SqlWriter)
             return
-        order_r, self._order = os.pipe()
-        self._answer, answer_w = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:  # no fork (e.g. strict memory overcommit): the run is logged in this process
-            for fd in (order_r, self._order, self._answer, answer_w):
-                os.close(fd)
-            return
-        if pid == 0:  # the helper: imports, then waits for the order
-            os.close(self._order)
-            os.close(self._answer)
-            try:
-                _import_mlflow()
-                order = _read_all(order_r)
-                if order:
-                    import pickle
+        import multiprocessing
 
-                    try:
-                        answer = ("ok", log_stage_run(**pickle.loads(order)))
-                    except BaseException as exc:  # noqa: BLE001 - reported to the caller, which warns
-                        answer = ("error", f"{type(exc).__name__}: {exc}")
-                    _write_all(answer_w, pickle.dumps(answer))
-            finally:
-                os._exit(0)
-        os.close(order_r)
-        os.close(answer_w)
-        self.pid = pid
+        ctx = multiprocessing.get_context("fork")
+        self._orders, child_end = ctx.Pipe()
+        try:
+            with warnings.catch_warnings():  # Python 3.12+ warns on forking a threaded process
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._process = ctx.Process(target=_logging_child, args=(child_end, self._orders),
+                                            name="mlflow-logger", daemon=True)
+                self._process.start()
+        except OSError:  # no fork (e.g. strict memory overcommit): the run is logged in this process
+            self._process = None
+            self._orders.close()
+        finally:
+            child_end.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
 
     def log(self, stage: str, train_run_id: str, **kwargs) -> str:
         """`log_stage_run(stage, train_run_id, **kwargs)`, by the helper when there is one; its error is raised
         here as a RuntimeError with the helper's message."""
-        if self.pid is None:
+        if self._process is None:
             return log_stage_run(stage, train_run_id, **kwargs)
-        import pickle
-
         try:
-            _write_all(self._order, pickle.dumps({"stage": stage, "train_run_id": train_run_id, **kwargs}))
-            os.close(self._order)
-            self._order = None
-            answer = _read_all(self._answer)
+            self._orders.send({"stage": stage, "train_run_id": train_run_id, **kwargs})
+            kind, value = self._orders.recv()
+        except (EOFError, OSError):
+            kind, value = "error", "the MLflow logging process ended without logging the run"
         finally:
             self.close()
-        if not answer:
-            raise RuntimeError("the MLflow logging process ended without logging the run")
-        kind, value = pickle.loads(answer)
         if kind != "ok":
             raise RuntimeError(value)
         return value
 
     def close(self) -> None:
         """Tell the helper to exit without logging (when `log` was not called) and reap it."""
-        if self.pid is None:
+        if self._process is None:
             return
-        for fd in (self._order, self._answer):
-            if fd is not None:
-                os.close(fd)
-        self._order = self._answer = None
-        os.waitpid(self.pid, 0)
-        self.pid = None
+        self._orders.close()
+        self._process.join()
+        self._process = None
 
     def __enter__(self) -> StageRunLogger:
         return self
@@ -141,17 +127,21 @@ class StageRunLogger:
         self.close()
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 1 << 16):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def _logging_child(orders, parents_end) -> None:
+    """The forked helper of `StageRunLogger`: import MLflow, wait for the run's arguments, log it, answer."""
+    parents_end.close()
+    with contextlib.suppress(Exception):  # an import that fails fails again, with its message, in log_stage_run
+        _import_mlflow()
+    try:
+        order = orders.recv()
+    except EOFError:  # closed unused, or the caller died: nothing to log
+        return
+    try:
+        answer = ("ok", log_stage_run(**order))
+    except BaseException as exc:  # noqa: BLE001 - reported to the caller, which warns
+        answer = ("error", f"{type(exc).__name__}: {exc}")
+    with contextlib.suppress(OSError):
+        orders.send(answer)
 
 
 # --------------------------------------------------------------------------------- a store that can be moved
