@@ -139,14 +139,13 @@ def write_sql_table(df: pd.DataFrame, url: str, table: str = "sql_leads",
                     conn.execute(text(f"SET LOCAL lock_timeout = '{int(wait * 1000)}ms'"))
                 if engine.dialect.name == "sqlite":
                     _sqlite_insert(df, conn, staging, from_rows_file=rows is not None)
-                else:
-                    df.to_sql(staging, conn, if_exists="fail", index=False, chunksize=50_000)
-                if engine.dialect.name == "sqlite":
-                    # SQLite: the swap is staged too, so the caller's wait covers the DROP (2 s for 820k rows). No
-                    # reader sees it before COMMIT, and readers are held off since the insert anyway: SQLite's
-                    # writer holds the file's exclusive lock from the first page it writes to it.
+                    # the swap is staged too, so the caller's wait covers the DROP (2 s for 820k rows). No reader
+                    # sees it before COMMIT, and readers are held off since the insert anyway: SQLite's writer
+                    # holds the file's exclusive lock from the first page it writes to it.
                     _swap(conn, staging, table)
                     synced = _flush_ahead(engine.url.database)
+                else:
+                    df.to_sql(staging, conn, if_exists="fail", index=False, chunksize=50_000)
                 if before_swap is not None:
                     before_swap()
                 if engine.dialect.name != "sqlite":  # PostgreSQL's DROP locks readers out: only now
@@ -172,7 +171,9 @@ def _flush_ahead(database: str | None) -> int | None:
     its writer waits for the files: the COMMIT then syncs only its last pages. Returns the descriptor, to be
     closed after SQLite's connection is (POSIX locks are per process and file: closing it earlier would drop
     SQLite's); None for an in-memory database or a file that cannot be opened."""
-    if not database or database == ":memory:" or database.startswith("file:"):
+    from pipeline.transaction import is_sqlite_file
+
+    if not is_sqlite_file(database):
         return None
     try:
         fd = os.open(database, os.O_RDONLY)
@@ -215,8 +216,10 @@ def rows_file(df: pd.DataFrame, database: str | None) -> Iterator[Path | None]:
     removed on exit; None (the caller binds the rows itself) for a small table, an in-memory database, a column
     `arrow_rows` cannot carry, or without the ADBC SQLite driver. A failed write (a full disk) leaves no file and
     gives None too: the Python binder then stores the same values, or reports the error itself."""
+    from pipeline.transaction import hold, is_sqlite_file, rows_file_pattern
+
     rows = None
-    if len(df) >= ROWS_FILE_MIN_ROWS and database and database != ":memory:" and not database.startswith("file:"):
+    if len(df) >= ROWS_FILE_MIN_ROWS and is_sqlite_file(database):
         try:
             import adbc_driver_sqlite.dbapi as adbc
         except ImportError:
@@ -225,8 +228,6 @@ def rows_file(df: pd.DataFrame, database: str | None) -> Iterator[Path | None]:
     if rows is None:
         yield None
         return
-    from pipeline.transaction import hold, rows_file_pattern
-
     path = Path(database).parent / rows_file_pattern(database).replace("*", uuid.uuid4().hex[:12])
     held = hold(path)  # a killed writer's file is removed by the next scoring's `recover`, a live one's never
     try:
@@ -275,9 +276,9 @@ def _arrow_column(ser: pd.Series):
     values = ser.array
     dtype = ser.dtype
     if dtype.kind == "M" and isinstance(values, pd.arrays.DatetimeArray):
-        codes, uniques = pd.factorize(values)
-        text = pa.array([u.strftime(SQLITE_DATETIME_FORMAT) for u in uniques], pa.string())
-        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32(), mask=codes < 0), text).dictionary_decode()
+        codes, uniques = _datetime_texts(values)
+        return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32(), mask=codes < 0),
+                                              pa.array(uniques, pa.string())).dictionary_decode()
     if isinstance(dtype, np.dtype):
         if dtype.kind == "f":
             return pa.array(np.asarray(values, dtype=np.float64), from_pandas=True)  # NaN -> null
@@ -308,7 +309,7 @@ def _arrow_column(ser: pd.Series):
 
 def _sqlite_insert(df: pd.DataFrame, conn, table: str, from_rows_file: bool = False) -> None:
     """Create `table` as pandas' to_sql creates it (same DDL) and insert the rows inside the open transaction:
-    `from_rows_file`, copied from the attached rows file (`rows_file_for`); otherwise with sqlite3 executemany,
+    `from_rows_file`, copied from the attached rows file (`rows_file`); otherwise with sqlite3 executemany,
     batch by batch.
 
     pandas' generic insert converts the whole table to Python objects through SQLAlchemy's compiled statements
@@ -357,6 +358,13 @@ def _sqlite_insert(df: pd.DataFrame, conn, table: str, from_rows_file: bool = Fa
         cursor.close()
 
 
+def _datetime_texts(values) -> tuple[np.ndarray, list[str]]:
+    """(code per row, -1 for NaT; the distinct datetimes as SQLAlchemy's SQLite DATETIME text): a scoring has one
+    or two distinct timestamps, formatted once each."""
+    codes, uniques = pd.factorize(values)
+    return codes, [u.strftime(SQLITE_DATETIME_FORMAT) for u in uniques]
+
+
 def _sql_literal(value) -> str | None:
     """`value` as an SQLite literal storing exactly what binding it stores (text, integer), else None."""
     if isinstance(value, bool | np.bool_):
@@ -377,8 +385,8 @@ def _sqlite_column(ser: pd.Series) -> Callable[[int, int], list] | str:
     values = ser.array
     dtype = ser.dtype
     if ser.dtype.kind == "M" and isinstance(values, pd.arrays.DatetimeArray):
-        codes, uniques = pd.factorize(values)  # a scoring has one or two distinct timestamps: format those
-        text = np.array([*(u.strftime(SQLITE_DATETIME_FORMAT) for u in uniques), None], dtype=object)
+        codes, uniques = _datetime_texts(values)
+        text = np.array([*uniques, None], dtype=object)
         codes = np.where(codes < 0, len(uniques), codes)
         if len(uniques) == 1 and (codes == 0).all() and _sql_literal(text[0]) is not None:
             return _sql_literal(text[0])

@@ -409,8 +409,13 @@ def _adopt_legacy(out_dir: Path, folder: Path) -> Path | None:
     return target
 
 
+def is_sqlite_file(database: str | None) -> bool:
+    """`database` (an SQLite URL's database part) is a file on disk: not empty, in memory or a `file:` URI."""
+    return bool(database) and database != ":memory:" and not database.startswith("file:")
+
+
 def rows_file_pattern(database: str | Path) -> str:
-    """The glob of the rows files (`pipeline.export.rows_file_for`) beside the SQLite file `database`: a writer
+    """The glob of the rows files (`pipeline.export.rows_file`) beside the SQLite file `database`: a writer
     removes its own; one killed leaves it, and `recover` removes it."""
     return f".{Path(database).name}.rows-*.tmp"
 
@@ -494,9 +499,7 @@ def _sqlite_file(url: str) -> str | None:
     except Exception:  # noqa: BLE001
         return None
     database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return database
+    return database if parsed.get_backend_name() == "sqlite" and is_sqlite_file(database) else None
 
 
 def database_run_id(url: str, table: str = "sql_leads") -> str | None:
