@@ -65,8 +65,15 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
         self.min_category_count = min_category_count
         self.max_iter = max_iter
 
-    def fit(self, X: pd.DataFrame, y, X_val: pd.DataFrame | None = None, y_val=None) -> SplineLogistic:  # noqa: ARG002
-        return self._fit_design(X).fit_inputs(self.design_.transform(self._prepare(X)), y)
+    def fit(self, X: pd.DataFrame, y, X_val: pd.DataFrame | None = None, y_val=None,  # noqa: ARG002
+            start: SplineLogistic | None = None) -> SplineLogistic:
+        """Fit on (X, y); ``start``: a fitted model of the same columns whose coefficients the solver starts from
+        (the optimum is the same, reached in fewer Newton steps when ``start`` is close to it)."""
+        self._fit_design(X)
+        init = None
+        if start is not None and start.design_.owners_.tolist() == self.design_.owners_.tolist():
+            init = (start.lr_.coef_, start.lr_.intercept_)
+        return self.fit_inputs(self.design_.transform(self._prepare(X)), y, init)
 
     def _fit_design(self, X: pd.DataFrame) -> SplineLogistic:
         self.feature_names_in_ = np.array(list(X.columns), dtype=object)
@@ -77,11 +84,15 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
                                     min_category_count=self.min_category_count).fit(self._prepare(X))
         return self
 
-    def fit_inputs(self, Z: np.ndarray, y) -> SplineLogistic:
-        """The regression alone on the design's inputs ``Z`` (the design already fitted)."""
+    def fit_inputs(self, Z: np.ndarray, y, init: tuple[np.ndarray, np.ndarray] | None = None) -> SplineLogistic:
+        """The regression alone on the design's inputs ``Z`` (the design already fitted); ``init``: (coefficients,
+        intercept) the Newton solver starts from instead of zero (a warm start: the same optimum, fewer steps)."""
+        lr = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky",
+                                warm_start=init is not None)
+        if init is not None:
+            lr.coef_, lr.intercept_ = np.array(init[0], dtype=float), np.array(init[1], dtype=float)
         with one_blas_thread():
-            self.lr_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky").fit(
-                Z, np.asarray(y, dtype=int))
+            self.lr_ = lr.fit(Z, np.asarray(y, dtype=int))
         return self
 
     @property
@@ -111,15 +122,19 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
 
 def fit_logistic_grid(X: pd.DataFrame, y, Cs, n_knots: int = 5, min_category_count: int = 10) -> dict:
     """`SplineLogistic` for each L2 strength in ``Cs``: the design (splines, one-hot) is fitted and applied once
-    and shared, only the regression is refitted per C (the same models as fitting each from scratch, faster)."""
+    and shared, only the regression is refitted per C, along a warm-started path from the strongest L2 to the
+    weakest (each fit starts from the previous optimum: the same models as fitting each from scratch, within the
+    solver's tolerance, in fewer Newton steps)."""
     first = SplineLogistic(Cs[0], n_knots, min_category_count)._fit_design(X)
     Z = first.design_.transform(first._prepare(X))
     models: dict[float, SplineLogistic] = {}
-    for C in Cs:
+    init = None
+    for C in sorted(float(C) for C in Cs):
         model = SplineLogistic(C, n_knots, min_category_count)
         model.__dict__.update({k: v for k, v in first.__dict__.items() if k.endswith("_")})
-        models[float(C)] = model.fit_inputs(Z, y)
-    return models
+        models[C] = model.fit_inputs(Z, y, init)
+        init = (model.lr_.coef_, model.lr_.intercept_)
+    return {float(C): models[float(C)] for C in Cs}
 
 
 @dataclass(frozen=True)
@@ -224,7 +239,7 @@ class BlendedModel(ClassifierMixin, BaseEstimator):
                 self.booster_.fit(X_all, y_all)
             if self.blend_weight_ < 1:
                 self.linear_ = SplineLogistic(self.logistic_C_, cfg.n_knots, cfg.min_category_count).fit(
-                    X_all, y_all)
+                    X_all, y_all, start=self.linear_)
             self.n_fit_rows_ = len(X_all)
         return self
 

@@ -219,9 +219,32 @@ def test_the_logistic_grid_shares_its_preprocessing_and_equals_separate_fits():
     X, y = hump_data(800)
     grid = fit_logistic_grid(X, y, (0.1, 1.0))
     assert grid[0.1].design_ is grid[1.0].design_
-    alone = SplineLogistic(C=1.0).fit(X, y)
-    np.testing.assert_allclose(grid[1.0].decision_function(X), alone.decision_function(X), rtol=1e-6, atol=1e-8)
     assert grid[1.0].C == 1.0 and grid[0.1].C == 0.1
+    for C in (0.1, 1.0):
+        # C = 1.0 starts from C = 0.1's optimum: the same optimum as a fit from zero, within the solver's tolerance
+        alone = SplineLogistic(C=C).fit(X, y)
+        assert penalised_loss(grid[C], X, y) == pytest.approx(penalised_loss(alone, X, y), rel=1e-6)
+        assert roc_auc_score(y, grid[C].decision_function(X)) == pytest.approx(
+            roc_auc_score(y, alone.decision_function(X)), abs=1e-4)
+        np.testing.assert_allclose(grid[C].decision_function(X), alone.decision_function(X), atol=0.2)
+
+
+def penalised_loss(model: SplineLogistic, X: pd.DataFrame, y) -> float:
+    """scikit-learn's objective: C x the summed log loss + half the squared coefficients (intercept unpenalised)."""
+    z = model.decision_function(X)
+    y = np.asarray(y)
+    return float(model.C * np.sum(np.logaddexp(0, z) - y * z) + 0.5 * np.sum(model.lr_.coef_ ** 2))
+
+
+def test_a_warm_started_spline_logistic_reaches_the_optimum_in_fewer_newton_steps():
+    X, y = hump_data(2000)
+    cold = SplineLogistic(C=1.0).fit(X, y)
+    warm = SplineLogistic(C=1.0).fit(X, y, start=SplineLogistic(C=0.3).fit(X, y))
+    assert warm.lr_.n_iter_[0] < cold.lr_.n_iter_[0]
+    assert penalised_loss(warm, X, y) == pytest.approx(penalised_loss(cold, X, y), rel=1e-6)
+    # a start of other columns (another design) is not used: the fit starts from zero
+    other = SplineLogistic(C=1.0).fit(X[[X.columns[0]]], y)
+    assert SplineLogistic(C=1.0).fit(X, y, start=other).lr_.n_iter_[0] == cold.lr_.n_iter_[0]
 
 
 def _reference_inputs(X: pd.DataFrame, spline: bool, min_frequency: int, handle_unknown: str):
