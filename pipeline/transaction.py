@@ -460,7 +460,7 @@ def recover(out_dir: Path | str, database_url: str | None, table: str = "sql_lea
 
 
 def _rows_files(url: str) -> set[Path]:
-    database = _sqlite_file(url)
+    database = sqlite_file(url)
     return set() if database is None else set(Path(database).parent.glob(rows_file_pattern(database)))
 
 
@@ -490,7 +490,7 @@ def remove_unless_held(path: Path) -> bool:
         os.close(fd)
 
 
-def _sqlite_file(url: str) -> str | None:
+def sqlite_file(url: str) -> str | None:
     """The file of an SQLite URL (None: another database, in memory, or a malformed URL)."""
     from sqlalchemy.engine import make_url
 

@@ -229,6 +229,28 @@ def test_the_sql_writer_swaps_only_when_told_and_a_forked_one_stores_what_a_thre
                 b.execute("SELECT sql FROM sqlite_master").fetchall()
 
 
+def test_the_sql_writer_forks_only_when_python_binds_the_rows(tmp_path, monkeypatch):
+    """A table ADBC binds in C (an SQLite file, ROWS_FILE_MIN_ROWS rows or more) is written by a thread: the GIL is
+    free and a fork would cost copy-on-write copies; Python-bound rows (fewer rows, PostgreSQL, in memory) fork."""
+    from pipeline import export
+    from pipeline.export import SqlWriter, binds_in_c, conform
+
+    table = conform(scored_table(run="run-1"))
+    monkeypatch.setattr(export, "ROWS_FILE_MIN_ROWS", len(table))
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    assert binds_in_c(len(table), db) and not binds_in_c(len(table) - 1, db)
+    assert not binds_in_c(len(table), "sqlite:///:memory:") and not binds_in_c(len(table), "sqlite://")
+    assert not binds_in_c(len(table), "postgresql+psycopg://u:p@localhost:5432/leads")
+    threaded = SqlWriter(table, db, "sql_leads")
+    assert threaded._process is None
+    threaded.finish(swap=True)
+    assert db_run_id(tmp_path, tmp_path / "x.db") == [("run-1",)]
+    if sys.platform.startswith("linux"):
+        forked = SqlWriter(table.head(len(table) - 1), db, "sql_leads")
+        assert forked._process is not None
+        forked.finish(swap=False)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked writer is Linux's")
 def test_a_forked_sql_writer_whose_parent_is_killed_rolls_back_and_exits(tmp_path):
     """The scorer killed while its forked writer holds the new rows: the writer sees its order pipe close, rolls
