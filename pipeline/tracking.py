@@ -59,9 +59,19 @@ def _import_mlflow() -> None:
     from mlflow import MlflowClient  # noqa: F401
 
 
+def _open_store() -> None:
+    """Open the tracking store (MLflow keeps it per URI: its engine, its schema check) with one small query, so
+    that a run logged later waits for the logging alone."""
+    configure()
+    from mlflow import MlflowClient
+
+    with in_store():
+        MlflowClient().search_experiments(max_results=1)
+
+
 class StageRunLogger:
-    """`log_stage_run` done by a forked helper process that imports MLflow (4-5 s of imports) as soon as it is
-    created, beside the caller's work and without holding the caller's interpreter; the caller hands it the
+    """`log_stage_run` done by a forked helper process that imports MLflow (4-5 s of imports) and opens the
+    tracking store as soon as it is created, beside the caller's work and without holding the caller's interpreter; the caller hands it the
     run's arguments at the end (`log`) and waits only for the logging itself. Where MLflow is imported already
     (e.g. `leadscore run`) or where it does not fork (not Linux, or fork refused), `log` calls `log_stage_run` in
     this process.
@@ -130,8 +140,9 @@ class StageRunLogger:
 def _logging_child(orders, parents_end) -> None:
     """The forked helper of `StageRunLogger`: import MLflow, wait for the run's arguments, log it, answer."""
     parents_end.close()
-    with contextlib.suppress(Exception):  # an import that fails fails again, with its message, in log_stage_run
+    with contextlib.suppress(Exception):  # what fails here fails again, with its message, in log_stage_run
         _import_mlflow()
+        _open_store()
     try:
         order = orders.recv()
     except EOFError:  # closed unused, or the caller died: nothing to log

@@ -299,6 +299,19 @@ if mode == "close":
     logger.close()
     print(json.dumps({"forked": forked}))
     sys.exit()
+if mode == "open":  # never asked to log: only the helper's own start can create the (new) store
+    import os, sqlite3, time
+    path, tables, deadline = os.environ["MLFLOW_TRACKING_URI"].removeprefix("sqlite:///"), [], time.time() + 120
+    while "experiments" not in tables and time.time() < deadline:
+        time.sleep(0.2)
+        if os.path.exists(path):
+            try:
+                tables = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")]
+            except sqlite3.Error:
+                pass
+    logger.close()
+    print(json.dumps({"forked": forked, "opened": "experiments" in tables, "mlflow_here": "mlflow" in sys.modules}))
+    sys.exit()
 try:
     result = logger.log("score", train_run, start_time=1.0, params={"score.threshold": "0.5"},
                         metrics={"n_sql": 3}, data_date="2026-10-01", tags={"scoring_run_id": "s-1"})
@@ -333,6 +346,10 @@ def test_a_stage_run_is_logged_by_a_helper_process_that_imported_mlflow_meanwhil
 
     out = _logger(tmp_path, train_run)
     assert out["forked"] and not out["mlflow_here"]
+    # the helper opens the store as soon as it starts (a new one: it creates it), before it is asked to log
+    (tmp_path / "fresh").mkdir()
+    assert _logger(tmp_path / "fresh", "-", "open") == {"forked": True, "opened": True, "mlflow_here": False}
+    assert not tracking.StageRunLogger().pid  # MLflow imported here: no helper, the run is logged in-process
     run = client.get_run(out["result"])
     assert run.data.metrics == {"n_sql": 3.0} and run.data.params == {"score.threshold": "0.5"}
     assert run.data.tags["mlflow.parentRunId"] == train_run and run.data.tags["scoring_run_id"] == "s-1"
