@@ -147,3 +147,36 @@ def test_a_gate_with_only_a_call_answer_is_unknown_until_the_call():
     gate = parse_gates({"need": {"confirmed": "bant_need_confirmed"}})[0]
     df = frame(bant_need_confirmed=[np.nan, 1.0, 0.0])
     assert gate.evaluate(df).tolist() == [UNKNOWN, PASS, FAIL]
+
+
+@pytest.mark.parametrize("n_keys", [3, 40, 400])
+def test_first_match_finds_each_keys_first_row_whichever_side_it_hashes(n_keys):
+    """models.decision.first_match: per key, the position of its first occurrence in the lookup (-1: absent), the
+    same whether it hashes the lookup (many keys) or the keys (a few keys in a long lookup): repeated keys, keys
+    repeated in the lookup, absent keys, numbers compared as text, missing values."""
+    from models.decision import FEW_KEYS_FACTOR, first_match
+
+    rng = np.random.default_rng(n_keys)
+    lookup = pd.Series(rng.integers(0, 300, 400).astype(str), dtype="string")
+    lookup.iloc[[5, 50]] = pd.NA
+    keys = pd.Series(rng.integers(0, 330, n_keys).astype(str), dtype="string")
+    keys.iloc[0] = keys.iloc[-1]  # a repeated key
+    if n_keys > 3:
+        keys.iloc[1] = pd.NA
+    expected = [next((i for i, v in enumerate(lookup) if (v is pd.NA and k is pd.NA) or
+                      (v is not pd.NA and k is not pd.NA and v == k)), -1) for k in keys]
+    assert first_match(keys, lookup).tolist() == expected
+    assert (n_keys * FEW_KEYS_FACTOR < len(lookup)) == (n_keys < 50)  # both paths are taken
+    as_numbers = first_match(pd.Series([int(k) for k in keys.dropna()]), lookup)
+    assert as_numbers.tolist() == [e for k, e in zip(keys, expected, strict=True) if k is not pd.NA]
+    assert (first_match(keys, lookup) >= 0).any() and (first_match(keys, lookup) == -1).any()
+
+
+def test_first_occurrence_marks_each_keys_first_row():
+    from models.decision import first_occurrence
+
+    ids = pd.Series(["a", "b", "a", None, "c", None, "b"], dtype="string")
+    assert first_occurrence(ids).tolist() == [True, True, False, True, True, False, False]
+    assert first_occurrence(ids).tolist() == (~ids.duplicated()).tolist()
+    assert first_occurrence(pd.Series([3, 1, 2])).all()
+    assert first_occurrence(pd.Series([], dtype="string")).tolist() == []
