@@ -154,29 +154,99 @@ def _fold_worker(tasks, results, features_path: Path, train: TrainConfig, n_fold
             results.put(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
+def _waiting_fold_worker(jobs, tasks, results, parent: int) -> None:
+    """A prestarted (forked) worker of `CVWorkers`: waits for its job, then folds as `_fold_worker`; exits when
+    told (None) or when its parent is gone."""
+    import os
+    import queue
+
+    while True:
+        try:
+            job = jobs.get(timeout=CVWorkers.POLL_S)
+            break
+        except queue.Empty:
+            if os.getppid() != parent:  # the run died before it needed the folds
+                return
+    if job is not None:
+        _fold_worker(tasks, results, *job)
+
+
+class CVWorkers:
+    """`n_workers` fold workers forked now, before this process has run OpenMP or a fit, with every library it
+    imported: `BackgroundCV` then starts without the spawned interpreters' imports (about 3 s of CPU each, which the
+    run's two cores otherwise spend beside the MLflow packaging). `leadscore run` starts them before its first
+    stage, while the table they will fold does not exist yet. Linux only (`start` returns None elsewhere, where the
+    workers are spawned as before); `close()` dismisses workers that were never given a job."""
+
+    POLL_S = 1.0
+
+    def __init__(self, n_workers: int):
+        import os
+        import warnings
+
+        context = multiprocessing.get_context("fork")
+        self.context = context
+        self.jobs, self.tasks, self.results = context.Queue(), context.Queue(), context.Queue()
+        with warnings.catch_warnings():  # Python 3.12+ warns on forking a threaded process
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.workers = [context.Process(target=_waiting_fold_worker, name=f"leadscore-cv-{k}", daemon=True,
+                                            args=(self.jobs, self.tasks, self.results, os.getpid()))
+                            for k in range(max(1, n_workers))]
+            for worker in self.workers:
+                worker.start()
+        self.used = False
+
+    @classmethod
+    def start(cls, n_workers: int) -> CVWorkers | None:
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            return None
+        try:
+            return cls(n_workers)
+        except OSError:  # no fork (e.g. strict memory overcommit): spawned workers later
+            return None
+
+    def close(self) -> None:
+        if not self.used:
+            for _ in self.workers:
+                self.jobs.put(None)
+        for worker in self.workers:
+            worker.join(timeout=5 * self.POLL_S)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+
+
 class BackgroundCV:
-    """`cross_validation` in `train.n_jobs` spawned worker processes (fresh interpreters: no inherited threads or
-    OpenMP state, no shared GIL), each fitting one fold at a time on one thread and taking the next fold when done;
-    the folds are reported to this process's progress as they finish. `result()` waits and returns the fold AUCs
-    in fold order, or raises a worker's error; `cancel()` stops the workers. Daemons: they never outlive the run."""
+    """`cross_validation` in `train.n_jobs` worker processes, each fitting one fold at a time on one thread and
+    taking the next fold when done: spawned (fresh interpreters: no inherited threads or OpenMP state, no shared
+    GIL), or the prestarted `CVWorkers` when given; the folds are reported to this process's progress as they
+    finish. `result()` waits and returns the fold AUCs in fold order, or raises a worker's error; `cancel()` stops
+    the workers. Daemons: they never outlive the run."""
 
     POLL_S = 0.5  # how often the reader checks that the workers are still alive
 
-    def __init__(self, features_path: Path, train: TrainConfig, n_folds: int, category_shares: bool = False):
-        context = multiprocessing.get_context("spawn")
-        n_workers = max(1, min(train.n_jobs, n_folds))
-        self._tasks, self._results = context.Queue(), context.Queue()
-        for fold in range(n_folds):
-            self._tasks.put(fold)
-        for _ in range(n_workers):
-            self._tasks.put(None)
+    def __init__(self, features_path: Path, train: TrainConfig, n_folds: int, category_shares: bool = False,
+                 workers: CVWorkers | None = None):
         one_thread = dataclasses.replace(train, n_jobs=1)
-        self._workers = [context.Process(target=_fold_worker, name=f"leadscore-cv-{k}", daemon=True,
-                                         args=(self._tasks, self._results, Path(features_path), one_thread, n_folds,
-                                               category_shares))
-                         for k in range(n_workers)]
-        for worker in self._workers:
-            worker.start()
+        job = (Path(features_path), one_thread, n_folds, category_shares)
+        if workers is not None and not workers.used:
+            workers.used = True
+            self._tasks, self._results, self._workers = workers.tasks, workers.results, workers.workers
+            self._queue_folds(n_folds, len(self._workers))
+            for _ in self._workers:
+                workers.jobs.put(job)
+        else:
+            context = multiprocessing.get_context("spawn")
+            n_workers = max(1, min(train.n_jobs, n_folds))
+            self._tasks, self._results = context.Queue(), context.Queue()
+            self._queue_folds(n_folds, n_workers)
+            self._workers = [context.Process(target=_fold_worker, name=f"leadscore-cv-{k}", daemon=True,
+                                             args=(self._tasks, self._results, *job))
+                             for k in range(n_workers)]
+            for worker in self._workers:
+                worker.start()
         self._n_folds = n_folds
         self._scores: dict[int, float] = {}
         self._error: BaseException | None = None
@@ -185,6 +255,12 @@ class BackgroundCV:
         on_fold = self._progress.enter_context(progress("cross-validation", n_folds, "folds"))
         self._reader = threading.Thread(target=self._read, args=(on_fold,), name="leadscore-cv-reader", daemon=True)
         self._reader.start()
+
+    def _queue_folds(self, n_folds: int, n_workers: int) -> None:
+        for fold in range(n_folds):
+            self._tasks.put(fold)
+        for _ in range(n_workers):
+            self._tasks.put(None)
 
     def _read(self, on_fold) -> None:
         import queue
@@ -228,9 +304,10 @@ class BackgroundCV:
 
 
 def start_cross_validation(features_path: Path, train: TrainConfig, n_folds: int,
-                           category_shares: bool = False, min_rows: int | None = None) -> BackgroundCV | None:
+                           category_shares: bool = False, min_rows: int | None = None,
+                           workers: CVWorkers | None = None) -> BackgroundCV | None:
     """The CV started in the background when the table holds at least `min_rows` (`BACKGROUND_CV_ROWS`) labelled
-    rows, else None (the caller folds inline)."""
+    rows (by the prestarted `workers` when given), else None (the caller folds inline)."""
     import pyarrow.parquet as pq
 
     if n_folds < 2:
@@ -238,7 +315,7 @@ def start_cross_validation(features_path: Path, train: TrainConfig, n_folds: int
     splits = pq.read_table(features_path, columns=["split"]).column("split").to_pandas()
     if int(splits.isin(CV_SPLITS).sum()) < (BACKGROUND_CV_ROWS if min_rows is None else min_rows):
         return None
-    return BackgroundCV(features_path, train, n_folds, category_shares)
+    return BackgroundCV(features_path, train, n_folds, category_shares, workers)
 
 
 def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports_dir: Path, p: EvaluateConfig,

@@ -54,19 +54,27 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
     P = {k: Path(v) for k, v in vars(params.paths.under(workdir)).items()}
     features_path = P["features"] / "features.parquet"
 
-    manifest = ingest.run(profile, input_path, P["raw"], P["truth"], params.demo, params.ingest.as_of,
-                          outputs=list(P.values()), cv_folds=cv_folds)
-    validation = validate.run(P["raw"], P["validated"], P["reports"], params.validate)
-    snapshots = featurize.run(P["validated"], P["features"], params.featurize, seed=params.train.seed)
-    trained = train.run(features_path, P["models"], P["reports"], params.train, profile.category_shares)
-    # a large table's CV folds start now, in a process of their own, beside the packaging and evaluation
-    folds = evaluate.start_cross_validation(features_path, params.train, cv_folds, profile.category_shares)
+    # the CV's workers are forked before any stage (and any OpenMP thread or fit): they then fold a large table
+    # without importing anything; a small table folds inline and dismisses them
+    workers = evaluate.CVWorkers.start(min(params.train.n_jobs, cv_folds)) if cv_folds > 1 else None
+    folds = None
     try:
+        manifest = ingest.run(profile, input_path, P["raw"], P["truth"], params.demo, params.ingest.as_of,
+                              outputs=list(P.values()), cv_folds=cv_folds)
+        validation = validate.run(P["raw"], P["validated"], P["reports"], params.validate)
+        snapshots = featurize.run(P["validated"], P["features"], params.featurize, seed=params.train.seed)
+        trained = train.run(features_path, P["models"], P["reports"], params.train, profile.category_shares)
+        # a large table's CV folds start now, in processes of their own, beside the packaging and evaluation
+        folds = evaluate.start_cross_validation(features_path, params.train, cv_folds, profile.category_shares,
+                                                workers=workers)
         held, scored, info = _package_evaluate_score(profile, input_path, workdir, params, P, track, folds)
     except BaseException:
         if folds is not None:
             folds.cancel()
         raise
+    finally:
+        if workers is not None:
+            workers.close()
 
     variant = variant_of(profile)
     metrics = {

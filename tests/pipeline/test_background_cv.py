@@ -4,6 +4,7 @@ errors raised in the caller, stopped on cancel, and chosen by table size."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,51 @@ def _recording(seen: list):
         yield lambda done, total=None: seen.append(done)
 
     return progress
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prestarted workers are forked (Linux)")
+def test_prestarted_workers_fold_as_spawned_ones_and_leave_when_dismissed(stages):
+    """evaluate.CVWorkers: forked before the table exists, given the job later: the same fold AUCs as inline. Workers
+    never given a job exit cleanly on close(); one pool serves one cross-validation."""
+    features = stages["paths"]["features"] / "features.parquet"
+    train = stages["params"].train
+    inline = evaluate.cross_validation(features, train, 3)
+    workers = evaluate.CVWorkers.start(2)
+    background = evaluate.start_cross_validation(features, dataclasses.replace(train, n_jobs=2), 3, min_rows=0,
+                                                 workers=workers)
+    assert background._workers == workers.workers and workers.used
+    assert background.result() == inline
+    workers.close()
+    assert all(w.exitcode == 0 for w in workers.workers)
+
+    unused = evaluate.CVWorkers.start(2)
+    assert all(w.is_alive() for w in unused.workers)
+    unused.close()
+    assert all(w.exitcode == 0 for w in unused.workers)
+
+
+ORPHAN = """
+import os, sys
+from pipeline import evaluate
+workers = evaluate.CVWorkers.start(1)
+print(workers.workers[0].pid, flush=True)
+os._exit(0)  # dies without dismissing its worker
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prestarted workers are forked (Linux)")
+def test_a_prestarted_worker_leaves_when_its_run_dies():
+    import os
+    import subprocess
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", ORPHAN], cwd=root, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root)}, check=True)
+    pid = int(out.stdout.split()[0])
+    deadline = time.time() + 10 * evaluate.CVWorkers.POLL_S
+    while time.time() < deadline and Path(f"/proc/{pid}").exists() and \
+            "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]:
+        time.sleep(0.2)
+    alive = Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    assert not alive, "the orphaned CV worker is still waiting"
