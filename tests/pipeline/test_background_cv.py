@@ -94,8 +94,8 @@ def test_prestarted_workers_fold_as_spawned_ones_and_leave_when_dismissed(stages
     train = stages["params"].train
     inline = evaluate.cross_validation(features, train, 3)
     workers = evaluate.CVWorkers.start(2)
-    background = evaluate.start_cross_validation(features, dataclasses.replace(train, n_jobs=2), 3, min_rows=0,
-                                                 workers=workers)
+    # ~1k rows: inline for spawned workers (test_small_tables_fold_inline), in the background for prestarted ones
+    background = evaluate.start_cross_validation(features, dataclasses.replace(train, n_jobs=2), 3, workers=workers)
     assert background._workers == workers.workers and workers.used
     assert background.result() == inline
     workers.close()
