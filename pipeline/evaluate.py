@@ -156,9 +156,13 @@ def _fold_worker(tasks, results, features_path: Path, train: TrainConfig, n_fold
 
 def _waiting_fold_worker(jobs, tasks, results, parent: int) -> None:
     """A prestarted (forked) worker of `CVWorkers`: waits for its job, then folds as `_fold_worker`; exits when
-    told (None) or when its parent is gone."""
+    told (None) or when its parent is gone. Ctrl-C reaches the whole process group: the run handles it (and stops
+    its workers), a worker ignores it instead of printing a traceback of its own."""
     import os
     import queue
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     while True:
         try:

@@ -4,7 +4,10 @@ errors raised in the caller, stopped on cancel, and chosen by table size."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +106,9 @@ def test_prestarted_workers_fold_as_spawned_ones_and_leave_when_dismissed(stages
 
     unused = evaluate.CVWorkers.start(2)
     assert all(w.is_alive() for w in unused.workers)
+    os.kill(unused.workers[0].pid, signal.SIGINT)  # Ctrl-C is the run's to handle, not a waiting worker's
+    time.sleep(0.5)
+    assert unused.workers[0].is_alive()
     unused.close()
     assert all(w.exitcode == 0 for w in unused.workers)
 
@@ -118,9 +124,7 @@ os._exit(0)  # dies without dismissing its worker
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prestarted workers are forked (Linux)")
 def test_a_prestarted_worker_leaves_when_its_run_dies():
-    import os
     import subprocess
-    import time
 
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", ORPHAN], cwd=root, capture_output=True, text=True, timeout=120,
