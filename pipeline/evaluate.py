@@ -189,7 +189,6 @@ class CVWorkers:
         import warnings
 
         context = multiprocessing.get_context("fork")
-        self.context = context
         self.jobs, self.tasks, self.results = context.Queue(), context.Queue(), context.Queue()
         with warnings.catch_warnings():  # Python 3.12+ warns on forking a threaded process
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -54,8 +54,8 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
     P = {k: Path(v) for k, v in vars(params.paths.under(workdir)).items()}
     features_path = P["features"] / "features.parquet"
 
-    # the CV's workers are forked before any stage (and any OpenMP thread or fit): they then fold a large table
-    # without importing anything; a small table folds inline and dismisses them
+    # the CV's workers are forked before any stage (and any OpenMP thread or fit): they then fold the table without
+    # importing anything; a run that ends before the folds (an error) dismisses them
     workers = evaluate.CVWorkers.start(min(params.train.n_jobs, cv_folds)) if cv_folds > 1 else None
     folds = None
     try:
@@ -64,7 +64,7 @@ def run(profile: Profile, input_path: Path, workdir: Path, params: Params, n_job
         validation = validate.run(P["raw"], P["validated"], P["reports"], params.validate)
         snapshots = featurize.run(P["validated"], P["features"], params.featurize, seed=params.train.seed)
         trained = train.run(features_path, P["models"], P["reports"], params.train, profile.category_shares)
-        # a large table's CV folds start now, in processes of their own, beside the packaging and evaluation
+        # the CV folds start now, in the workers, beside the packaging and evaluation
         folds = evaluate.start_cross_validation(features_path, params.train, cv_folds, profile.category_shares,
                                                 workers=workers)
         held, scored, info = _package_evaluate_score(profile, input_path, workdir, params, P, track, folds)
