@@ -149,18 +149,21 @@ def _account_rows(ids: pd.Series, accounts: pd.DataFrame) -> tuple[np.ndarray, p
     return dedup.index.get_indexer(ids), dedup
 
 
+def _arrow_text(s: pd.Series):
+    """`s` as one Arrow string array (values as text, missing values null)."""
+    import pyarrow as pa
+
+    s = s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)
+    arr = pa.array(s.array)
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
 def first_match(keys: pd.Series, lookup: pd.Series) -> np.ndarray:
     """Per key, the position of its first occurrence in `lookup` (both compared as text), -1 when absent: one
     hash pass in Arrow."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    def text(s: pd.Series):
-        s = s if isinstance(s.dtype, pd.StringDtype) else s.astype(str)
-        arr = pa.array(s.array)
-        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-
-    keys, lookup = text(keys), text(lookup)
+    keys, lookup = _arrow_text(keys), _arrow_text(lookup)
     if len(keys) * FEW_KEYS_FACTOR >= len(lookup):
         found = pc.index_in(keys, value_set=lookup)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.intp)
@@ -183,13 +186,9 @@ FEW_KEYS_FACTOR = 8
 def first_occurrence(keys: pd.Series) -> np.ndarray:
     """Per row, whether it holds the first occurrence of its key (compared as text; missing keys as one key): one
     dictionary-encoding pass, and none of the sorting when every key is distinct."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    s = keys if isinstance(keys.dtype, pd.StringDtype) else keys.astype(str)
-    arr = pa.array(s.array)
-    encoded = pc.dictionary_encode(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr,
-                                   null_encoding="encode")
+    encoded = pc.dictionary_encode(_arrow_text(keys), null_encoding="encode")
     if len(encoded.dictionary) == len(keys):
         return np.ones(len(keys), dtype=bool)
     first = np.zeros(len(keys), dtype=bool)

@@ -211,13 +211,20 @@ ROWS_FILE_MIN_ROWS = 10_000  # below this, binding from Python is as quick and n
 
 
 def binds_in_c(n_rows: int, url: str) -> bool:
-    """Whether `write_sql_table` will have ADBC bind `n_rows` rows for the database at `url` (`rows_file`): an
-    SQLite file, `ROWS_FILE_MIN_ROWS` rows or more, the driver installed."""
-    import importlib.util
-
+    """Whether `write_sql_table` will have ADBC bind `n_rows` rows for the database at `url` (`rows_file`)."""
     from pipeline.transaction import sqlite_file
 
-    return (n_rows >= ROWS_FILE_MIN_ROWS and sqlite_file(url) is not None
+    return _adbc_binds(n_rows, sqlite_file(url))
+
+
+def _adbc_binds(n_rows: int, database: str | None) -> bool:
+    """The rows file's condition: an SQLite file (`database`, a URL's database part), `ROWS_FILE_MIN_ROWS` rows or
+    more, the ADBC SQLite driver installed."""
+    import importlib.util
+
+    from pipeline.transaction import is_sqlite_file
+
+    return (n_rows >= ROWS_FILE_MIN_ROWS and is_sqlite_file(database)
             and importlib.util.find_spec("adbc_driver_sqlite") is not None)
 
 
@@ -227,15 +234,13 @@ def rows_file(df: pd.DataFrame, database: str | None) -> Iterator[Path | None]:
     removed on exit; None (the caller binds the rows itself) for a small table, an in-memory database, a column
     `arrow_rows` cannot carry, or without the ADBC SQLite driver. A failed write (a full disk) leaves no file and
     gives None too: the Python binder then stores the same values, or reports the error itself."""
-    from pipeline.transaction import hold, is_sqlite_file, rows_file_pattern
+    from pipeline.transaction import hold, rows_file_pattern
 
     rows = None
-    if len(df) >= ROWS_FILE_MIN_ROWS and is_sqlite_file(database):
-        try:
-            import adbc_driver_sqlite.dbapi as adbc
-        except ImportError:
-            adbc = None
-        rows = arrow_rows(df) if adbc is not None else None
+    if _adbc_binds(len(df), database):
+        import adbc_driver_sqlite.dbapi as adbc
+
+        rows = arrow_rows(df)
     if rows is None:
         yield None
         return

@@ -71,10 +71,10 @@ def _open_store() -> None:
 
 class StageRunLogger:
     """`log_stage_run` done by a forked helper process that imports MLflow (4-5 s of imports) and opens the
-    tracking store as soon as it is created, beside the caller's work and without holding the caller's interpreter; the caller hands it the
-    run's arguments at the end (`log`) and waits only for the logging itself. Where MLflow is imported already
-    (e.g. `leadscore run`) or where it does not fork (not Linux, or fork refused), `log` calls `log_stage_run` in
-    this process.
+    tracking store as soon as it is created, beside the caller's work and without holding the caller's
+    interpreter; the caller hands it the run's arguments at the end (`log`) and waits only for the logging itself.
+    Where MLflow is imported already (e.g. `leadscore run`) or where it does not fork (not Linux, or fork refused),
+    `log` calls `log_stage_run` in this process.
 
     The helper is forked and ordered as the SQL table's writer is (`pipeline.export.SqlWriter`: a multiprocessing
     fork context and a pipe): a caller that never calls `log` (an error; `close` by the context manager) or dies
