@@ -86,6 +86,16 @@ class LinearDesign:
         return labels, np.where(codes < 0, len(labels) - 1, codes)
 
     def fit(self, X: pd.DataFrame) -> LinearDesign:
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: pd.DataFrame) -> np.ndarray:
+        """`fit(X).transform(X)`, the same values, with the numbers' logs, imputation and blocks computed once
+        (half the design's time on the demo's 265k training rows)."""
+        return self._inputs(X, self._fit(X))
+
+    def _fit(self, X: pd.DataFrame) -> np.ndarray:
+        """Fit on `X`; returns its numeric block (what `transform` computes for `X` before standardising)."""
         values = self._logs(X)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: its median is 0
@@ -116,7 +126,7 @@ class LinearDesign:
             owners += [col] * (len(self.levels_[col]) + self.infrequent_[col])
         self.owners_ = np.array(owners, dtype=object)
         self.n_rows_ = len(X)
-        return self
+        return numeric_block
 
     def _numeric_block(self, filled: np.ndarray, missing: np.ndarray) -> np.ndarray:
         """Per number: its spline basis (or its value), then its missing-indicator (columns grouped by number)."""
@@ -138,8 +148,11 @@ class LinearDesign:
             yield from [col] * (width + (i in ind))
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        filled, missing = self._filled(self._logs(X))
-        out = [(self._numeric_block(filled, missing) - self.mean_) / self.scale_]
+        return self._inputs(X, self._numeric_block(*self._filled(self._logs(X))))
+
+    def _inputs(self, X: pd.DataFrame, numeric_block: np.ndarray) -> np.ndarray:
+        """The model's inputs: `X`'s numeric block (`_numeric_block`) standardised, then the one-hot blocks."""
+        out = [(numeric_block - self.mean_) / self.scale_]
         for col in self.categorical:
             levels = self.levels_[col]
             width = len(levels) + self.infrequent_[col]
@@ -199,10 +212,11 @@ class LogisticBaseline(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         X = select_model_columns(X, self.feature_names_in_)
         self.design_ = LinearDesign(numeric, self.categorical_, n_knots=None, min_category_count=20,
-                                    unknown_as_infrequent=False).fit(X)
+                                    unknown_as_infrequent=False)
+        Z = self.design_.fit_transform(X)
         with one_blas_thread():
             self.lr_ = LogisticRegression(C=self.C, max_iter=self.max_iter, solver="newton-cholesky").fit(
-                self.design_.transform(X), np.asarray(y, dtype=int))
+                Z, np.asarray(y, dtype=int))
         return self
 
     @property

@@ -41,6 +41,7 @@ from models.conversion import (
     choose_calibration,
     eval_kwargs,
     fit_calibrator,
+    lightgbm_params,
     select_model_columns,
 )
 
@@ -69,20 +70,21 @@ class SplineLogistic(ClassifierMixin, BaseEstimator):
             start: SplineLogistic | None = None) -> SplineLogistic:
         """Fit on (X, y); ``start``: a fitted model of the same columns whose coefficients the solver starts from
         (the optimum is the same, reached in fewer Newton steps when ``start`` is close to it)."""
-        self._fit_design(X)
+        Z = self._fit_design(X)
         init = None
         if start is not None and start.design_.owners_.tolist() == self.design_.owners_.tolist():
             init = (start.lr_.coef_, start.lr_.intercept_)
-        return self.fit_inputs(self.design_.transform(self._prepare(X)), y, init)
+        return self.fit_inputs(Z, y, init)
 
-    def _fit_design(self, X: pd.DataFrame) -> SplineLogistic:
+    def _fit_design(self, X: pd.DataFrame) -> np.ndarray:
+        """Fit the design on `X`; returns `X`'s inputs (`LinearDesign.fit_transform`)."""
         self.feature_names_in_ = np.array(list(X.columns), dtype=object)
         self.categorical_ = [c for c in X.columns if is_categorical(X[c])]
         self.numeric_ = [c for c in X.columns if c not in self.categorical_]
         self.classes_ = np.array([0, 1])
         self.design_ = LinearDesign(self.numeric_, self.categorical_, n_knots=self.n_knots,
-                                    min_category_count=self.min_category_count).fit(self._prepare(X))
-        return self
+                                    min_category_count=self.min_category_count)
+        return self.design_.fit_transform(self._prepare(X))
 
     def fit_inputs(self, Z: np.ndarray, y, init: tuple[np.ndarray, np.ndarray] | None = None) -> SplineLogistic:
         """The regression alone on the design's inputs ``Z`` (the design already fitted); ``init``: (coefficients,
@@ -125,8 +127,8 @@ def fit_logistic_grid(X: pd.DataFrame, y, Cs, n_knots: int = 5, min_category_cou
     and shared, only the regression is refitted per C, along a warm-started path from the strongest L2 to the
     weakest (each fit starts from the previous optimum: the same models as fitting each from scratch, within the
     solver's tolerance, in fewer Newton steps)."""
-    first = SplineLogistic(Cs[0], n_knots, min_category_count)._fit_design(X)
-    Z = first.design_.transform(first._prepare(X))
+    first = SplineLogistic(Cs[0], n_knots, min_category_count)
+    Z = first._fit_design(X)
     models: dict[float, SplineLogistic] = {}
     init = None
     for C in sorted(float(C) for C in Cs):
@@ -201,12 +203,7 @@ class BlendedModel(ClassifierMixin, BaseEstimator):
                             for c in X.columns if is_categorical(X[c])}
         self.classes_ = np.array([0, 1])
         self.shares_ = category_shares(X, self.categories_) if cfg.category_shares else {}
-        self.booster_ = lgb.LGBMClassifier(
-            objective="binary", learning_rate=b.learning_rate, num_leaves=b.num_leaves,
-            min_child_samples=b.min_child_samples, n_estimators=b.n_estimators, subsample=b.subsample,
-            subsample_freq=1, colsample_bytree=b.colsample_bytree, reg_lambda=b.reg_lambda, n_jobs=b.n_jobs,
-            random_state=b.seed, verbose=-1,
-        )
+        self.booster_ = lgb.LGBMClassifier(**lightgbm_params(b))
         Xf, Xv = self._prepare(X), self._prepare(X_val)
         self.booster_.fit(Xf, y, **eval_kwargs(Xv, y_val), eval_metric="binary_logloss",
                           callbacks=[lgb.early_stopping(b.early_stopping_rounds, verbose=False)])

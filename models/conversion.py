@@ -47,6 +47,19 @@ class BoosterConfig:
     logistic_max_rows: int = 0
 
 
+def lightgbm_params(cfg: BoosterConfig) -> dict:
+    """The LightGBM classifier's settings of a `BoosterConfig` (every booster leadscore fits takes these).
+
+    Histograms are built column-wise (`force_col_wise`): the same trees, bit for bit, as LightGBM's own choice,
+    which on these tables and 1-2 threads is row-wise after a timing test and 15-20 % slower (the demo's 659-tree
+    fit: 17.6 s -> 15.3 s, its refit 23.7 s -> 20.0 s; LightGBM recommends column-wise for few threads)."""
+    return {"objective": "binary", "learning_rate": cfg.learning_rate, "num_leaves": cfg.num_leaves,
+            "min_child_samples": cfg.min_child_samples, "n_estimators": cfg.n_estimators,
+            "subsample": cfg.subsample, "subsample_freq": 1, "colsample_bytree": cfg.colsample_bytree,
+            "reg_lambda": cfg.reg_lambda, "n_jobs": cfg.n_jobs, "random_state": cfg.seed, "verbose": -1,
+            "force_col_wise": True}
+
+
 class ConversionModel(ClassifierMixin, BaseEstimator):
     """Calibrated LightGBM classifier over the feature table's columns.
 
@@ -75,21 +88,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         self.categories_ = {c: list(X[c].cat.categories) for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)}
         y = np.asarray(y, dtype=int)
         self.classes_ = np.array([0, 1])
-        self.booster_ = lgb.LGBMClassifier(
-            objective="binary",
-            learning_rate=cfg.learning_rate,
-            num_leaves=cfg.num_leaves,
-            min_child_samples=cfg.min_child_samples,
-            n_estimators=cfg.n_estimators,
-            subsample=cfg.subsample,
-            subsample_freq=1,
-            colsample_bytree=cfg.colsample_bytree,
-            reg_lambda=cfg.reg_lambda,
-            n_jobs=cfg.n_jobs,
-            random_state=cfg.seed,
-            verbose=-1,
-            **_monotone_kwargs(list(X.columns), cfg.monotone_increasing),
-        )
+        self.booster_ = lgb.LGBMClassifier(**lightgbm_params(cfg),
+                                           **_monotone_kwargs(list(X.columns), cfg.monotone_increasing))
         self.offset_model_ = None
         if cfg.boost_from_logistic:
             from models.baselines import LogisticBaseline

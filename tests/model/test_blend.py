@@ -297,6 +297,23 @@ def test_the_vectorised_design_builds_the_inputs_of_the_scikit_learn_pipeline(ki
     np.testing.assert_allclose(model.design_.transform(new), expected, atol=1e-9)
 
 
+@pytest.mark.parametrize("n_knots", [5, None])
+def test_fitting_the_design_gives_exactly_the_inputs_transform_gives(n_knots):
+    from models.baselines import LinearDesign
+
+    X, _ = hump_data(2000)
+    X.loc[X.index[:30], "source"] = None
+    X.loc[X.index[10:60], X.columns[0]] = np.nan  # a number with missing values: its indicator input
+    numeric = [c for c in X if not isinstance(X[c].dtype, pd.CategoricalDtype)]
+    categorical = [c for c in X if c not in numeric]
+    fitted = LinearDesign(numeric, categorical, n_knots=n_knots, min_category_count=20)
+    Z = fitted.fit_transform(X)
+    again = LinearDesign(numeric, categorical, n_knots=n_knots, min_category_count=20).fit(X)
+    np.testing.assert_array_equal(Z, again.transform(X))
+    np.testing.assert_array_equal(Z, fitted.transform(X))
+    assert Z.shape[1] == len(fitted.owners_) and fitted.owners_.tolist() == again.owners_.tolist()
+
+
 def test_folds_fitted_side_by_side_score_as_folds_fitted_one_after_another():
     X, y = hump_data(1200)
 

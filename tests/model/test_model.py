@@ -61,6 +61,21 @@ def test_without_constraints_the_option_changes_the_booster(parts):
     assert cons[list(constrained.feature_names_in_).index("n_high_intent_30d")] == 1 and sum(cons) == 1
 
 
+def test_the_booster_builds_histograms_column_wise_and_grows_the_trees_lightgbms_own_choice_grows(parts):
+    import lightgbm as lgb
+
+    model = _fit(parts)
+    params = model.booster_.get_params()
+    assert params["force_col_wise"] is True
+    fit, _, test, cols = parts
+    # the same settings with LightGBM choosing the histogram layout itself: the very same trees
+    own = lgb.LGBMClassifier(**{**params, "force_col_wise": False, "n_estimators": model.best_iteration_})
+    own.fit(model._prepare(fit[cols]), fit["label"].astype(int))
+    X = model._prepare(test[cols])
+    np.testing.assert_array_equal(model.booster_.predict(X, raw_score=True, num_iteration=model.best_iteration_),
+                                  own.predict(X, raw_score=True))
+
+
 @pytest.mark.slow
 def test_calibrated_probabilities_match_observed_rates_and_are_never_certain(parts):
     table = feature_table(n_per_snapshot=5000, seed=2)  # 1,250 validation rows for the calibrator
