@@ -13,6 +13,7 @@ import pandas as pd
 
 from models.evaluate import TOP_FRACTIONS, full_report, paired_auc_test
 from pipeline import tracking
+from pipeline.io import read_rows
 
 COMPARED = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10", "capture_top10")
 LOWER_IS_BETTER = {"brier", "log_loss", "ece"}
@@ -72,7 +73,7 @@ class Comparison:
 
 
 def held_out_rows(features_path: Path) -> pd.DataFrame:
-    test = pd.read_parquet(features_path, filters=[("split", "==", "test")]).reset_index(drop=True)
+    test = read_rows(features_path, "split", ["test"]).reset_index(drop=True)
     if test.empty or test["label"].nunique() < 2:
         raise ValueError(f"{features_path}: the held-out (split == 'test') rows need both outcomes to compare models")
     return test

@@ -31,7 +31,7 @@ from models.sampling import stratified_sample
 from models.training import cross_validate
 from pipeline import tracking
 from pipeline.artifacts import features_variant, load_baselines, load_model
-from pipeline.io import write_atomic, write_csv, write_json
+from pipeline.io import read_rows, write_atomic, write_csv, write_json
 from pipeline.progress import log, progress
 
 LEAKAGE_SAMPLE = 100_000  # labelled rows the single-column leakage check reads at most
@@ -122,7 +122,7 @@ CV_SPLITS = ("train", "test")
 
 def cv_table(features_path: Path) -> pd.DataFrame:
     """The rows the cross-validation folds: every labelled row of the decision population (train and test)."""
-    return pd.read_parquet(features_path, filters=[("split", "in", list(CV_SPLITS))])
+    return read_rows(features_path, "split", CV_SPLITS)
 
 
 def cross_validation(features_path: Path, train: TrainConfig, n_folds: int, category_shares: bool = False,
@@ -349,7 +349,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, reports
 def _evaluate(features_path: Path, models_dir: Path, package_dir: Path | None, reports_dir: Path,
               p: EvaluateConfig, horizon_days: int, truth_dir: Path | None, raw_dir: Path | None, train: TrainConfig,
               category_shares: bool, background_cv: BackgroundCV | None, started: float) -> dict:
-    table = pd.read_parquet(features_path, filters=[("split", "in", ["train", "test", WITH_SALES])])
+    table = read_rows(features_path, "split", ["train", "test", WITH_SALES])
     variant = features_variant(features_path)
     test = held_out(table)
     model, info = load_model(models_dir, package_dir)

@@ -53,6 +53,39 @@ def write_parquet(df: pd.DataFrame, target: Path | str) -> Path:
     return write_atomic(target, lambda tmp: df.to_parquet(tmp, index=False))
 
 
+def read_rows(path: Path | str, column: str, values) -> pd.DataFrame:
+    """The rows of a Parquet file whose `column` holds one of `values`: what ``pd.read_parquet(path,
+    filters=[(column, "in", values)])`` gives, the same frame. Where the file's statistics show that each row group
+    holds one value of `column` only (a scoring file of score rows; the feature table, written snapshot by
+    snapshot), the row groups are read whole or skipped instead: Arrow's filter copies every column of every row
+    it keeps (820k score rows of 102 columns: 0.7-1.7 s filtered, 0.4-0.6 s read whole)."""
+    import pyarrow.parquet as pq
+
+    wanted = list(values)
+    keep = _whole_row_groups(pq.ParquetFile(path).metadata, column, set(wanted))
+    if keep is None:
+        return pd.read_parquet(path, filters=[(column, "in", wanted)])
+    return pq.ParquetFile(path).read_row_groups(keep).to_pandas()
+
+
+def _whole_row_groups(metadata, column: str, wanted: set) -> list[int] | None:
+    """The row groups whose `column` holds one value, of `wanted` (min = max by their statistics, no missing
+    value); None when a row group might hold other values beside wanted ones (no statistics, a range) or when
+    none is wanted (the filtered read then gives the empty frame its own way)."""
+    leaf = next((j for j in range(metadata.num_columns) if metadata.schema.column(j).path == column), None)
+    if leaf is None:
+        return None
+    keep = []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(leaf).statistics
+        if stats is None or not stats.has_min_max or not stats.has_null_count or stats.null_count \
+                or stats.min != stats.max:
+            return None
+        if stats.min in wanted:
+            keep.append(group)
+    return keep or None
+
+
 # ------------------------------------------------------------------------------------------ the CSV writer
 # Every CSV the project writes goes through `csv_text` / `write_csv`: exports, CRM files, queues, changes,
 # quarantines, reports. Two rules make a cell safe to open in a spreadsheet and to re-read as the same table:
@@ -199,7 +232,12 @@ def write_csv_files(df: pd.DataFrame, files: dict[Path | str, tuple], neutralise
 # False, datetimes per pandas' chunk, missing as empty), neutralises formulas and quotes as the csv module does
 # (QUOTE_MINIMAL: a field holding , " CR or LF is quoted, " doubled), and joins the columns in Arrow, block by
 # block. Anything it does not know how to render (object columns of non-text, nested types) goes to pandas.
-FAST_CSV_BLOCK_ROWS = 65_536
+# Rows rendered per block. 16,384 rather than 65,536: each block's intermediate texts (tens of MB per column at
+# 65,536 rows of the CRM files' reasons) come from fresh memory the kernel must zero, a sixth of the scorer's CPU
+# at a million leads; smaller blocks reuse it (scoring 1M leads: 0.98x the wall, 0.97x the CPU, 0.90x the peak
+# memory, paired)
+FAST_CSV_BLOCK_ROWS = 16_384
+CODED_SAMPLE_ROWS = 65_536  # a text column with few distinct values among its first this many rows is coded
 _PANDAS_CHUNK_CELLS = 100_000  # pandas.io.formats.csvs._DEFAULT_CHUNKSIZE_CELLS
 
 
@@ -300,7 +338,7 @@ def _safe_text(arr, neutralise: bool):
     return arr
 
 
-def coded_text(arr, sample_rows: int = FAST_CSV_BLOCK_ROWS) -> tuple[Any, np.ndarray] | None:
+def coded_text(arr, sample_rows: int = CODED_SAMPLE_ROWS) -> tuple[Any, np.ndarray] | None:
     """(distinct values, code per row; missing -> len(distinct)) of an Arrow text column with few distinct values
     in its first `sample_rows` rows (statuses, tiers, gates, run ids: converted once per value), else None."""
     _, pc = _pa()

@@ -32,7 +32,7 @@ from pipeline import tracking
 from pipeline.artifacts import ModelIntegrityError, features_variant, load_model
 from pipeline.export import CONTACT_FIELDS, contact_table, export_all, owner_ids
 from pipeline.history import History, scoring_key
-from pipeline.io import find_table, read_table, write_csv, write_json, write_parquet
+from pipeline.io import find_table, read_rows, read_table, write_csv, write_json, write_parquet
 from pipeline.progress import log, progress
 
 LATEST = "latest"  # score.model: the model this pipeline just trained and packaged (data/04_package)
@@ -244,8 +244,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     importing = threading.Thread(target=import_model_libraries, args=(uri is not None,), name="import-model",
                                  daemon=True)
     importing.start()
-    table = pd.read_parquet(features_path, filters=[("split", "in", ["score", "test"])] if variant == FLAT
-                            else [("split", "==", "score")])
+    table = read_rows(features_path, "split", ["score", "test"] if variant == FLAT else ["score"])
     rows, what = rows_to_score(table, variant)
     importing.join()
     if what != OPEN_LEADS:

@@ -15,7 +15,7 @@ import pandas as pd
 from models.config import TrainConfig
 from models.training import fit
 from pipeline.artifacts import TRAINING_TIME, features_variant, save_model
-from pipeline.io import write_json
+from pipeline.io import read_rows, write_json
 from pipeline.progress import log, progress
 
 
@@ -47,7 +47,7 @@ def run(features_path: Path, out_dir: Path, reports_dir: Path, p: TrainConfig, c
     variant = features_variant(features_path)
     # Only what training reads: the score rows are another stage's business (and at scale most of the memory).
     check_outcomes(pd.read_parquet(features_path, columns=["split", "label"]), features_path)
-    table = pd.read_parquet(features_path, filters=[("split", "==", "train")])
+    table = read_rows(features_path, "split", ["train"])
     with progress("training", p.n_estimators, "rounds") as on_round:
         result = fit(table, p, variant, category_shares=category_shares, log=log, on_round=on_round)
     del table
