@@ -43,14 +43,16 @@ def single_column_auc(x: pd.Series, y: np.ndarray, n_folds: int = 5, seed: int =
             best = max(best, auc, 1.0 - auc)
         return float(best)
     key = pd.Series(x.astype(object).where(x.notna(), "__missing__").astype(str).to_numpy())
+    codes, uniques = pd.factorize(key)  # each value once: the folds' rates are counts per code
     folds = np.random.default_rng(seed).integers(0, n_folds, len(y))
     prior = y.mean()
     score = np.empty(len(y))
     for k in range(n_folds):
         held = folds == k
-        stats = pd.DataFrame({"key": key[~held].to_numpy(), "y": y[~held]}).groupby("key")["y"].agg(["sum", "count"])
-        rate = (stats["sum"] + prior) / (stats["count"] + 1.0)  # one pseudo-observation at the prior
-        score[held] = key[held].map(rate).fillna(prior).to_numpy(dtype=float)
+        sums = np.bincount(codes[~held], weights=y[~held], minlength=len(uniques))
+        counts = np.bincount(codes[~held], minlength=len(uniques))
+        rate = (sums + prior) / (counts + 1.0)  # one pseudo-observation at the prior
+        score[held] = np.where(counts[codes[held]] > 0, rate[codes[held]], prior)  # a value unseen out of fold: prior
     auc = fast_auc(y, score)
     return float(max(auc, 1.0 - auc))
 

@@ -207,6 +207,29 @@ def test_leakage_guard_names_the_column():
     assert single_column_auc(-X["honest"], y) == pytest.approx(single_column_auc(X["honest"], y))
 
 
+def test_a_category_scores_by_its_out_of_fold_positive_rate():
+    """The categorical path's score, spelled out: per fold, each held-out row gets (wins + prior) / (leads + 1) of
+    its value among the other folds' rows, the prior where the value is absent there."""
+    from models.evaluate import fast_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 600)
+    x = pd.Series(rng.choice(["a", "b", "c", "rare", None], 600, p=[0.4, 0.3, 0.25, 0.01, 0.04]))
+    x[y == 1] = rng.choice(["a", "b", "c"], int(y.sum()), p=[0.6, 0.3, 0.1])
+    x[:3] = ["only-once-0", "only-once-1", "only-once-2"]  # values no other fold holds
+    key = x.where(x.notna(), "__missing__").astype(str).to_numpy()
+    folds = np.random.default_rng(0).integers(0, 5, len(y))
+    expected = np.empty(len(y))
+    for k in range(5):
+        out = folds != k
+        for row in np.flatnonzero(~out):
+            same = out & (key == key[row])
+            expected[row] = (y[same].sum() + y.mean()) / (same.sum() + 1.0) if same.any() else y.mean()
+    auc = fast_auc(y, expected)
+    assert single_column_auc(x, y) == pytest.approx(max(auc, 1.0 - auc), abs=1e-12)
+    assert single_column_auc(x, y) > 0.55  # the categories carry some signal
+
+
 def test_time_holdout_is_the_latest_rows():
     y = np.array([0, 1] * 10)
     train, test = holdout_split(y, pd.Series(np.arange(20)[::-1]), 0.2)
