@@ -550,19 +550,33 @@ def rep_queues(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
             for rep, part in handed.groupby("assigned_rep", sort=True)}
 
 
-def contact_table(leads: pd.DataFrame | None, accounts: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Lead id + the `CONTACT_FIELDS` the export has (the company's name from its account)."""
+def contact_table(leads: pd.DataFrame | None, accounts: pd.DataFrame | None,
+                  lead_ids: pd.Series | None = None) -> pd.DataFrame | None:
+    """Lead id + the `CONTACT_FIELDS` the export has (the company's name from its account). With `lead_ids` (the
+    scored table's), one row per id in their order, each the id's first lead row (fields missing for an id without
+    one): `with_contacts` then takes the fields as they are, and only the scored leads are looked up (820k of a
+    million: the account lookup and the copies shrink with them, the second id lookup goes)."""
     if leads is None or "lead_id" not in leads:
         return None
-    out = leads[["lead_id", *[c for c in CONTACT_FIELDS if c in leads.columns]]].copy()
-    if accounts is not None and {"account_id", "company_name"} <= set(accounts.columns) and "account_id" in leads:
-        if isinstance(leads["account_id"].dtype, pd.StringDtype) and \
+    fields = ["lead_id", *[c for c in CONTACT_FIELDS if c in leads.columns]]
+    if lead_ids is None:
+        out = leads[fields].copy()
+        ids_to_accounts = leads.get("account_id")
+    else:
+        where = first_match(lead_ids, leads["lead_id"])
+        out = pd.DataFrame({c: leads[c].array.take(where, allow_fill=True) for c in fields[1:]})
+        out.insert(0, "lead_id", lead_ids.to_numpy() if not isinstance(lead_ids.dtype, pd.StringDtype)
+                   else lead_ids.array)
+        ids_to_accounts = pd.Series(leads["account_id"].array.take(where, allow_fill=True)) \
+            if "account_id" in leads else None
+    if accounts is not None and {"account_id", "company_name"} <= set(accounts.columns) and ids_to_accounts is not None:
+        if isinstance(ids_to_accounts.dtype, pd.StringDtype) and \
                 isinstance(accounts["account_id"].dtype, pd.StringDtype):  # text ids: one hash lookup in Arrow
-            where = first_match(leads["account_id"], accounts["account_id"])
-            out["company"] = accounts["company_name"].array.take(where, allow_fill=True)
+            found = first_match(ids_to_accounts, accounts["account_id"])
+            out["company"] = accounts["company_name"].array.take(found, allow_fill=True)
         else:
             names = accounts.drop_duplicates("account_id").set_index("account_id")["company_name"]
-            out["company"] = names.reindex(leads["account_id"].to_numpy()).to_numpy()
+            out["company"] = names.reindex(ids_to_accounts.to_numpy()).to_numpy()
     return out
 
 
@@ -581,7 +595,10 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
     out = df
     if contacts is not None and len(contacts):
         fields = [c for c in CONTACT_FIELDS if c in contacts.columns and c not in df.columns]
-        if fields:
+        if fields and _aligned(df["lead_id"], contacts["lead_id"]):  # `contact_table` of these ids: row for row
+            out = out.assign(**{c: contacts[c].to_numpy() if not isinstance(contacts[c].dtype, pd.StringDtype)
+                                else contacts[c].array for c in fields})
+        elif fields:
             where = first_match(df["lead_id"], contacts["lead_id"])  # each row's contact (the first), -1: none
             out = out.assign(**{c: contacts[c].array.take(where, allow_fill=True) for c in fields})
     for crm, ids in (owners or {}).items():
@@ -591,6 +608,11 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
             mapped = pd.array([ids.get(n, pd.NA) for n in names] + [pd.NA], dtype="string")
             out = out.assign(**{f"owner_user_id_{crm}": mapped.take(np.where(codes < 0, len(names), codes))})
     return out
+
+
+def _aligned(ids: pd.Series, other: pd.Series) -> bool:
+    """Whether `other` holds `ids` row for row (same values and dtype; missing matches missing)."""
+    return len(ids) == len(other) and ids.reset_index(drop=True).equals(other.reset_index(drop=True))
 
 
 class SqlWriter:
@@ -739,7 +761,7 @@ def _pickled(exc: BaseException):
 
 def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None, name: str = "sql_leads",
                changes: pd.DataFrame | None = None,
-               contacts: pd.DataFrame | Callable[[], pd.DataFrame | None] | None = None,
+               contacts: pd.DataFrame | Callable[[pd.Series], pd.DataFrame | None] | None = None,
                owners: dict[str, dict[str, str]] | None = None,
                extra_files: dict[str, Callable[[Path], object]] | None = None) -> dict[str, str]:
     """Every export of one scoring, as one transaction (`pipeline.transaction`): under the scored folder's lock,
@@ -748,7 +770,8 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
     swapped; then `current` is switched to the run, the previous run kept. Any failure before the switch leaves
     what readers see unchanged and removes the staged files.
 
-    `contacts` (lead id + `CONTACT_FIELDS`, or a function that builds them, called once the SQL writer runs) and
+    `contacts` (lead id + `CONTACT_FIELDS`, or a function of the table's lead ids that builds them, called once the
+    SQL writer runs: `contact_table(leads, accounts, ids)`) and
     `owners` (CRM -> rep name -> user id) go into the hand-over files (queues, CRM import files) only: `sql_leads`
     keeps its documented schema.
 
@@ -778,7 +801,7 @@ def export_all(df: pd.DataFrame, out_dir: Path, database_url: str | None = None,
         sql = SqlWriter(df, url, name)
         try:
             try:
-                contacts = contacts() if callable(contacts) else contacts
+                contacts = contacts(df["lead_id"]) if callable(contacts) else contacts
                 paths = _write_files(df, run.staging, name, changes, with_contacts(df, contacts, owners))
                 for file_name, writer in (extra_files or {}).items():
                     writer(run.staging / file_name)

@@ -105,7 +105,7 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
     run's folder and switched to at once, and only then the history entry and the reports' summary are written.
 
     `contacts`: the leads' contact fields for the hand-over files (`pipeline.export.contact_table`; or a function
-    that builds them, called while the SQL table is written, which does not hold them); `key`: the
+    of the table's lead ids that builds them, called while the SQL table is written, which does not hold them); `key`: the
     scoring's history key (`pipeline.history.scoring_key`)."""
     from pipeline.transaction import scoring_lock
 
@@ -275,7 +275,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
                                      opportunities, out_dir)
         shadow_table = extra["shadow"].pop("_table", None) if extra.get("shadow") else None
         summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                         phrasebook_for(icp), lambda: contact_table(leads, accounts), key, extra, shadow_table)
+                         phrasebook_for(icp), lambda ids: contact_table(leads, accounts, ids), key, extra, shadow_table)
         log_score_run(run_id, started, p_used, summary, logger)
     return summary
 
@@ -407,7 +407,7 @@ def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Pat
                              str(input_path))
     with mlflow_logger(run_id) as logger:
         summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
-                         phrasebook_for(featurize_params.icp), lambda: contact_table(tables.get("leads"), accounts),
+                         phrasebook_for(featurize_params.icp), lambda ids: contact_table(tables.get("leads"), accounts, ids),
                          key, {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
                                "profile": getattr(profile, "name", None)})
         log_score_run(run_id, started, p_used, summary, logger)

@@ -184,6 +184,34 @@ def test_hand_over_files_carry_contact_fields_and_the_reps_crm_user_id(tmp_path)
     assert "email" not in pd.read_parquet(paths["parquet"]).columns
 
 
+def test_contacts_built_for_the_scored_ids_write_the_same_hand_over_files(tmp_path):
+    df = scored_table()
+    n = len(df)
+    # the export's leads in another order, one scored lead missing, a duplicate row (the first one counts), and a
+    # lead that was not scored
+    leads = pd.DataFrame({"lead_id": df["lead_id"], "account_id": df["account_id"],
+                          "first_name": "Nina", "last_name": [f"Walsh{i}" for i in range(n)],
+                          "email": "nina@acme.example.com", "phone": "+4930123456", "job_title": "VP Sales",
+                          "lead_source": "Referral"}).iloc[::-1]
+    leads = pd.concat([leads.iloc[1:], leads.iloc[[3]].assign(last_name="Duplicate"),
+                       leads.iloc[[0]].assign(lead_id="L-unscored")], ignore_index=True)
+    leads = leads.astype({"lead_id": "str", "account_id": "str"})
+    accounts = pd.DataFrame({"account_id": ["A0", "A1", "A2"], "company_name": ["Acme", "=Globex", "Initech"]},
+                            dtype="str")
+    whole = export_all(df, tmp_path / "whole", contacts=contact_table(leads, accounts))
+    scoped = export_all(df, tmp_path / "scoped", contacts=lambda ids: contact_table(leads, accounts, ids))
+    for key in ("salesforce", "hubspot", "csv"):
+        assert Path(scoped[key]).read_bytes() == Path(whole[key]).read_bytes(), key
+    table = contact_table(leads, accounts, df["lead_id"].astype("str"))
+    assert table["lead_id"].tolist() == df["lead_id"].tolist()  # row for row with the scored ids
+    missing = df["lead_id"].iloc[n - 1]  # the lead without a row in the export: no contact fields
+    assert table.loc[table["lead_id"] == missing, ["last_name", "company"]].isna().all(axis=None)
+    first = leads[leads["lead_id"] == leads["lead_id"].iloc[-2]]["last_name"].iloc[0]
+    assert table.loc[table["lead_id"] == leads["lead_id"].iloc[-2], "last_name"].item() == first  # not "Duplicate"
+    expected = df["account_id"].map({"A0": "Acme", "A1": "=Globex", "A2": "Initech"})
+    assert table["company"].iloc[: n - 1].tolist() == expected.iloc[: n - 1].tolist()
+
+
 def test_per_rep_queues_and_the_call_queue_are_in_call_order(tmp_path):
     export_all(scored_table(), tmp_path)
     queues = tmp_path / "queues"
