@@ -596,8 +596,7 @@ def with_contacts(df: pd.DataFrame, contacts: pd.DataFrame | None,
     if contacts is not None and len(contacts):
         fields = [c for c in CONTACT_FIELDS if c in contacts.columns and c not in df.columns]
         if fields and _aligned(df["lead_id"], contacts["lead_id"]):  # `contact_table` of these ids: row for row
-            out = out.assign(**{c: contacts[c].to_numpy() if not isinstance(contacts[c].dtype, pd.StringDtype)
-                                else contacts[c].array for c in fields})
+            out = out.assign(**{c: contacts[c].array for c in fields})
         elif fields:
             where = first_match(df["lead_id"], contacts["lead_id"])  # each row's contact (the first), -1: none
             out = out.assign(**{c: contacts[c].array.take(where, allow_fill=True) for c in fields})
