@@ -198,17 +198,23 @@ def first_occurrence(keys: pd.Series) -> np.ndarray:
 
 def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opportunities: pd.DataFrame | None,
                 p: ScoreConfig, model_version: str, run_id: str, scored_at: pd.Timestamp,
-                scoring_run_id: str = "", on_rows: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                scoring_run_id: str = "", on_rows: Callable[[int, int], None] | None = None,
+                p_convert: np.ndarray | None = None) -> pd.DataFrame:
     """The ranked table for feature rows of one as-of date: gates, probability, decision, value, tier, rank.
 
     `run_id` is the MLflow run that trained the model; `scoring_run_id` identifies this scoring; `on_rows(done,
-    total)`, when given, is called as the rows are scored (progress).
+    total)`, when given, is called as the rows are scored (progress); `p_convert`: the model's probabilities of
+    these rows when the caller has them already (the report's held-out rows), in the rows' order.
     """
     rows = with_subscore_inputs(rows.reset_index(drop=True))
     gates = parse_gates(p.gates, list(dict.fromkeys([*rows.columns, *ACCOUNT_COLUMNS])))
     context = _context(rows, accounts, list(dict.fromkeys(c for g in gates for c in g.columns())))
     gate_table = evaluate_gates(context, gates)
-    p_convert = predict_rows(model, rows[[str(c) for c in model.feature_names_in_]], on_rows)
+    if p_convert is None:
+        p_convert = predict_rows(model, rows[[str(c) for c in model.feature_names_in_]], on_rows)
+    elif len(p_convert) != len(rows):
+        raise ValueError(f"p_convert holds {len(p_convert):,} probabilities for {len(rows):,} rows")
+    p_convert = np.asarray(p_convert, dtype=float)
 
     as_of = pd.Timestamp(rows["as_of"].iloc[0]) if len(rows) and "as_of" in rows else scored_at
     if opportunities is not None and accounts is not None and len(opportunities):

@@ -72,14 +72,16 @@ def won_amounts(rows: pd.DataFrame, opportunities: pd.DataFrame | None, horizon_
 
 
 def backtest_frame(table: pd.DataFrame, model, info: dict, accounts: pd.DataFrame, opportunities: pd.DataFrame,
-                   p: ScoreConfig, horizon_days: int) -> pd.DataFrame:
-    """Replay the score stage on each held-out snapshot (outcomes known) and attach what followed."""
+                   p: ScoreConfig, horizon_days: int, p_test: np.ndarray | None = None) -> pd.DataFrame:
+    """Replay the score stage on each held-out snapshot (outcomes known) and attach what followed. `p_test`: the
+    model's probabilities of the table's held-out rows, in the table's order, when already computed."""
     parts = []
-    test = table[table["split"] == "test"]
+    test = table[table["split"] == "test"].reset_index(drop=True)
     for as_of, rows in test.groupby("as_of", sort=True):
+        known = None if p_test is None else np.asarray(p_test)[rows.index.to_numpy()]
         rows = rows.reset_index(drop=True)
         scored = score_frame(rows, model, accounts, opportunities, p, info.get("model_version", "?"),
-                             info.get("run_id", "?"), pd.Timestamp(as_of))
+                             info.get("run_id", "?"), pd.Timestamp(as_of), p_convert=known)
         outcome = pd.DataFrame({"lead_id": rows["lead_id"], "label": rows["label"].fillna(0).astype(int),
                                 "won_amount": won_amounts(rows, opportunities, horizon_days, p.default_deal_size).to_numpy()})
         parts.append(scored.merge(outcome, on="lead_id", how="left", validate="one_to_one"))
@@ -779,7 +781,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     comparison = previous_model_comparison(info, test[cols], y, p_test, top_fraction)
 
     # Criteria backtest: the score stage replayed where outcomes are known.
-    back = backtest_frame(table, model, info, accounts, opportunities, score_p, horizon_days)
+    back = backtest_frame(table, model, info, accounts, opportunities, score_p, horizon_days, p_test)
     gates = [c for c in GATE_COLUMNS if c in back]
     perf = bt.decision_performance(back)
     losses = bt.gate_losses(back, gates)

@@ -132,6 +132,38 @@ def test_the_score_reference_is_whole_accounts_up_to_its_budget(small_run, monke
     np.testing.assert_array_equal(p_drawn, p_all[picked])
 
 
+def test_the_backtest_replays_the_held_out_probabilities_it_is_given(small_run):
+    """The report's backtest takes the held-out probabilities the report computed: the same table as scoring the
+    rows again, without asking the model a second time."""
+    from pipeline.artifacts import load_model
+    from pipeline.io import find_table, read_table
+
+    P, prm = small_run["paths"], small_run["params"]
+    table = pd.read_parquet(small_run["features"])
+    model, info = load_model(P["models"], P["package"])
+    model = report.single_threaded(model)
+    accounts = read_table(find_table(P["validated"], "accounts"))
+    opportunities = read_table(find_table(P["validated"], "opportunities"))
+    test = table[table["split"] == "test"].reset_index(drop=True)
+    p_test = model.predict_proba(test[list(model.feature_names_in_)])[:, 1]
+    again = report.backtest_frame(table, model, info, accounts, opportunities, prm.score,
+                                  prm.featurize.horizon_days)
+
+    class Refusing:
+        feature_names_in_ = model.feature_names_in_
+
+        def predict_proba(self, X):
+            raise AssertionError("the model was asked again")
+
+        def __getattr__(self, name):
+            return getattr(model, name)
+
+    given = report.backtest_frame(table, Refusing(), info, accounts, opportunities, prm.score,
+                                  prm.featurize.horizon_days, p_test)
+    pd.testing.assert_frame_equal(given, again)
+    assert len(given) == len(test) and given["p_convert"].between(0, 1).all()
+
+
 def test_the_hand_over_list_and_the_changes_are_the_scored_tables(small_run):
     P = small_run["paths"]
     scored = pd.read_parquet(P["scored"] / "sql_leads.parquet")
