@@ -207,6 +207,23 @@ def test_leakage_guard_names_the_column():
     assert single_column_auc(-X["honest"], y) == pytest.approx(single_column_auc(X["honest"], y))
 
 
+def test_a_number_scores_by_its_ranking_with_missing_values_at_the_better_end():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 800)
+    x = pd.Series(y * 0.8 + rng.normal(0, 1, 800))
+    auc = roc_auc_score(y, x)
+    assert single_column_auc(x, y) == pytest.approx(max(auc, 1 - auc), abs=1e-12)  # no missing value
+    assert single_column_auc(-x, y) == pytest.approx(single_column_auc(x, y), abs=1e-12)
+    # the winners' values missing more often: missing ranks above every value (the better end)
+    holes = x.mask((y == 1) & (rng.random(800) < 0.5))
+    high = roc_auc_score(y, holes.fillna(holes.max() + 1.0))
+    low = roc_auc_score(y, holes.fillna(holes.min() - 1.0))
+    assert high > low
+    assert single_column_auc(holes, y) == pytest.approx(max(0.5, high, 1 - high, low, 1 - low), abs=1e-12)
+
+
 def test_a_category_scores_by_its_out_of_fold_positive_rate():
     """The categorical path's score, spelled out: per fold, each held-out row gets (wins + prior) / (leads + 1) of
     its value among the other folds' rows, the prior where the value is absent there."""
