@@ -565,8 +565,7 @@ def contact_table(leads: pd.DataFrame | None, accounts: pd.DataFrame | None,
     else:
         where = first_match(lead_ids, leads["lead_id"])
         out = pd.DataFrame({c: leads[c].array.take(where, allow_fill=True) for c in fields[1:]})
-        out.insert(0, "lead_id", lead_ids.to_numpy() if not isinstance(lead_ids.dtype, pd.StringDtype)
-                   else lead_ids.array)
+        out.insert(0, "lead_id", lead_ids.array)
         ids_to_accounts = pd.Series(leads["account_id"].array.take(where, allow_fill=True)) \
             if "account_id" in leads else None
     if accounts is not None and {"account_id", "company_name"} <= set(accounts.columns) and ids_to_accounts is not None:

@@ -62,10 +62,11 @@ def read_rows(path: Path | str, column: str, values) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     wanted = list(values)
-    keep = _whole_row_groups(pq.ParquetFile(path).metadata, column, set(wanted))
-    if keep is None:
-        return pd.read_parquet(path, filters=[(column, "in", wanted)])
-    return pq.ParquetFile(path).read_row_groups(keep).to_pandas()
+    with pq.ParquetFile(path) as parquet:  # the footer is read once, for the statistics and the read
+        keep = _whole_row_groups(parquet.metadata, column, set(wanted))
+        if keep is not None:
+            return parquet.read_row_groups(keep).to_pandas()
+    return pd.read_parquet(path, filters=[(column, "in", wanted)])
 
 
 def _whole_row_groups(metadata, column: str, wanted: set) -> list[int] | None:

@@ -105,8 +105,8 @@ def finish(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig, out_
     run's folder and switched to at once, and only then the history entry and the reports' summary are written.
 
     `contacts`: the leads' contact fields for the hand-over files (`pipeline.export.contact_table`; or a function
-    of the table's lead ids that builds them, called while the SQL table is written, which does not hold them); `key`: the
-    scoring's history key (`pipeline.history.scoring_key`)."""
+    of the table's lead ids that builds them, called while the SQL table is written, which does not hold them);
+    `key`: the scoring's history key (`pipeline.history.scoring_key`)."""
     from pipeline.transaction import scoring_lock
 
     table = hand_over(scored, rows, model, p, phrasebook)
