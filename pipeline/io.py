@@ -327,8 +327,18 @@ def _safe_text(arr, neutralise: bool):
             risky = pc.or_(risky, pc.and_(breaks, pc.match_substring_regex(arr, _RISKY)))
         risky = pc.fill_null(risky, False)
         if pc.any(risky).as_py():
-            cells = arr.filter(risky).to_pylist()
-            arr = pc.replace_with_mask(arr, risky, pa.array([_neutralise_cell(v) for v in cells], type=pa.string()))
+            # a cell of one line is neutralised by a leading ' unless it is a plain number (phones +4930...: most
+            # risky cells), in Arrow; a cell with line breaks goes line by line through `_neutralise_cell`
+            one_line = risky if not any_break else pc.and_(risky, pc.invert(pc.fill_null(breaks, False)))
+            quote = pc.and_(one_line, pc.invert(pc.match_substring_regex(arr, PLAIN_NUMBER)))
+            if pc.any(quote).as_py():
+                arr = pc.if_else(quote, pc.utf8_replace_slice(arr, 0, 0, "'"), arr)
+            if any_break:
+                risky = pc.and_(risky, pc.fill_null(breaks, False))
+                if pc.any(risky).as_py():
+                    cells = arr.filter(risky).to_pylist()
+                    arr = pc.replace_with_mask(arr, risky, pa.array([_neutralise_cell(v) for v in cells],
+                                                                    type=pa.string()))
     arr = pc.fill_null(arr, "")
     need = pc.or_(pc.match_substring(arr, ","), pc.match_substring(arr, '"'))
     if any_break:

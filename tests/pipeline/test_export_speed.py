@@ -66,6 +66,30 @@ def test_fast_csv_writer_is_byte_for_byte_the_pandas_writer(tmp_path, monkeypatc
     assert csv_text(df.iloc[:0]) == _csv_text_pandas(df.iloc[:0])
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_csv_writer_neutralises_random_cells_as_the_pandas_writer(monkeypatch, seed):
+    """Cells drawn from formula prefixes, digits, number punctuation, quotes and line breaks: one-line cells are
+    neutralised in Arrow (a plain number such as +49 30 1234 keeps its sign, anything else risky gets a '), cells
+    with line breaks line by line; blocks with and without line breaks, the same bytes as pandas' writer."""
+    monkeypatch.setattr(io, "FAST_CSV_BLOCK_ROWS", 256)
+    rng = np.random.default_rng(seed)
+    pieces = ["=", "+", "-", "@", "\t", "1", "7", " ", "(", ")", ".", ",", "/", "a", '"', "é", "0"]
+    breaks = ["\r", "\n", "\r\n"]
+
+    def cells(n, with_breaks):
+        alphabet = pieces + breaks if with_breaks else pieces
+        return ["".join(rng.choice(alphabet, rng.integers(0, 9))) if rng.random() > 0.05 else None
+                for _ in range(n)]
+
+    one_line = cells(1024, False) + ["+4930123456", "-0042", "-12.5", "(555) 123-4567", "+49 30 1234", "+", "-"]
+    mixed = cells(512, False) + cells(len(one_line) - 512, True)  # the later blocks hold line breaks
+    df = pd.DataFrame({"one_line": pd.array(one_line, dtype="str"), "mixed": pd.array(mixed, dtype="str")})
+    assert FastCsv.of(df) is not None
+    text = csv_text(df)
+    assert text == _csv_text_pandas(df)
+    assert "\n'=" in text and "\n+4930123456," in text  # both outcomes occur
+
+
 def test_fast_csv_writer_formats_datetimes_per_pandas_chunk(monkeypatch):
     monkeypatch.setattr(io, "FAST_CSV_BLOCK_ROWS", 1000)
     n = 9000  # 3 columns: pandas formats 33,333-row chunks; 2 columns + CR rows: runs and single rows
