@@ -32,6 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.artifacts import compiled_trees
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "data" / "bench_score"
 TARGET_SECONDS = 30.0
@@ -144,26 +146,6 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
             **timings}
 
 
-def compile_model(model, cache_dir: Path, n_jobs: int = 2):
-    """(CompiledConversionModel, compile seconds, was cached): lleaves-compiled trees, cached per booster text."""
-    import hashlib
-
-    import lleaves
-
-    from models.compiled import CompiledConversionModel
-
-    text = model.booster_.booster_.model_to_string(num_iteration=model.best_iteration_)
-    key = hashlib.sha256(text.encode()).hexdigest()[:16]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    txt, so = cache_dir / f"model_{key}.txt", cache_dir / f"model_{key}.so"
-    txt.write_text(text)
-    cached = so.exists()
-    t = time.perf_counter()
-    compiled = lleaves.Model(model_file=str(txt))
-    compiled.compile(cache=str(so))  # loads the cached object file when present
-    return CompiledConversionModel(model, compiled, n_jobs), round(time.perf_counter() - t, 2), cached
-
-
 def _inputs(workdir: Path | None = None):
     """The demo pipeline's outputs below `workdir` (params.yaml's paths; default this checkout, as `make demo`
     leaves them): params, model and its info (the packaged version when the package stage ran), the feature
@@ -186,20 +168,14 @@ def _inputs(workdir: Path | None = None):
 
 
 def main(n: int = 1_000_000, chunk_rows: int = 100_000, predictor: str = "auto", workdir: Path | None = None) -> dict:
-    """Score `n` leads; `predictor` lightgbm (the booster's own predict), compiled (lleaves) or auto (compiled when
-    lleaves is installed: `pip install -e '.[fast]'`). `workdir`: where the demo pipeline ran (default: here)."""
+    """Score `n` leads; `predictor` lightgbm (the booster's own predict), compiled (lleaves) or auto (the score
+    stage's rule, `pipeline.artifacts.compiled_trees`). `workdir`: where the demo pipeline ran (default: here)."""
     prm, model, info, source, accounts, opportunities = _inputs(workdir)
     work = WORK if workdir is None else Path(workdir) / "bench_score"  # the resampled table and outputs
     threads = int(model.booster_.get_params().get("n_jobs") or 0)
-    compile_s, cached = None, None
-    if predictor == "auto":
-        try:
-            import lleaves  # noqa: F401
-            predictor = "compiled"
-        except ImportError:
-            predictor = "lightgbm"
-    if predictor == "compiled":
-        model, compile_s, cached = compile_model(model, work / "compiled", n_jobs=threads)
+    # the score stage's choice (`pipeline.artifacts.compiled_trees`), its compiled trees cached under the work folder
+    model, how = compiled_trees(model, n, predictor, cache_dir=work / "compiled")
+    predictor, compile_s, cached = how["predictor"], how.get("compile_s"), how.get("compile_cached")
     t = time.perf_counter()
     features = make_feature_table(source, work / f"features_{n}.parquet", n, chunk_rows)
     prepare_s = round(time.perf_counter() - t, 2)

@@ -1,7 +1,11 @@
-"""The conversion model with its trees compiled to machine code (lleaves): the same probabilities, faster predict.
+"""A model's trees compiled to machine code (lleaves): the same probabilities, a faster predict.
 
-Only the booster's raw score is swapped for the compiled one; column preparation, calibration and contributions
-stay the ConversionModel's own, so the compiled path cannot drift from the reference one (tests compare them).
+Only the trees' raw score is swapped: `with_compiled_trees` gives a shallow copy of a fitted `ConversionModel` or
+`BlendedModel` whose LightGBM classifier is a `CompiledTrees`, which answers the raw-score predict at the model's
+best iteration (the one both models ask for) with the compiled trees and hands every other call (contributions,
+parameters, the booster) to the classifier. Column preparation, offsets, blends and calibration stay the model's
+own, so the compiled path cannot drift from the reference one (tests compare them). Compiling, and caching what was
+compiled, is the pipeline's (`pipeline.artifacts.compiled_trees`): nothing here touches the disk.
 """
 
 from __future__ import annotations
@@ -9,33 +13,37 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import pandas as pd
 
 
-class CompiledConversionModel:
-    """Wraps a fitted ConversionModel and a compiled `lleaves.Model` of the same booster (best iteration)."""
+class CompiledTrees:
+    """Stands in for a fitted `LGBMClassifier`: ``predict(X, raw_score=True, num_iteration=<the compiled
+    iteration>)`` runs `compiled` (an `lleaves.Model` compiled with ``raw_score=True`` from the classifier's trees
+    up to that iteration) on `n_jobs` threads; any other call or attribute is the classifier's."""
 
-    def __init__(self, model, compiled, n_jobs: int = 2):
-        self.model = model
+    def __init__(self, classifier, compiled, num_iteration: int, n_jobs: int = 1):
+        self.classifier = classifier
         self.compiled = compiled
-        self.n_jobs = n_jobs
-        self.feature_names_in_ = model.feature_names_in_
-        self.best_iteration_ = model.best_iteration_
-        self.booster_ = model.booster_
+        self.num_iteration = int(num_iteration)
+        self.n_jobs = max(1, int(n_jobs))
 
-    def _margin(self, X: pd.DataFrame, prepared: bool = False) -> np.ndarray:
-        """The compiled trees' log-odds (lleaves returns the probability), plus any logistic offset."""
-        X = X if prepared else self.model._prepare(X)
-        p = np.clip(np.asarray(self.compiled.predict(X, n_jobs=self.n_jobs), dtype=float), 1e-15, 1 - 1e-15)
-        margin = np.log(p / (1.0 - p))
-        if getattr(self.model, "offset_model_", None) is not None:
-            margin = margin + self.model._offset(X)
-        return margin
+    def predict(self, X, raw_score: bool = False, num_iteration: int | None = None, **kwargs) -> np.ndarray:
+        if raw_score and num_iteration == self.num_iteration and not kwargs:
+            return np.asarray(self.compiled.predict(X, n_jobs=self.n_jobs), dtype=float)
+        return self.classifier.predict(X, raw_score=raw_score, num_iteration=num_iteration, **kwargs)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        fast = copy.copy(self.model)  # shallow: shares the booster, blend and calibrator, swaps only `_margin`
-        fast._margin = self._margin
-        return fast.predict_proba(X)
+    def __getattr__(self, name: str):  # only for what this class does not define itself
+        if name in ("classifier", "__setstate__"):  # unpickling/copying before __init__: no recursion
+            raise AttributeError(name)
+        return getattr(self.classifier, name)
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        return self.model.contributions(X)
+
+def with_compiled_trees(model, compiled, n_jobs: int = 1):
+    """A shallow copy of `model` (sharing its fitted parts) whose trees' raw scores come from `compiled`."""
+    fast = copy.copy(model)
+    fast.booster_ = CompiledTrees(model.booster_, compiled, model.best_iteration_, n_jobs)
+    return fast
+
+
+def trees_text(model) -> str:
+    """The LightGBM model text of `model`'s trees up to its best iteration (what `compiled` is compiled from)."""
+    return model.booster_.booster_.model_to_string(num_iteration=model.best_iteration_)

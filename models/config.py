@@ -51,6 +51,10 @@ class TrainConfig:
     refit_full: bool = True  # below large_data_rows: refit model and baselines on every training row once chosen
 
 
+# how the trees predict (`ScoreConfig.predictor`, `pipeline.artifacts.compiled_trees`)
+PREDICTORS = ("auto", "lightgbm", "compiled")
+
+
 @dataclass(frozen=True)
 class ScoreConfig:
     """The decision policy and hand-over: the ``score:`` section of params.yaml.
@@ -71,6 +75,9 @@ class ScoreConfig:
     # which model scores: champion / challenger (registry aliases), latest (the pipeline's own just-trained model),
     # or an MLflow URI; with the champion, the challenger is scored in shadow beside it
     model: str = "champion"
+    # how the trees predict: auto (compiled to machine code once per model and machine when many rows are scored,
+    # `pipeline.artifacts.compiled_trees`), compiled, or lightgbm; the probabilities are the same
+    predictor: str = "auto"
 
 
 @dataclass(frozen=True)

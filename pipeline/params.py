@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from features.config import FEATURE_SETS, FeaturizeConfig, ValidateConfig
-from models.config import CALIBRATIONS, EvaluateConfig, ScoreConfig, TrainConfig
+from models.config import CALIBRATIONS, PREDICTORS, EvaluateConfig, ScoreConfig, TrainConfig
 from pipeline.sources.demo_crm import DemoConfig
 
 DEFAULT_PARAMS = Path("params.yaml")  # the project's file, in the working folder (where DVC reads it)
@@ -165,6 +165,7 @@ def value_choices() -> dict[str, tuple[str, ...]]:
         "train.feature_set": FEATURE_SETS,
         "score.unknown_policy": ("fail", "call_queue"),
         "score.sql_rule": ("threshold", "capacity"),
+        "score.predictor": PREDICTORS,
     }
 
 

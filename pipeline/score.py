@@ -29,7 +29,7 @@ from models.decision import (
 from models.ranking import WITH_SALES
 from models.reasons import Phrasebook
 from pipeline import tracking
-from pipeline.artifacts import ModelIntegrityError, features_variant, load_model
+from pipeline.artifacts import ModelIntegrityError, compiled_trees, features_variant, load_model
 from pipeline.export import CONTACT_FIELDS, contact_table, export_all, owner_ids
 from pipeline.history import History, scoring_key
 from pipeline.io import find_table, read_rows, read_table, write_csv, write_json, write_parquet
@@ -224,6 +224,7 @@ def shadow(rows: pd.DataFrame, uri: str, champion_version: str, p: ScoreConfig, 
         log(f"WARNING shadow scoring skipped: {exc}")
         return {"version": version, "skipped": str(exc)}
     scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
+    model, _ = compiled_trees(model, len(rows), p.predictor)
     table = score_frame(rows, model, accounts, opportunities, p_chal, version, run_id, scored_at, new_scoring_run_id())
     kept = table[["lead_id", "rank", "status", "is_sql", "score", "p_convert", "tier", "model_version"]]
     return {"version": version, "n_sql": int(table["is_sql"].sum()), "file": SHADOW_FILE, "_table": kept}
@@ -235,15 +236,15 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
     """Score the open leads of the feature table with `p.model` (the registered champion by default; ``latest``:
     the package stage's model) and, when the champion scores, the challenger in shadow beside it."""
     started = time.time()
-    check_destinations(out_dir, database_url, reports_dir, store_uri() if registered_model else None)
-    features_path = Path(features_path)
-    variant = features_variant(features_path)
     uri = model_uri(p.model, registered_model) if registered_model else None  # no registry: the package's model
-    # loading the model is mostly importing its libraries: they are imported while the rows are read (Arrow,
-    # which leaves the interpreter free), 1.5-2 s saved at a million rows
+    # loading the model is mostly importing its libraries: they are imported while the destinations are checked
+    # and the rows read (Arrow, which leaves the interpreter free), 1.5-2 s saved at a million rows
     importing = threading.Thread(target=import_model_libraries, args=(uri is not None,), name="import-model",
                                  daemon=True)
     importing.start()
+    check_destinations(out_dir, database_url, reports_dir, store_uri() if registered_model else None)
+    features_path = Path(features_path)
+    variant = features_variant(features_path)
     table = read_rows(features_path, "split", ["score", "test"] if variant == FLAT else ["score"])
     rows, what = rows_to_score(table, variant)
     importing.join()
@@ -262,6 +263,7 @@ def run(features_path: Path, models_dir: Path, package_dir: Path | None, validat
         uri = None
         model, p_used, version, run_id = load_scorer(None, p, models_dir, package_dir)
         extra["model_fallback"] = misfit
+    model, extra["predictor"] = compiled_trees(model, len(rows), p.predictor)
     accounts = opportunities = leads = None
     if variant != FLAT:
         accounts = read_table(find_table(validated_dir, "accounts"))
@@ -403,12 +405,13 @@ def score_new_export(uri: str, input_path: Path, out_dir: Path, reports_dir: Pat
     else:
         rows, tables = read_input(Path(input_path), as_of, featurize_params, validate_params, quarantine)
     accounts, opportunities = tables.get("accounts"), tables.get("opportunities")
+    model, predictor = compiled_trees(model, len(rows), p.predictor)
     scored, key = score_rows(rows, model, p_used, version, run_id, accounts, opportunities, history_dir,
                              str(input_path))
     with mlflow_logger(run_id) as logger:
         summary = finish(scored, rows, model, p_used, out_dir, reports_dir, history_dir, database_url,
                          phrasebook_for(featurize_params.icp), lambda ids: contact_table(tables.get("leads"), accounts, ids),
                          key, {"scored": OPEN_LEADS, "model": uri, "input": str(input_path),
-                               "profile": getattr(profile, "name", None)})
+                               "profile": getattr(profile, "name", None), "predictor": predictor})
         log_score_run(run_id, started, p_used, summary, logger)
     return summary
