@@ -230,14 +230,14 @@ def test_no_reasons_when_switched_off(small_model):
 
 @pytest.mark.slow
 def test_compiled_trees_give_the_same_probabilities_and_the_same_reasons(small_model, tmp_path):
-    lleaves = pytest.importorskip("lleaves", reason="lleaves (extra 'fast') is not installed")
-    from models.compiled import CompiledConversionModel
+    lleaves = pytest.importorskip("lleaves", reason="lleaves is not installed")
+    from models.compiled import trees_text, with_compiled_trees
 
     path = tmp_path / "model.txt"
-    path.write_text(small_model.booster_.booster_.model_to_string(num_iteration=small_model.best_iteration_))
+    path.write_text(trees_text(small_model))
     compiled = lleaves.Model(model_file=str(path))
-    compiled.compile(cache=str(tmp_path / "model.so"))
-    fast = CompiledConversionModel(small_model, compiled, n_jobs=1)
+    compiled.compile(cache=str(tmp_path / "model.o"), raw_score=True)
+    fast = with_compiled_trees(small_model, compiled, n_jobs=1)
     rows = _synthetic(500, 8)
     assert fast.predict_proba(rows[FEATURES])[:, 1] == pytest.approx(small_model.predict_proba(rows[FEATURES])[:, 1],
                                                                      abs=1e-9)
