@@ -66,10 +66,13 @@ def load_scorer(uri: str | None, p: ScoreConfig, models_dir: Path | None = None,
 
 def import_model_libraries(registered: bool) -> None:
     """What unpickling a model imports (LightGBM, scikit-learn, `models.conversion`; MLflow's pyfunc for a
-    `registered` one), imported ahead, in a thread: imports only, nothing that changes the working directory or
-    reads the model. An import that fails here fails again, with its message, where the model is loaded."""
+    `registered` one) and what compiles its trees (lleaves), imported ahead, in a thread: imports only, nothing
+    that changes the working directory or reads the model. An import that fails here fails again, with its
+    message, where it is needed."""
     with contextlib.suppress(Exception):
         import models.conversion  # noqa: F401 - lightgbm and scikit-learn with it
+
+        import lleaves  # noqa: F401 - the compiled trees' (`pipeline.artifacts.compiled_trees`)
 
         if registered:
             import mlflow.pyfunc  # noqa: F401
