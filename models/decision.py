@@ -286,7 +286,7 @@ def hand_over(scored: pd.DataFrame, rows: pd.DataFrame, model, p: ScoreConfig,
     `scored` is ranked (score_frame's output); `rows` are the same leads' feature rows. Reasons come from the
     model's per-row contributions, computed only for the assigned SQLs and the call-queue leads within capacity.
     """
-    out = scored.copy()
+    out = scored.copy(deep=False)  # only new columns are set below: none reaches `scored`
     policy = parse_assignment(p.assignment)
     sql = out.index[out["status"] == SQL]
     assignment = assign(out.loc[sql, ["lead_id"]].assign(**{policy.territory_column: out.loc[sql, "territory"]}),

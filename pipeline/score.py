@@ -70,9 +70,9 @@ def import_model_libraries(registered: bool) -> None:
     that changes the working directory or reads the model. An import that fails here fails again, with its
     message, where it is needed."""
     with contextlib.suppress(Exception):
-        import models.conversion  # noqa: F401 - lightgbm and scikit-learn with it
-
         import lleaves  # noqa: F401 - the compiled trees' (`pipeline.artifacts.compiled_trees`)
+
+        import models.conversion  # noqa: F401 - lightgbm and scikit-learn with it
 
         if registered:
             import mlflow.pyfunc  # noqa: F401
