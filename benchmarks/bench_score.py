@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.artifacts import compiled_trees
+from pipeline.compiled import compiled_trees
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "benchmarks" / "data" / "bench_score"
@@ -169,11 +169,11 @@ def _inputs(workdir: Path | None = None):
 
 def main(n: int = 1_000_000, chunk_rows: int = 100_000, predictor: str = "auto", workdir: Path | None = None) -> dict:
     """Score `n` leads; `predictor` lightgbm (the booster's own predict), compiled (lleaves) or auto (the score
-    stage's rule, `pipeline.artifacts.compiled_trees`). `workdir`: where the demo pipeline ran (default: here)."""
+    stage's rule, `pipeline.compiled.compiled_trees`). `workdir`: where the demo pipeline ran (default: here)."""
     prm, model, info, source, accounts, opportunities = _inputs(workdir)
     work = WORK if workdir is None else Path(workdir) / "bench_score"  # the resampled table and outputs
     threads = int(model.booster_.get_params().get("n_jobs") or 0)
-    # the score stage's choice (`pipeline.artifacts.compiled_trees`), its compiled trees cached under the work folder
+    # the score stage's choice (`pipeline.compiled.compiled_trees`), its compiled trees cached under the work folder
     model, how = compiled_trees(model, n, predictor, cache_dir=work / "compiled")
     predictor, compile_s, cached = how["predictor"], how.get("compile_s"), how.get("compile_cached")
     t = time.perf_counter()

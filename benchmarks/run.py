@@ -213,7 +213,7 @@ def _floor(size: int) -> dict:
     predict_s = time.perf_counter() - t
     compiled = {}
     try:  # the same trees compiled, as the score stage predicts them (from the compile cache it fills)
-        from pipeline.artifacts import compiled_trees
+        from pipeline.compiled import compiled_trees
 
         fast, how = compiled_trees(model, len(X), "compiled")
         t = time.perf_counter()

@@ -5,7 +5,7 @@ Only the trees' raw score is swapped: `with_compiled_trees` gives a shallow copy
 best iteration (the one both models ask for) with the compiled trees and hands every other call (contributions,
 parameters, the booster) to the classifier. Column preparation, offsets, blends and calibration stay the model's
 own, so the compiled path cannot drift from the reference one (tests compare them). Compiling, and caching what was
-compiled, is the pipeline's (`pipeline.artifacts.compiled_trees`): nothing here touches the disk.
+compiled, is the pipeline's (`pipeline.compiled.compiled_trees`): nothing here touches the disk.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class TrainConfig:
     refit_full: bool = True  # below large_data_rows: refit model and baselines on every training row once chosen
 
 
-# how the trees predict (`ScoreConfig.predictor`, `pipeline.artifacts.compiled_trees`)
+# how the trees predict (`ScoreConfig.predictor`, `pipeline.compiled.compiled_trees`)
 PREDICTORS = ("auto", "lightgbm", "compiled")
 
 
@@ -76,7 +76,7 @@ class ScoreConfig:
     # or an MLflow URI; with the champion, the challenger is scored in shadow beside it
     model: str = "champion"
     # how the trees predict: auto (compiled to machine code once per model and machine when many rows are scored,
-    # `pipeline.artifacts.compiled_trees`), compiled, or lightgbm; the probabilities are the same
+    # `pipeline.compiled.compiled_trees`), compiled, or lightgbm; the probabilities are the same
     predictor: str = "auto"
 
 

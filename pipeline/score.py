@@ -29,7 +29,8 @@ from models.decision import (
 from models.ranking import WITH_SALES
 from models.reasons import Phrasebook
 from pipeline import tracking
-from pipeline.artifacts import ModelIntegrityError, compiled_trees, features_variant, load_model
+from pipeline.artifacts import ModelIntegrityError, features_variant, load_model
+from pipeline.compiled import compiled_trees
 from pipeline.export import CONTACT_FIELDS, contact_table, export_all, owner_ids
 from pipeline.history import History, scoring_key
 from pipeline.io import find_table, read_rows, read_table, write_csv, write_json, write_parquet
@@ -70,7 +71,7 @@ def import_model_libraries(registered: bool) -> None:
     that changes the working directory or reads the model. An import that fails here fails again, with its
     message, where it is needed."""
     with contextlib.suppress(Exception):
-        import lleaves  # noqa: F401 - the compiled trees' (`pipeline.artifacts.compiled_trees`)
+        import lleaves  # noqa: F401 - the compiled trees' (`pipeline.compiled.compiled_trees`)
 
         import models.conversion  # noqa: F401 - lightgbm and scikit-learn with it
 

@@ -10,7 +10,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-# compiled trees (pipeline.artifacts.compiled_trees) are cached in a folder of this test session, not the user's
+# compiled trees (pipeline.compiled.compiled_trees) are cached in a folder of this test session, not the user's
 os.environ["LEADSCORE_CACHE_DIR"] = tempfile.mkdtemp(prefix="leadscore-test-cache-")
 
 

@@ -1,4 +1,4 @@
-"""`pipeline.artifacts.compiled_trees`, the score stage's predictor: compiled once per model and machine, cached,
+"""`pipeline.compiled.compiled_trees`, the score stage's predictor: compiled once per model and machine, cached,
 falling back to LightGBM where it must; the same exports as LightGBM's own predict on the Salesforce and HubSpot
 fixtures and a flat export's blend."""
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline import artifacts, score
-from pipeline.artifacts import compiled_trees
+from pipeline.compiled import CACHE_ENV, COMPILE_MIN_ROWS, compiled_trees
 from pipeline.params import Params, load_params
 from tests._stages import run_stages
 
@@ -40,7 +40,7 @@ def test_auto_compiles_for_many_rows_and_then_loads_the_cached_object(flat_run, 
     X = rows[list(model.feature_names_in_)]
     same, how = compiled_trees(model, 1_000, "auto", cache_dir=tmp_path)
     assert same is model and how == {"predictor": "lightgbm"} and not any(tmp_path.iterdir())  # too few rows
-    fast, how = compiled_trees(model, artifacts.COMPILE_MIN_ROWS, "auto", cache_dir=tmp_path)
+    fast, how = compiled_trees(model, COMPILE_MIN_ROWS, "auto", cache_dir=tmp_path)
     assert how["predictor"] == "compiled" and how["compile_cached"] is False
     # the object and its hash, nothing else left behind (no model text, no temporary file)
     cached, digest = sorted(tmp_path.iterdir())
@@ -88,7 +88,7 @@ def test_a_model_without_trees_is_scored_as_it_is(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("profile", ["salesforce", "hubspot"])
 def test_the_score_stage_writes_the_same_exports_with_compiled_trees(profile, tmp_path, monkeypatch):
-    monkeypatch.setenv(artifacts.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     params = load_params()
     # trees on the fixture's few conversions (the default min_positives would fit the logistic fallback)
     params = dataclasses.replace(params, train=dataclasses.replace(params.train, n_jobs=1, min_positives=20))
