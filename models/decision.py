@@ -18,7 +18,7 @@ from features.schema import BANT_CONFIRMED_COLUMNS, FLAT
 from features.subscores import engagement_score, fit_score
 from models.assignment import assign, parse_assignment
 from models.config import ScoreConfig
-from models.gates import evaluate_gates, parse_gates
+from models.gates import evaluate_gates, parse_gates, texts_of
 from models.ranking import NEEDS_CALL, SQL, DecisionPolicy, assign_tiers, decide, fit_deal_size, rank_leads
 from models.reasons import Phrasebook, top_reasons
 
@@ -249,7 +249,7 @@ def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opport
     out["fit_score"] = ranked(fit_score(rows).to_numpy())
     out["engagement_score"] = ranked(engagement_score(rows).to_numpy())
     territory = parse_assignment(p.assignment).territory_column
-    out["territory"] = ranked(rows[territory].astype("string").to_numpy()) if territory in rows else pd.NA
+    out["territory"] = _ranked_text(rows[territory], order) if territory in rows else pd.NA
     out = out.join(ranked(gate_table)).join(ranked(decision))
     out["rank"] = rank[order]
     out["as_of"] = as_of
@@ -260,6 +260,14 @@ def score_frame(rows: pd.DataFrame, model, accounts: pd.DataFrame | None, opport
     out["schema_version"] = SCHEMA_VERSION
     ordered = [c for c in OUTPUT_COLUMNS if c in out] + [c for c in out if c not in OUTPUT_COLUMNS]
     return out[ordered]
+
+
+def _ranked_text(values: pd.Series, order: np.ndarray):
+    """`values` as text (pandas' ``str``) in the rows' rank `order`; a categorical of text by its codes."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(dtype.categories.dtype):
+        return texts_of(values.cat.codes.to_numpy()[order], list(dtype.categories), "str")
+    return values.astype("str").take(order).reset_index(drop=True)
 
 
 def predict_rows(model, X: pd.DataFrame, on_rows: Callable[[int, int], None] | None = None,

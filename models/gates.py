@@ -16,10 +16,22 @@ import numpy as np
 import pandas as pd
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
+OUTCOMES = (PASS, UNKNOWN, FAIL)  # a gate's outcome codes 0, 1, 2 (`BantGate.evaluate`)
 GATE_ORDER = ("budget", "authority", "need", "timeline")
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
 OPERATORS = (*_COMPARE, "in", "not_in")
+
+
+def texts_of(codes: np.ndarray, labels, dtype: str = "string"):
+    """The text array whose row i is ``labels[codes[i]]`` (a negative code: missing) in pandas' `dtype`, built by
+    Arrow from the few labels: the array pandas makes of the same Python strings, without one object per row."""
+    import pyarrow as pa
+
+    codes = np.asarray(codes)
+    missing = codes < 0
+    index = pa.array(codes, mask=missing) if missing.any() else pa.array(codes)
+    return pd.array(pa.array(list(labels), pa.large_string()).take(index), dtype=dtype)
 
 
 class GateConfigError(ValueError):
@@ -85,14 +97,14 @@ class BantGate:
             res = cond.evaluate(frame)
             any_true |= res.fillna(False).to_numpy(dtype=bool)
             any_unknown |= res.isna().to_numpy()
-        outcome = np.where(any_true, PASS, np.where(any_unknown, UNKNOWN, FAIL)).astype(object)
+        outcome = np.where(any_true, 0, np.where(any_unknown, 1, 2)).astype(np.int8)  # codes of OUTCOMES
         if self.confirmed:
             confirmed = pd.Series(frame[self.confirmed]).astype("Float64")
             known = confirmed.notna().to_numpy()
             yes = confirmed.fillna(0).to_numpy(dtype=float) > 0.5
-            outcome[known & yes] = PASS
-            outcome[known & ~yes] = FAIL
-        return pd.Series(outcome, index=frame.index, dtype="string")
+            outcome[known & yes] = 0
+            outcome[known & ~yes] = 2
+        return pd.Series(texts_of(outcome, OUTCOMES, "string"), index=frame.index)
 
 
 def parse_gates(config: Mapping[str, Any], available_columns: list[str] | None = None) -> list[BantGate]:

@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from models.gates import FAIL, UNKNOWN
+from models.gates import FAIL, UNKNOWN, texts_of
 
 SQL, NEEDS_CALL, NURTURE, DISQUALIFIED = "sql", "needs_call", "nurture", "disqualified"
 WITH_SALES = "with_sales"  # sales already works the lead (open opportunity, converted, working status): no decision
 # Order in the ranked table: hand-over first, then the call queue, then the rest; leads with sales listed apart.
 STATUS_ORDER = {SQL: 0, NEEDS_CALL: 1, NURTURE: 2, DISQUALIFIED: 3, WITH_SALES: 4}
+STATUSES = tuple(STATUS_ORDER)  # the statuses by their order code
 WITH_SALES_REASON = "already with sales (an open opportunity, converted, or a working CRM status)"
 SIZE_BANDS = np.array([0, 10, 50, 200, 1_000, 5_000, 20_000, np.inf])
 
@@ -77,15 +78,14 @@ def assign_tiers(p: np.ndarray, tiers: Mapping[str, float]) -> np.ndarray:
     return out
 
 
-def _joined_names(mask: np.ndarray, names: list[str], prefix: str) -> np.ndarray:
-    """Per row, `prefix` + the names whose column is True, joined by ", " (vectorised over distinct patterns)."""
+def _joined_names(mask: np.ndarray, names: list[str], prefix: str) -> tuple[np.ndarray, list[str]]:
+    """(per row a code, the texts): `prefix` + the names whose column is True, joined by ", " (each distinct
+    pattern joined once)."""
     if mask.shape[1] == 0:
-        return np.full(len(mask), prefix, dtype=object)
+        return np.zeros(len(mask), dtype=np.int64), [prefix]
     code = mask.astype(np.int64) @ (1 << np.arange(mask.shape[1], dtype=np.int64))
     patterns, inverse = np.unique(code, return_inverse=True)
-    text = np.array([prefix + ", ".join(n for j, n in enumerate(names) if int(c) >> j & 1) for c in patterns],
-                    dtype=object)
-    return text[inverse]
+    return inverse, [prefix + ", ".join(n for j, n in enumerate(names) if int(c) >> j & 1) for c in patterns]
 
 
 def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
@@ -116,29 +116,39 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
     else:
         is_sql = qualified & above
 
-    status = np.where(
-        any_failed, DISQUALIFIED, np.where(is_sql, SQL, np.where(any_unknown & above, NEEDS_CALL, NURTURE))
-    ).astype(object)
-    status[taken] = WITH_SALES
-    reasons = np.full(len(status), "all gates pass and p_convert clears the threshold", dtype=object)
-    if policy.sql_rule == "capacity":
-        reasons[:] = f"all gates pass and within the hand-over capacity of {policy.capacity}"
+    # status codes: STATUS_ORDER's values, turned into text once at the end (not one Python string per row)
+    code = np.where(any_failed, STATUS_ORDER[DISQUALIFIED],
+                    np.where(is_sql, STATUS_ORDER[SQL],
+                             np.where(any_unknown & above, STATUS_ORDER[NEEDS_CALL], STATUS_ORDER[NURTURE])))
+    code = code.astype(np.int8)
+    code[taken] = STATUS_ORDER[WITH_SALES]
+    # reasons as codes into `texts` too: a handful of gate patterns, at most ~1,000 probabilities below the bar
+    texts = ["all gates pass and p_convert clears the threshold" if policy.sql_rule != "capacity"
+             else f"all gates pass and within the hand-over capacity of {policy.capacity}"]
+    reason = np.zeros(len(code), dtype=np.int64)
+
+    def put(rows: np.ndarray, codes: np.ndarray, labels) -> None:
+        reason[rows] = len(texts) + codes
+        texts.extend(labels)
+
     if any_failed.any():
-        reasons[any_failed] = _joined_names(failed[any_failed], gate_names, "failed gate: ")
-    needs_call = status == NEEDS_CALL
+        put(any_failed, *_joined_names(failed[any_failed], gate_names, "failed gate: "))
+    needs_call = code == STATUS_ORDER[NEEDS_CALL]
     if needs_call.any():
-        reasons[needs_call] = _joined_names(unknown[needs_call], gate_names, "confirm on a call: ")
-    nurture = status == NURTURE
+        put(needs_call, *_joined_names(unknown[needs_call], gate_names, "confirm on a call: "))
+    nurture = code == STATUS_ORDER[NURTURE]
     if nurture.any():
-        low = _three_decimals(p_convert[nurture])
-        text = _prefixed(low, "p_convert ", f" below threshold {policy.threshold:.3f}")
-        if policy.sql_rule == "capacity":
-            text = np.where(qualified[nurture], f"all gates pass but beyond the hand-over capacity of {policy.capacity}",
-                            text)
-        reasons[nurture] = text
-    reasons[taken] = WITH_SALES_REASON
-    return pd.DataFrame({"status": status.astype(str), "status_reason": reasons, "is_sql": status == SQL},
-                        index=gates.index)
+        codes, labels = _prefixed(_three_decimals(p_convert[nurture]), "p_convert ",
+                                  f" below threshold {policy.threshold:.3f}")
+        if policy.sql_rule == "capacity":  # a gate-passing lead beyond the capacity: that, not its probability
+            codes = np.where(qualified[nurture], len(labels), codes)
+            labels = [*labels, f"all gates pass but beyond the hand-over capacity of {policy.capacity}"]
+        put(nurture, codes, labels)
+    if taken.any():
+        put(taken, np.zeros(int(taken.sum()), dtype=np.int64), [WITH_SALES_REASON])
+    reasons = texts_of(reason, texts, "str")
+    return pd.DataFrame({"status": texts_of(code, STATUSES, "str"), "status_reason": reasons,
+                         "is_sql": code == STATUS_ORDER[SQL]}, index=gates.index)
 
 
 def _outcome_is(gates: pd.DataFrame, value: str) -> np.ndarray:
@@ -168,11 +178,10 @@ def _three_decimals(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _prefixed(texts: np.ndarray, prefix: str, suffix: str) -> np.ndarray:
-    """prefix + text + suffix per element (each distinct text joined once)."""
+def _prefixed(texts: np.ndarray, prefix: str, suffix: str) -> tuple[np.ndarray, list[str]]:
+    """(per element a code, the texts): prefix + text + suffix, each distinct text joined once."""
     codes, distinct = pd.factorize(texts)
-    joined = np.array([prefix + t + suffix for t in distinct], dtype=object)
-    return joined[codes]
+    return codes, [prefix + t + suffix for t in distinct]
 
 
 def rank_leads(status: pd.Series, expected_value: np.ndarray) -> np.ndarray:
