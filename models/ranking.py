@@ -127,7 +127,7 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
              else f"all gates pass and within the hand-over capacity of {policy.capacity}"]
     reason = np.zeros(len(code), dtype=np.int64)
 
-    def put(rows: np.ndarray, codes: np.ndarray, labels) -> None:
+    def put(rows: np.ndarray, codes: np.ndarray | int, labels) -> None:
         reason[rows] = len(texts) + codes
         texts.extend(labels)
 
@@ -145,7 +145,7 @@ def decide(gates: pd.DataFrame, p_convert: np.ndarray, policy: DecisionPolicy,
             labels = [*labels, f"all gates pass but beyond the hand-over capacity of {policy.capacity}"]
         put(nurture, codes, labels)
     if taken.any():
-        put(taken, np.zeros(int(taken.sum()), dtype=np.int64), [WITH_SALES_REASON])
+        put(taken, 0, [WITH_SALES_REASON])
     reasons = texts_of(reason, texts, "str")
     return pd.DataFrame({"status": texts_of(code, STATUSES, "str"), "status_reason": reasons,
                          "is_sql": code == STATUS_ORDER[SQL]}, index=gates.index)

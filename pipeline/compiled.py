@@ -4,12 +4,15 @@ pure wrapper): compiled once per model and machine and cached, so that every lat
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from models.config import PREDICTORS
 from pipeline.artifacts import sha256_file
-from pipeline.io import atomic_path, write_atomic
+from pipeline.io import atomic_path, usable_cpus, write_atomic
 
 # The trees of a model about to score many rows are compiled to machine code by lleaves (`models.compiled`): the
 # same probabilities (tested to 1e-12), a faster predict (820k rows of the 1M benchmark model's 145 trees, 2 threads,
@@ -28,8 +31,6 @@ CACHE_ENV = "LEADSCORE_CACHE_DIR"
 def compile_cache_dir() -> Path:
     """Where compiled trees are kept: $LEADSCORE_CACHE_DIR, else $XDG_CACHE_HOME/leadscore, else
     ~/.cache/leadscore; its ``compiled`` folder."""
-    import os
-
     root = os.environ.get(CACHE_ENV) or (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "leadscore")
     return Path(root) / "compiled"
 
@@ -55,8 +56,6 @@ def compiled_trees(model: Any, n_rows: int, predictor: str = "auto", cache_dir: 
             raise RuntimeError("score.predictor 'compiled' needs lleaves (pip install lleaves): "
                                f"{exc}") from None
         return model, {"predictor": "lightgbm", "fallback": "lleaves is not installed"}
-    import time
-
     from models.compiled import trees_text, with_compiled_trees
 
     text = trees_text(model)
@@ -92,9 +91,6 @@ def _compile(text: str, target: Path) -> tuple[Any, bool]:
     """(an `lleaves.Model` of the model text, raw scores; whether it was loaded from the cache): loaded from
     `target` when its SHA-256 matches the one recorded beside it (LLVM aborts the process on a damaged object, it
     does not raise), else compiled and written there atomically, its hash after it."""
-    import os
-    import tempfile
-
     import lleaves
 
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -118,12 +114,5 @@ def _compile(text: str, target: Path) -> tuple[Any, bool]:
 
 
 def _threads(model: Any) -> int:
-    import os
-
     n_jobs = (model.booster_.get_params() or {}).get("n_jobs")
-    if n_jobs and int(n_jobs) > 0:
-        return int(n_jobs)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # no sched_getaffinity (macOS)
-        return os.cpu_count() or 1
+    return int(n_jobs) if n_jobs and int(n_jobs) > 0 else usable_cpus()

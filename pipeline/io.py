@@ -242,13 +242,18 @@ CODED_SAMPLE_ROWS = 65_536  # a text column with few distinct values among its f
 _PANDAS_CHUNK_CELLS = 100_000  # pandas.io.formats.csvs._DEFAULT_CHUNKSIZE_CELLS
 
 
+def usable_cpus() -> int:
+    """The processors this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
+
+
 def render_threads() -> int:
     """Threads rendering CSV blocks at once: the processors this process may use, at most 2 (Arrow's kernels
     release the interpreter; a second thread takes a core the SQL writer or LightGBM leaves free)."""
-    try:
-        return max(1, min(2, len(os.sched_getaffinity(0))))
-    except AttributeError:  # no sched_getaffinity (macOS)
-        return max(1, min(2, os.cpu_count() or 1))
+    return max(1, min(2, usable_cpus()))
 
 
 def ordered_map(fn: Callable[[Any], Any], items, threads: int) -> Iterator[Any]:
