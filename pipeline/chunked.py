@@ -37,7 +37,8 @@ def score_in_chunks(
     feature_paths: list[Path], model, accounts: pd.DataFrame, opportunities: pd.DataFrame, p: ScoreConfig,
     out_dir: Path, batch_rows: int = 250_000, model_version: str = "", run_id: str = "",
 ) -> dict:
-    """Score every row of `feature_paths`; write `out_dir/part-*.parquet` and `out_dir/rank.parquet`.
+    """Score every row of `feature_paths`; write `out_dir/part-*.parquet` and `out_dir/rank.parquet` (an earlier
+    run's parts and rank in `out_dir` are removed first).
 
     The parts hold the scored rows (their `rank` column is the rank within the part); `rank.parquet` holds
     the global rank of every lead over all parts (status order first, then expected value, descending).
@@ -45,6 +46,11 @@ def score_in_chunks(
     refuse_global_rule(p)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # An earlier scoring's parts and rank would be read as this one's (`hand_over_chunks` takes every part): gone
+    # first, the rank before the parts, so a run that stops half-way leaves parts without a rank, never a mix.
+    (out_dir / "rank.parquet").unlink(missing_ok=True)
+    for stale in out_dir.glob("part-*.parquet"):
+        stale.unlink()
     scored_at = pd.Timestamp.now(tz="UTC").floor("s").tz_localize(None)
     ids, order_keys, values = [], [], []
     n_parts = n_rows = 0

@@ -50,6 +50,23 @@ def test_chunked_scoring_equals_whole_table(world, tmp_path):
     assert (merged["rank"] == merged["rank_global"]).all()  # the global rank, not the rank within a batch
 
 
+def test_rescoring_into_the_same_folder_leaves_no_earlier_part(world, tmp_path):
+    """A second run with larger batches writes fewer parts: the first run's extra parts must not be read with them."""
+    prm, crm, table, model = world
+    path = tmp_path / "features.parquet"
+    table.to_parquet(path, index=False)
+    out = tmp_path / "out"
+    first = score_in_chunks([path], model, crm.accounts, crm.opportunities, prm.score, out, batch_rows=100)
+    second = score_in_chunks([path], model, crm.accounts, crm.opportunities, prm.score, out, batch_rows=100_000)
+    parts = sorted(out.glob("part-*.parquet"))
+    scored = pd.concat([pd.read_parquet(p) for p in parts])
+
+    assert first["parts"] > 2 and second["parts"] == len(parts) == 1
+    assert len(scored) == second["rows"] == (table["split"] == "score").sum()
+    assert scored["lead_id"].is_unique
+    assert set(pd.read_parquet(out / "rank.parquet")["lead_id"]) == set(scored["lead_id"])
+
+
 def test_chunked_scoring_refuses_a_capacity_rule(world, tmp_path):
     prm, crm, table, model = world
     table.to_parquet(tmp_path / "f.parquet", index=False)
