@@ -115,9 +115,7 @@ def score_file(features: Path, model, info: dict, accounts: pd.DataFrame, opport
         return wrapper
 
     out_dir = Path(out_dir)
-    parts_dir = out_dir / "parts"
-    if parts_dir.exists():
-        shutil.rmtree(parts_dir)
+    parts_dir = out_dir / "parts"  # an earlier run's parts there: removed by score_in_chunks
     # The chunked scorer's steps timed where they happen (its module's names, restored afterwards).
     saved = {name: getattr(chunked, name) for name in ("iter_feature_batches", "score_frame", "write_parquet")}
     chunked.iter_feature_batches = timed_batches(saved["iter_feature_batches"])

@@ -105,4 +105,3 @@ def load_train_metrics(models_dir: Path) -> dict[str, Any]:
 
 def write_model_info(package_dir: Path, info: dict[str, Any]) -> Path:
     return write_json(info, Path(package_dir) / MODEL_INFO)
-

@@ -15,12 +15,13 @@ from pipeline.artifacts import sha256_file
 from pipeline.io import atomic_path, usable_cpus, write_atomic
 
 # The trees of a model about to score many rows are compiled to machine code by lleaves (`models.compiled`): the
-# same probabilities (tested to 1e-12), a faster predict (820k rows of the 1M benchmark model's 145 trees, 2 threads,
-# 50k-row chunks: 1.2-1.6 s against 2.9-3.3 s with LightGBM's own). Compiling takes 1.6-1.8 s for those trees, 10 s
-# for the demo's 659, so it is done where it pays: once per model and machine, the object kept in a cache folder (`compile_cache_dir`) under a
-# key of the trees, the compiler's versions and this processor; every later scoring of that model loads it in
-# about 10 ms. A compiled object is code like a model file: the cache folder is created for its owner only (0700),
-# holds only what this code compiled, and an object is loaded only when it matches the SHA-256 written beside it.
+# same probabilities (tested to 1e-12), a faster predict (820k rows of the 1M benchmark model's 145 trees, 2
+# threads, 50k-row chunks: 1.2-1.6 s against 2.9-3.3 s with LightGBM's own). Compiling takes 1.6-1.8 s for those
+# trees, 10 s for the demo's 659, so it is done where it pays: once per model and machine, the object kept in a
+# cache folder (`compile_cache_dir`) under a key of the trees, the compiler's versions and this processor; every
+# later scoring of that model loads it in about 10 ms. A compiled object is code like a model file: the cache
+# folder is created for its owner only (0700), holds only what this code compiled, and an object is loaded only
+# when it matches the SHA-256 written beside it.
 # `auto` compiles a model not in the cache when it scores this many rows: about where the first scoring repays the
 # compile (820k rows of the 145-tree 1M model: 1.7 s saved after a 1.7 s compile; 1M rows of the demo's 659 trees:
 # 15 s saved after 10 s), and every later scoring of the model gains all of it
